@@ -1,0 +1,248 @@
+//! The single definition of the command line. `--help`, the man pages and the shell completions
+//! are all generated from these types.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Examples:
+  chargectl                                      open the TUI (on a terminal)
+  chargectl emulate --headless --json            an emulated charger on the sandbox CSMS
+  chargectl emulate --csms ws://127.0.0.1:9000 --id CP1 --headless --json
+  chargectl csms --listen 127.0.0.1:9000         the sandbox CSMS on its own
+  chargectl config get HeartbeatInterval --port /dev/ttyUSB0
+  chargectl config set HeartbeatInterval=300 --port /dev/ttyUSB0 --json
+  chargectl flash image.bin --port /dev/ttyUSB0
+
+Exit codes are listed in chargectl(1) under EXIT STATUS.";
+
+/// A terminal tool for EV charger installers, support staff and provisioning scripts.
+#[derive(Debug, Parser)]
+#[command(name = "chargectl", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Print machine-readable JSON on stdout (one document, or JSON Lines for streams).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Write chargectl's own diagnostics to this file instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Never prompt; fail and name the flag that supplies a missing value.
+    #[arg(long, global = true)]
+    pub non_interactive: bool,
+    /// Key bindings for the TUI: a preset name (default, vim) or a file.
+    #[arg(long, global = true, value_name = "NAME", env = "CHARGECTL_KEYMAP")]
+    pub keymap: Option<String>,
+}
+
+/// How to reach a charger's service port.
+#[derive(Debug, Args, Clone)]
+pub struct PortArgs {
+    /// Serial device path, or tcp://HOST:PORT for serial over TCP (as ser2net provides).
+    #[arg(short, long, env = "CHARGECTL_PORT", value_name = "PORT")]
+    pub port: String,
+    /// Line rate of the serial port.
+    #[arg(long, env = "CHARGECTL_BAUD", default_value_t = 115_200)]
+    pub baud: u32,
+    /// Seconds to wait for the charger to answer a request.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List serial ports, marking likely chargers.
+    Ports {
+        /// Show every port, not only USB ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show the charger's identity, firmware, slots and uptime.
+    Info {
+        #[command(flatten)]
+        port: PortArgs,
+    },
+    /// Read or write configuration keys over the service port.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Apply a provisioning profile to a charger.
+    Provision {
+        /// Profile file (TOML), or the name of a shipped profile.
+        profile: String,
+        #[command(flatten)]
+        port: PortArgs,
+        /// Set a profile variable (repeatable), such as CHARGE_POINT_ID=CP1.
+        #[arg(long = "set", value_name = "VAR=VALUE")]
+        set: Vec<String>,
+        /// Show what would change without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Flash a signed firmware image and reboot into it.
+    Flash {
+        /// Signed image made with `chargectl firmware pack`.
+        image: PathBuf,
+        #[command(flatten)]
+        port: PortArgs,
+        /// Send the image uncompressed even when compression would help.
+        #[arg(long)]
+        no_compress: bool,
+        /// Leave the charger on its current firmware after the transfer (no reboot).
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Show the charger's log.
+    Logs {
+        #[command(flatten)]
+        port: PortArgs,
+        /// Lowest level to show: trace, debug, info, warn or error.
+        #[arg(long, default_value = "info")]
+        level: String,
+        /// Keep streaming new lines until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+        /// Also write the lines to this file.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Reboot the charger.
+    Reboot {
+        #[command(flatten)]
+        port: PortArgs,
+    },
+    /// Run the charger's complete OCPP stack locally with simulated hardware.
+    Emulate(EmulateArgs),
+    /// Run the sandbox CSMS on its own.
+    Csms {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+        listen: String,
+    },
+    /// Build and check signed firmware images.
+    #[command(subcommand)]
+    Firmware(FirmwareCommand),
+    /// Print a shell completion script.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Read all keys, or the named ones.
+    Get {
+        /// Key names; none means every key.
+        keys: Vec<String>,
+        #[command(flatten)]
+        port: PortArgs,
+    },
+    /// Write keys, each as KEY=VALUE.
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+        #[command(flatten)]
+        port: PortArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirmwareCommand {
+    /// Make a signing key pair: NAME (secret, mode 0600) and NAME.pub.
+    Keygen {
+        #[arg(short, long, value_name = "NAME")]
+        output: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Pack a payload into a signed image.
+    Pack {
+        /// Secret key made with `firmware keygen`.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// Firmware version written into the header, such as 2.4.1.
+        #[arg(long, value_name = "V")]
+        version: String,
+        /// The firmware payload.
+        payload: PathBuf,
+        #[arg(short, long, value_name = "IMAGE")]
+        output: PathBuf,
+    },
+    /// Show an image's header and check it.
+    Inspect {
+        image: PathBuf,
+        /// Also verify the signature against this public key (repeatable).
+        #[arg(long = "trust-key", value_name = "PUBKEY")]
+        trust_keys: Vec<PathBuf>,
+    },
+}
+
+/// How the HTTP Basic password is made from the AuthorizationKey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum BasicAuthPassword {
+    /// The key's decoded bytes (what the OCPP compliance tests expect).
+    #[default]
+    Bytes,
+    /// The key's hex text, for CSMSs that expect it.
+    Hex,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// CSMS URL (ws:// or wss://); the charge point id is appended as the last path segment.
+    /// Without it the sandbox CSMS starts on a free loopback port.
+    #[arg(long, value_name = "URL")]
+    pub csms: Option<String>,
+    /// Charge point id.
+    #[arg(long, default_value = "CHARGECTL-EMU-1")]
+    pub id: String,
+    /// Provisioning profile to apply before connecting (dry run of `provision`).
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Set a profile variable (repeatable).
+    #[arg(long = "set", value_name = "VAR=VALUE")]
+    pub set: Vec<String>,
+    /// Directory holding the emulated charger's state (default: in the data directory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Expose the service port as a pseudo-terminal and make PATH a symlink to it.
+    #[arg(long, value_name = "PATH")]
+    pub serial_link: Option<PathBuf>,
+    /// Throttle the emulated service port to this line rate (bits per second, 10 bits a byte).
+    #[arg(long, value_name = "N")]
+    pub serial_baud: Option<u32>,
+    /// Fraction of bytes the emulated service port drops (fault injection), such as 0.001.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub serial_drop_rate: f64,
+    /// Fraction of bytes the emulated service port corrupts (fault injection), such as 0.001.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub serial_flip_rate: f64,
+    /// Number of emulated chargers (ids get a -N suffix when more than one).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub count: u32,
+    /// Run without the TUI: hardware actions as JSON Lines on stdin, events on stdout.
+    #[arg(long)]
+    pub headless: bool,
+    /// SecurityProfile to start with (0 or 1), stored in the charger's configuration.
+    #[arg(long, value_name = "N")]
+    pub security_profile: Option<u8>,
+    /// AuthorizationKey as hex (16 to 20 bytes), stored write-only in the configuration.
+    #[arg(long, value_name = "HEX", env = "CHARGECTL_AUTHORIZATION_KEY", hide_env_values = true)]
+    pub authorization_key: Option<String>,
+    /// How the HTTP Basic password is made from the AuthorizationKey.
+    #[arg(long, value_enum, default_value_t = BasicAuthPassword::Bytes)]
+    pub basic_auth_password: BasicAuthPassword,
+    /// Public key trusted for firmware images (repeatable).
+    #[arg(long = "trust-key", value_name = "PUBKEY")]
+    pub trust_keys: Vec<PathBuf>,
+}

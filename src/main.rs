@@ -1,0 +1,64 @@
+use chargectl::cli::{self, Cli, ExitCode, args::Command};
+use clap::Parser;
+
+fn main() {
+    let cli = Cli::parse();
+    let env = cli::Env::sample(&cli.global);
+    let _guard = match (&cli.global.log_file, &cli.command) {
+        (Some(file), _) => {
+            let dir = file.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+            let prefix = file.file_name().and_then(|n| n.to_str()).unwrap_or("chargectl");
+            chargectl::logging::init_file(&dir, prefix)
+        }
+        (None, None) => chargectl::logging::init_file(&env.paths.log_dir, "chargectl"),
+        (None, Some(_)) => chargectl::logging::init_stderr(cli.global.verbose),
+    };
+    let code = run(cli, &env);
+    std::process::exit(code.code());
+}
+
+fn run(cli: Cli, env: &cli::Env) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chargectl: cannot start the async runtime: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli, env));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            if cli::output::is_broken_pipe(&error) {
+                return ExitCode::Ok;
+            }
+            let code = cli::exit::code_for(&error);
+            if env.json {
+                let _ = cli::output::print_json(&cli::output::json_error(
+                    code.kind(),
+                    &format!("{error:#}"),
+                ));
+            }
+            eprintln!("chargectl: {error:#}");
+            code
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
+    use cli::commands;
+    match cli.command {
+        Some(Command::Completions { shell }) => commands::completions::run(shell).map(|_| ExitCode::Ok),
+        None => {
+            anyhow::bail!(cli::Failure::new(
+                ExitCode::Usage,
+                anyhow::anyhow!("the TUI is not available yet; use a subcommand (see --help)")
+            ))
+        }
+        Some(other) => anyhow::bail!(cli::Failure::new(
+            ExitCode::Usage,
+            anyhow::anyhow!("command not available yet: {other:?}")
+        )),
+    }
+}

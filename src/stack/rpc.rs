@@ -1,6 +1,7 @@
 //! OCPP-J 1.6 RPC framing: CALL `[2, id, action, payload]`, CALLRESULT `[3, id, payload]`,
 //! CALLERROR `[4, id, code, description, details]`, and the error codes of OCPP-J section 4.2.3.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::fmt;
@@ -152,10 +153,7 @@ impl Frame {
             return Err(FrameError {
                 id: None,
                 is_call: false,
-                error: CallError::new(
-                    ErrorCode::FormationViolation,
-                    "message is not a JSON array",
-                ),
+                error: CallError::new(ErrorCode::FormationViolation, "message is not a JSON array"),
             });
         };
         let type_id = items.first().and_then(Value::as_u64);
@@ -278,6 +276,169 @@ impl Frame {
     }
 }
 
+/// Decodes the payload of a CALL or CALLRESULT into `T`, or gives the CALLERROR that answers it.
+///
+/// The code follows OCPP-J 1.6 section 4.2.3:
+///
+/// | what is wrong | code |
+/// | --- | --- |
+/// | the payload is not a JSON object | `FormationViolation` |
+/// | a field the schema does not define (additional property) | `FormationViolation` |
+/// | a required field is missing, or a list that needs an element is empty | `OccurenceConstraintViolation` |
+/// | a field has the wrong JSON type (`"idTag": 12`, a string for a number, a fraction for an integer) | `TypeConstraintViolation` |
+/// | a value of the right type outside the allowed set: an unknown enum value, a string longer than its CiString type, a timestamp that is not RFC 3339, an integer out of range (a negative connectorId) | `PropertyConstraintViolation` |
+///
+/// The description names the field at fault by its path in the payload
+/// (`chargingProfile.chargingSchedule.chargingSchedulePeriod[0].limit`) and never repeats a
+/// string value (it could be a secret such as an AuthorizationKey); `details` carries the path as
+/// `{"field": path}`.
+pub fn decode_payload<T: DeserializeOwned>(payload: &Value) -> Result<T, CallError> {
+    if !payload.is_object() {
+        return Err(CallError::new(
+            ErrorCode::FormationViolation,
+            format!("payload must be a JSON object, got {}", json_kind(payload)),
+        ));
+    }
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let path = e.path().to_string();
+        classify(&path, &e.inner().to_string())
+    })
+}
+
+/// Encodes a payload for a CALL or CALLRESULT.
+///
+/// Every message type of [`crate::stack::messages`] serialises to a JSON object; a type that
+/// cannot be serialised (a map with non-string keys) gives an empty object and an error trace.
+pub fn encode_payload<T: Serialize>(payload: &T) -> Value {
+    match serde_json::to_value(payload) {
+        Ok(value) => value,
+        Err(e) => {
+            tracing::error!(error = %e, "payload cannot be encoded as JSON");
+            json!({})
+        }
+    }
+}
+
+/// The OCPP-J error code for a serde message about the field at `path`.
+fn classify(path: &str, message: &str) -> CallError {
+    use crate::stack::messages::{BAD_TIMESTAMP, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};
+    let parent = if path == "." { "" } else { path };
+    let (code, field, text) = if let Some(name) = message.strip_prefix("missing field ") {
+        (
+            ErrorCode::OccurenceConstraintViolation,
+            join_path(parent, &backticked(name)),
+            "required field is missing".to_string(),
+        )
+    } else if let Some(name) = message.strip_prefix("unknown field ") {
+        (
+            ErrorCode::FormationViolation,
+            join_path(parent, &backticked(name)),
+            "field is not defined for this message (additional property)".to_string(),
+        )
+    } else if message.starts_with(EMPTY_LIST) {
+        (
+            ErrorCode::OccurenceConstraintViolation,
+            parent.to_string(),
+            message.to_string(),
+        )
+    } else if message.starts_with("invalid type") {
+        (
+            ErrorCode::TypeConstraintViolation,
+            parent.to_string(),
+            without_values(message),
+        )
+    } else if message.starts_with("invalid length") {
+        // A JSON array where an object is expected.
+        (
+            ErrorCode::TypeConstraintViolation,
+            parent.to_string(),
+            "expected a JSON object".to_string(),
+        )
+    } else if message.starts_with("invalid value") {
+        (
+            ErrorCode::PropertyConstraintViolation,
+            parent.to_string(),
+            without_values(message),
+        )
+    } else if message.starts_with("unknown variant")
+        || message.starts_with(TOO_LONG)
+        || message.starts_with(BAD_TIMESTAMP)
+        || message.starts_with(OUT_OF_RANGE)
+    {
+        (
+            ErrorCode::PropertyConstraintViolation,
+            parent.to_string(),
+            message.to_string(),
+        )
+    } else {
+        (
+            ErrorCode::FormationViolation,
+            parent.to_string(),
+            without_values(message),
+        )
+    };
+    let field = if field.is_empty() {
+        "payload".to_string()
+    } else {
+        field
+    };
+    CallError {
+        code,
+        description: format!("{field}: {text}"),
+        details: json!({ "field": field }),
+    }
+}
+
+/// The name between the first pair of backticks (serde quotes field names that way), at most
+/// 64 characters.
+fn backticked(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .unwrap_or(message)
+        .chars()
+        .take(64)
+        .collect()
+}
+
+fn join_path(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// `message` without the values serde quotes between backticks: "invalid type: string `abc`,
+/// expected u32" becomes "invalid type: string, expected u32".
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(" `") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find('`') {
+            Some(end) => rest = &rest[start + 2 + end + 1..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,7 +461,10 @@ mod tests {
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
         assert_eq!(e.id, None);
         let e = Frame::parse(r#"[2,"x","Reset"]"#).unwrap_err();
-        assert_eq!((e.error.code, e.id.as_deref()), (ErrorCode::ProtocolError, Some("x")));
+        assert_eq!(
+            (e.error.code, e.id.as_deref()),
+            (ErrorCode::ProtocolError, Some("x"))
+        );
         let e = Frame::parse(r#"[2,"x","Reset",[]]"#).unwrap_err();
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
         assert!(e.is_call);

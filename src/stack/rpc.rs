@@ -401,8 +401,12 @@ fn backticked(message: &str) -> String {
         .collect()
 }
 
+/// `parent.name`, unless `parent` already ends with `name` (the path of an unknown field
+/// includes it, that of a missing one does not).
 fn join_path(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
+    if parent == name || parent.ends_with(&format!(".{name}")) {
+        parent.to_string()
+    } else if parent.is_empty() {
         name.to_string()
     } else {
         format!("{parent}.{name}")
@@ -472,5 +476,187 @@ mod tests {
         assert_eq!(e.error.code, ErrorCode::ProtocolError);
         let e = Frame::parse(&format!(r#"[2,"{}","Reset",{{}}]"#, "x".repeat(37))).unwrap_err();
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
+    }
+
+    mod decode {
+        use super::super::*;
+        use crate::stack::messages::*;
+
+        fn set_profile(limit: Value) -> Value {
+            json!({
+                "connectorId": 1,
+                "csChargingProfiles": {
+                    "chargingProfileId": 7,
+                    "stackLevel": 0,
+                    "chargingProfilePurpose": "TxDefaultProfile",
+                    "chargingProfileKind": "Absolute",
+                    "chargingSchedule": {
+                        "chargingRateUnit": "A",
+                        "chargingSchedulePeriod": [
+                            {"startPeriod": 0, "limit": 16.0},
+                            {"startPeriod": 60, "limit": limit}
+                        ]
+                    }
+                }
+            })
+        }
+
+        fn fail<T: DeserializeOwned + std::fmt::Debug>(payload: Value) -> CallError {
+            match decode_payload::<T>(&payload) {
+                Ok(v) => panic!("{payload} was accepted as {v:?}"),
+                Err(e) => e,
+            }
+        }
+
+        fn assert_error(e: &CallError, code: ErrorCode, field: &str) {
+            assert_eq!(e.code, code, "{e}");
+            assert!(
+                e.description.starts_with(&format!("{field}: ")),
+                "description should name {field}: {e}"
+            );
+            assert_eq!(e.details, json!({ "field": field }));
+        }
+
+        #[test]
+        fn a_valid_payload_decodes() {
+            let req: SetChargingProfileRequest =
+                decode_payload(&set_profile(json!(10.05))).unwrap();
+            let periods = &req
+                .cs_charging_profiles
+                .charging_schedule
+                .charging_schedule_period;
+            assert_eq!(periods[1].limit.tenths(), 101);
+            assert_eq!(req.connector_id, 1);
+        }
+
+        #[test]
+        fn payload_that_is_not_an_object_is_a_formation_violation() {
+            for payload in [json!([]), json!("x"), json!(null), json!(3)] {
+                let e = decode_payload::<HeartbeatRequest>(&payload).unwrap_err();
+                assert_eq!(e.code, ErrorCode::FormationViolation, "{payload}");
+            }
+        }
+
+        #[test]
+        fn missing_field_is_an_occurrence_violation_naming_it() {
+            let e = fail::<AuthorizeRequest>(json!({}));
+            assert_error(&e, ErrorCode::OccurenceConstraintViolation, "idTag");
+            let mut p = set_profile(json!(8));
+            p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][1]
+                .as_object_mut()
+                .unwrap()
+                .remove("limit");
+            let e = fail::<SetChargingProfileRequest>(p);
+            assert_error(
+                &e,
+                ErrorCode::OccurenceConstraintViolation,
+                "csChargingProfiles.chargingSchedule.chargingSchedulePeriod[1].limit",
+            );
+        }
+
+        #[test]
+        fn empty_required_list_is_an_occurrence_violation() {
+            let e = fail::<MeterValuesRequest>(json!({"connectorId": 1, "meterValue": []}));
+            assert_error(&e, ErrorCode::OccurenceConstraintViolation, "meterValue");
+        }
+
+        #[test]
+        fn wrong_json_type_is_a_type_violation_naming_the_path() {
+            let e = fail::<SetChargingProfileRequest>(set_profile(json!("16")));
+            assert_error(
+                &e,
+                ErrorCode::TypeConstraintViolation,
+                "csChargingProfiles.chargingSchedule.chargingSchedulePeriod[1].limit",
+            );
+            let e = fail::<AuthorizeRequest>(json!({"idTag": 12}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "idTag");
+            let e = fail::<StartTransactionRequest>(json!({
+                "connectorId": 1, "idTag": "A", "meterStart": 1.5,
+                "timestamp": "2026-11-26T08:00:00Z"
+            }));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "meterStart");
+            let e = fail::<AuthorizeResponse>(json!({"idTagInfo": "Accepted"}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "idTagInfo");
+            let e = fail::<ResetRequest>(json!({"type": ["Hard"]}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "type");
+        }
+
+        #[test]
+        fn value_outside_the_allowed_set_is_a_property_violation() {
+            // Unknown enum value.
+            let e = fail::<ResetRequest>(json!({"type": "Warm"}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "type");
+            // String too long.
+            let e = fail::<AuthorizeRequest>(json!({"idTag": "X".repeat(21)}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "idTag");
+            // Bad timestamp format.
+            let e = fail::<HeartbeatResponse>(json!({"currentTime": "26.11.2026 08:00"}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "currentTime");
+            // Negative where the spec says integer >= 0.
+            let e = fail::<UnlockConnectorRequest>(json!({"connectorId": -1}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "connectorId");
+            // Integer beyond 32 bits.
+            let e = fail::<RemoteStopTransactionRequest>(json!({"transactionId": 4294967296u64}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "transactionId");
+            // Nested enum value in a list.
+            let mut p = set_profile(json!(8));
+            p["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"] = json!("kW");
+            let e = fail::<SetChargingProfileRequest>(p);
+            assert_error(
+                &e,
+                ErrorCode::PropertyConstraintViolation,
+                "csChargingProfiles.chargingSchedule.chargingRateUnit",
+            );
+        }
+
+        #[test]
+        fn unknown_field_is_a_formation_violation_naming_it() {
+            let e = fail::<HeartbeatRequest>(json!({"foo": 1}));
+            assert_error(&e, ErrorCode::FormationViolation, "foo");
+            let mut p = set_profile(json!(8));
+            p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["bogus"] =
+                json!(true);
+            let e = fail::<SetChargingProfileRequest>(p);
+            assert_error(
+                &e,
+                ErrorCode::FormationViolation,
+                "csChargingProfiles.chargingSchedule.chargingSchedulePeriod[0].bogus",
+            );
+        }
+
+        #[test]
+        fn errors_never_repeat_a_string_value() {
+            let secret = "S3cr3tS3cr3tS3cr3t";
+            let e = fail::<ChangeConfigurationRequest>(json!({
+                "key": "AuthorizationKey", "value": secret.repeat(40)
+            }));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "value");
+            assert!(!e.description.contains(secret), "{e}");
+            let e = fail::<ChangeConfigurationRequest>(json!({
+                "key": "AuthorizationKey", "value": 1234567890123u64
+            }));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "value");
+            assert!(!e.description.contains("1234567890123"), "{e}");
+        }
+
+        #[test]
+        fn encode_payload_gives_the_wire_object() {
+            let req = BootNotificationRequest {
+                charge_point_vendor: CiString20::new("Zaptec").unwrap(),
+                charge_point_model: CiString20::new("Go").unwrap(),
+                charge_point_serial_number: None,
+                charge_box_serial_number: None,
+                firmware_version: Some(CiString50::new("2.3.1").unwrap()),
+                iccid: None,
+                imsi: None,
+                meter_type: None,
+                meter_serial_number: None,
+            };
+            assert_eq!(
+                encode_payload(&req),
+                json!({"chargePointVendor": "Zaptec", "chargePointModel": "Go",
+                       "firmwareVersion": "2.3.1"})
+            );
+        }
     }
 }

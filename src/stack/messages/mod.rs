@@ -144,3 +144,6 @@ pub fn is_cp_initiated(action: &str) -> bool {
 pub fn is_security_whitepaper_action(action: &str) -> bool {
     SECURITY_WHITEPAPER_ACTIONS.contains(&action)
 }
+
+#[cfg(test)]
+mod tests;

@@ -275,9 +275,24 @@ impl KeySpec {
     pub fn is_secret(&self) -> bool {
         self.access == Access::WriteOnly
     }
+
+    /// The values (or list entries) this key accepts when they are a fixed set, for menus and
+    /// completions: booleans, measurand lists, phase rotations, `BasicAuthPassword`.
+    pub fn allowed_values(&self) -> Option<&'static [&'static str]> {
+        match (self.rule, self.value_type) {
+            (Rule::OnlyTrue, _) => Some(&["true"]),
+            (_, ValueType::Boolean) => Some(&["true", "false"]),
+            (Rule::Measurands { .. }, _) => Some(&SUPPORTED_MEASURANDS),
+            (Rule::PhaseRotation, _) => Some(&PHASE_ROTATIONS),
+            (Rule::OneOf(words), _) => Some(words),
+            _ => None,
+        }
+    }
 }
 
 const U32_SECONDS_MAX: i64 = 4_294_967;
+/// Longest value accepted for any key: ChangeConfiguration's `value` is a CiString500.
+pub const MAX_VALUE_CHARS: usize = 500;
 const ANY_INT: ValueType = ValueType::Integer {
     min: 0,
     max: i32::MAX as i64,
@@ -594,6 +609,12 @@ impl Configuration {
         {
             cfg.load_secrets(&secrets_path, &bytes)?;
         }
+        if cfg.security_profile() >= 1 && cfg.authorization_key.is_none() {
+            tracing::warn!(
+                profile = cfg.security_profile(),
+                "SecurityProfile needs an AuthorizationKey but none is stored"
+            );
+        }
         cfg.state_dir = Some(state_dir.to_path_buf());
         Ok(cfg)
     }
@@ -725,90 +746,108 @@ impl Configuration {
     /// ChangeConfiguration / `config set`: validates `value`, stores it atomically and answers.
     /// A failed write answers `Rejected` with the reason and leaves the value unchanged.
     pub fn change(&mut self, key: &str, value: &str, channel: Channel) -> ChangeOutcome {
-        let Some(i) = index_of(key) else {
-            return ChangeOutcome::NotSupported;
+        let planned = match self.plan(key, value, channel) {
+            Ok(planned) => planned,
+            Err(outcome) => {
+                if let ChangeOutcome::Rejected(reason) = &outcome {
+                    tracing::info!(key, ?channel, reason = %reason, "configuration change rejected");
+                }
+                return outcome;
+            }
         };
-        let spec = &REGISTRY[i];
-        if !visible(spec, channel) {
-            return ChangeOutcome::NotSupported;
-        }
-        if spec.access == Access::ReadOnly {
-            return ChangeOutcome::Rejected(format!("{key} is read-only"));
-        }
-        if spec.name == UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT && self.cable_locked() {
-            return ChangeOutcome::Rejected(format!(
-                "{key} is read-only while {LOCK_CABLE_PERMANENTLY} is true"
-            ));
-        }
-        let result = match spec.rule {
-            Rule::AuthorizationKey => self.change_authorization_key(value, channel),
-            Rule::SecurityProfile => self.change_security_profile(i, value, channel),
-            _ => match self.validate(spec, value) {
-                Ok(canonical) => self.commit(i, canonical),
-                Err(reason) => Err(Error::Invalid {
-                    key: key.to_string(),
-                    reason,
-                }),
-            },
+        let (spec, result) = match planned {
+            Planned::Value(i, canonical) => (&REGISTRY[i], self.commit(i, canonical)),
+            Planned::Secret(i, secret) => (&REGISTRY[i], self.commit_secret(secret)),
         };
         match result {
             Ok(()) => {
                 if spec.is_secret() {
                     tracing::info!(key, ?channel, "configuration key changed (value withheld)");
                 } else {
-                    tracing::info!(key, value = %self.values[i], ?channel, "configuration key changed");
+                    tracing::info!(key, value = %self.raw(key), ?channel, "configuration key changed");
                 }
-                if spec.reboot_required {
-                    ChangeOutcome::RebootRequired
-                } else {
-                    ChangeOutcome::Accepted
-                }
+                outcome_for(spec)
             }
             Err(e) => {
-                tracing::info!(key, ?channel, reason = %e, "configuration change rejected");
+                tracing::warn!(key, ?channel, error = %e, "configuration change not stored");
                 ChangeOutcome::Rejected(e.to_string())
             }
         }
     }
 
-    fn change_security_profile(&mut self, i: usize, value: &str, channel: Channel) -> Result<()> {
-        let spec = &REGISTRY[i];
-        let invalid = |reason: String| Error::Invalid {
-            key: spec.name.to_string(),
-            reason,
-        };
-        let canonical = self.validate(spec, value).map_err(invalid)?;
-        let new: i64 = canonical.parse().unwrap_or(0);
-        let current = i64::from(self.security_profile());
-        if channel == Channel::Ocpp && new <= current {
-            return Err(invalid(format!(
-                "can only be raised over OCPP (current {current}, requested {new})"
-            )));
+    /// What [`Self::change`] would answer, without changing or writing anything (provisioning
+    /// dry runs, form validation). A write failure cannot be predicted and is not reported.
+    pub fn check_change(&self, key: &str, value: &str, channel: Channel) -> ChangeOutcome {
+        match self.plan(key, value, channel) {
+            Ok(Planned::Value(i, _) | Planned::Secret(i, _)) => outcome_for(&REGISTRY[i]),
+            Err(outcome) => outcome,
         }
-        if new >= 1 && self.authorization_key.is_none() {
-            return Err(invalid(format!(
-                "profile {new} needs an {AUTHORIZATION_KEY}; set one first"
-            )));
-        }
-        self.commit(i, canonical)
     }
 
-    fn change_authorization_key(&mut self, value: &str, channel: Channel) -> Result<()> {
-        let invalid = |reason: String| Error::Invalid {
-            key: AUTHORIZATION_KEY.to_string(),
-            reason,
+    /// Every rule of a change, applied to the current values: the one place that decides.
+    fn plan(
+        &self,
+        key: &str,
+        value: &str,
+        channel: Channel,
+    ) -> std::result::Result<Planned, ChangeOutcome> {
+        let Some(i) = index_of(key) else {
+            return Err(ChangeOutcome::NotSupported);
         };
-        if value.is_empty() && channel == Channel::Service {
-            if self.security_profile() != 0 {
-                return Err(invalid(format!(
-                    "cannot be removed while {SECURITY_PROFILE} is {}",
-                    self.security_profile()
-                )));
-            }
-            return self.commit_secret(None);
+        let spec = &REGISTRY[i];
+        if !visible(spec, channel) {
+            return Err(ChangeOutcome::NotSupported);
         }
-        check_authorization_key(value).map_err(invalid)?;
-        self.commit_secret(Some(Secret::new(value)))
+        let reject = |reason: String| ChangeOutcome::Rejected(format!("{key}: {reason}"));
+        if spec.access == Access::ReadOnly {
+            return Err(reject("read-only".to_string()));
+        }
+        if spec.name == UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT && self.cable_locked() {
+            return Err(reject(format!(
+                "read-only while {LOCK_CABLE_PERMANENTLY} is true"
+            )));
+        }
+        let length = value.chars().count();
+        if length > MAX_VALUE_CHARS {
+            return Err(reject(format!(
+                "value is {length} characters, at most {MAX_VALUE_CHARS} allowed"
+            )));
+        }
+        match spec.rule {
+            Rule::AuthorizationKey => {
+                if value.is_empty() && channel == Channel::Service {
+                    let profile = self.security_profile();
+                    if profile != 0 {
+                        return Err(reject(format!(
+                            "cannot be removed while {SECURITY_PROFILE} is {profile}"
+                        )));
+                    }
+                    return Ok(Planned::Secret(i, None));
+                }
+                check_authorization_key(value).map_err(reject)?;
+                Ok(Planned::Secret(i, Some(Secret::new(value))))
+            }
+            Rule::SecurityProfile => {
+                let canonical = self.validate(spec, value).map_err(reject)?;
+                let new: i64 = canonical.parse().unwrap_or(0);
+                let current = i64::from(self.security_profile());
+                if channel == Channel::Ocpp && new <= current {
+                    return Err(reject(format!(
+                        "can only be raised over OCPP (current {current}, requested {new})"
+                    )));
+                }
+                if new >= 1 && self.authorization_key.is_none() {
+                    return Err(reject(format!(
+                        "profile {new} needs an {AUTHORIZATION_KEY}; set one first"
+                    )));
+                }
+                Ok(Planned::Value(i, canonical))
+            }
+            _ => {
+                let canonical = self.validate(spec, value).map_err(reject)?;
+                Ok(Planned::Value(i, canonical))
+            }
+        }
     }
 
     /// Sets a key bypassing access and channel rules (boot-time values, the interval from
@@ -1073,6 +1112,20 @@ impl Configuration {
     /// The state directory this configuration is stored in, if any.
     pub fn state_dir(&self) -> Option<&Path> {
         self.state_dir.as_deref()
+    }
+}
+
+/// A validated change, ready to be stored.
+enum Planned {
+    Value(usize, String),
+    Secret(usize, Option<Secret>),
+}
+
+fn outcome_for(spec: &KeySpec) -> ChangeOutcome {
+    if spec.reboot_required {
+        ChangeOutcome::RebootRequired
+    } else {
+        ChangeOutcome::Accepted
     }
 }
 

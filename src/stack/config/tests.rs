@@ -875,3 +875,73 @@ fn failed_write_rejects_and_leaves_memory_unchanged() {
     assert!(!why.contains(KEY32), "{why}");
     assert!(c.authorization_key().is_none());
 }
+
+#[test]
+fn check_change_answers_like_change_without_changing() {
+    let mut c = cfg();
+    assert_eq!(
+        c.check_change(HEARTBEAT_INTERVAL, "300", Channel::Ocpp),
+        ChangeOutcome::Accepted
+    );
+    assert_eq!(c.int(HEARTBEAT_INTERVAL), 86400);
+    assert!(rejected(&c.check_change(
+        HEARTBEAT_INTERVAL,
+        "-1",
+        Channel::Ocpp
+    )));
+    assert!(rejected(&c.check_change(
+        SECURITY_PROFILE,
+        "1",
+        Channel::Ocpp
+    )));
+    assert_eq!(
+        c.check_change(CSMS_URL, "ws://h/x", Channel::Service),
+        ChangeOutcome::RebootRequired
+    );
+    assert_eq!(
+        c.check_change(CSMS_URL, "ws://h/x", Channel::Ocpp),
+        ChangeOutcome::NotSupported
+    );
+    assert_eq!(
+        c.check_change(AUTHORIZATION_KEY, KEY32, Channel::Ocpp),
+        ChangeOutcome::Accepted
+    );
+    assert!(c.authorization_key().is_none());
+    for (key, v) in [
+        (LIGHT_INTENSITY, "7"),
+        (LIGHT_INTENSITY, "700"),
+        (NUMBER_OF_CONNECTORS, "2"),
+        ("BlinkRepeat", "1"),
+    ] {
+        let dry = c.check_change(key, v, Channel::Ocpp);
+        assert_eq!(dry, c.change(key, v, Channel::Ocpp), "{key}={v}");
+    }
+}
+
+#[test]
+fn overlong_values_are_rejected() {
+    let mut c = cfg();
+    let long = "1".repeat(MAX_VALUE_CHARS + 1);
+    let out = c.change(FREE_CHARGING_ID_TAG, &long, Channel::Ocpp);
+    let ChangeOutcome::Rejected(why) = out else {
+        panic!("{out:?}")
+    };
+    assert!(why.contains("at most 500"), "{why}");
+    assert!(!why.contains(&long));
+}
+
+#[test]
+fn allowed_values_describe_fixed_sets() {
+    let values = |k| spec(k).unwrap().allowed_values();
+    assert_eq!(values(FREE_CHARGING), Some(&["true", "false"][..]));
+    assert_eq!(
+        values(STOP_TRANSACTION_ON_EV_SIDE_DISCONNECT),
+        Some(&["true"][..])
+    );
+    assert_eq!(
+        values(STOP_TXN_SAMPLED_DATA),
+        Some(&SUPPORTED_MEASURANDS[..])
+    );
+    assert_eq!(values(BASIC_AUTH_PASSWORD), Some(&["bytes", "hex"][..]));
+    assert_eq!(values(HEARTBEAT_INTERVAL), None);
+}

@@ -1,1 +1,21 @@
-//! placeholder
+//! The sandbox CSMS: a small embedded OCPP 1.6J central system. `chargectl emulate` uses it when
+//! no CSMS is chosen, `chargectl csms` runs it on its own, and tests script, stop and restart it.
+//!
+//! - accepts any charge point id on any path (the id is the last path segment), negotiates the
+//!   `ocpp1.6` subprotocol, records HTTP Basic credentials (never the password) and can require
+//!   them; plain `ws://` or `wss://` with a given rustls configuration;
+//! - answers every charge point message schema-valid, as scripted by a shared [`Policy`];
+//! - calls charge points ([`SandboxHandle::call`]);
+//! - reports [`CsmsEvent`]s on a broadcast channel and keeps them in an in-memory log that
+//!   [`SandboxHandle::wait_for`] searches.
+
+mod events;
+mod policy;
+mod server;
+
+pub use events::{BasicAuthSeen, CsmsEvent, Direction, EventKind, WaitTimeout};
+pub use policy::{
+    AuthorizationStatus, IdTagInfo, Policy, RegistrationStatus, Reply, TransactionIds, answer,
+    format_time, reply,
+};
+pub use server::{CallError, SUBPROTOCOL, Sandbox, SandboxError, SandboxHandle, SandboxOptions};

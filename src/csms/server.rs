@@ -1,0 +1,1000 @@
+//! The WebSocket server: one accept task, one task per charge point connection (the actor that
+//! owns the socket), and a cloneable [`SandboxHandle`] to call charge points, change the policy,
+//! observe and stop.
+
+use super::events::{BasicAuthSeen, CsmsEvent, Direction, EventKind, EventLog, WaitTimeout};
+use super::policy::{self, Policy, Reply, TransactionIds};
+use crate::stack::rpc::{self, ErrorCode, Frame};
+use crate::stack::secret::Secret;
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{self, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+/// The only subprotocol the sandbox speaks.
+pub const SUBPROTOCOL: &str = "ocpp1.6";
+
+/// How to run the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Address to listen on; port 0 picks a free port. Pass a stopped sandbox's
+    /// [`SandboxHandle::local_addr`] to restart on the same port.
+    pub listen: SocketAddr,
+    /// Serve `wss://` with this TLS configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Refuse (HTTP 401) handshakes without HTTP Basic credentials, or whose password differs
+    /// from the one in `passwords` for that charge point.
+    pub require_basic_auth: bool,
+    /// Expected HTTP Basic password per charge point id.
+    pub passwords: HashMap<String, Secret>,
+    /// Initial behaviour; change it later with [`SandboxHandle::update_policy`].
+    pub policy: Policy,
+    /// First StartTransaction id this instance hands out (a restarted sandbox can continue).
+    pub first_transaction_id: i64,
+    /// How long [`SandboxHandle::call`] waits for the charge point's answer.
+    pub call_timeout: Duration,
+    /// Limit for the TLS and WebSocket handshakes of one connection.
+    pub handshake_timeout: Duration,
+    /// Events kept in the in-memory log (oldest dropped first).
+    pub log_capacity: usize,
+    /// Events buffered per broadcast subscriber before it lags.
+    pub broadcast_capacity: usize,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            require_basic_auth: false,
+            passwords: HashMap::new(),
+            policy: Policy::default(),
+            first_transaction_id: 1,
+            call_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            log_capacity: 100_000,
+            broadcast_capacity: 4096,
+        }
+    }
+}
+
+/// The sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot listen on {addr}: the address is already in use")]
+    AddrInUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A CALL from the sandbox to a charge point failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    #[error("charge point {cp_id:?} is not connected")]
+    NotConnected { cp_id: String },
+    #[error("{action} to {cp_id:?}: no answer within {after:?}")]
+    Timeout {
+        cp_id: String,
+        action: String,
+        after: Duration,
+    },
+    #[error("{action} to {cp_id:?}: the connection closed before the answer")]
+    Disconnected { cp_id: String, action: String },
+    #[error("{action} to {cp_id:?}: the charge point answered CALLERROR {error}")]
+    Rejected {
+        cp_id: String,
+        action: String,
+        error: rpc::CallError,
+    },
+}
+
+/// Starts sandboxes.
+pub struct Sandbox;
+
+impl Sandbox {
+    /// Binds the listener (with `SO_REUSEADDR`, so a stopped sandbox's port can be taken again
+    /// at once) and starts serving.
+    pub async fn start(opts: SandboxOptions) -> Result<SandboxHandle, SandboxError> {
+        let listener = bind(opts.listen)?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| SandboxError::Listen {
+                addr: opts.listen,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            log: EventLog::new(opts.log_capacity, opts.broadcast_capacity),
+            policy: RwLock::new(opts.policy),
+            next_transaction: AtomicI64::new(opts.first_transaction_id),
+            next_message: AtomicU64::new(1),
+            next_generation: AtomicU64::new(1),
+            connections: Mutex::new(HashMap::new()),
+            passwords: opts.passwords,
+            require_basic_auth: opts.require_basic_auth,
+            handshake_timeout: opts.handshake_timeout,
+        });
+        let cancel = CancellationToken::new();
+        let tls = opts.tls.map(tokio_rustls::TlsAcceptor::from);
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), tls, cancel.clone()));
+        tracing::info!(%local_addr, scheme, "sandbox CSMS listening");
+        Ok(SandboxHandle {
+            shared,
+            local_addr,
+            scheme,
+            call_timeout: opts.call_timeout,
+            stop: Arc::new(StopOnDrop {
+                cancel,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, SandboxError> {
+    let fail = |source: io::Error| {
+        if source.kind() == io::ErrorKind::AddrInUse {
+            SandboxError::AddrInUse { addr }
+        } else {
+            SandboxError::Listen { addr, source }
+        }
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket.listen(1024).map_err(fail)
+}
+
+/// Controls a running sandbox. Clones share it; it stops when [`SandboxHandle::shutdown`] is
+/// called or the last clone is dropped.
+#[derive(Clone)]
+pub struct SandboxHandle {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    scheme: &'static str,
+    call_timeout: Duration,
+    stop: Arc<StopOnDrop>,
+}
+
+struct StopOnDrop {
+    cancel: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl SandboxHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `ws://ADDR` (or `wss://`); charge points append `/<id>`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.local_addr)
+    }
+
+    /// Closes the listener and every connection (WebSocket close 1001), and returns once they are
+    /// all gone. Calling it again does nothing.
+    pub async fn shutdown(&self) {
+        self.stop.cancel.cancel();
+        let task = self
+            .stop
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::warn!(error = %e, "sandbox CSMS accept task ended abnormally");
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        self.shared.policy().clone()
+    }
+
+    pub fn set_policy(&self, policy: Policy) {
+        *self.shared.policy_mut() = policy;
+    }
+
+    /// Changes the policy in place; later CALLs see the change.
+    pub fn update_policy(&self, change: impl FnOnce(&mut Policy)) {
+        change(&mut self.shared.policy_mut());
+    }
+
+    /// The id the next StartTransaction will get (hand it to a restarted sandbox).
+    pub fn peek_transaction_id(&self) -> i64 {
+        self.shared.next_transaction.load(Ordering::SeqCst)
+    }
+
+    /// Charge point ids connected now.
+    pub fn connected(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.shared.conns().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Sends a CALL to a charge point and waits (up to the configured call timeout) for its
+    /// CALLRESULT payload.
+    pub async fn call(
+        &self,
+        cp_id: &str,
+        action: &str,
+        payload: Value,
+    ) -> Result<Value, CallError> {
+        self.call_with_timeout(cp_id, action, payload, self.call_timeout)
+            .await
+    }
+
+    pub async fn call_with_timeout(
+        &self,
+        cp_id: &str,
+        action: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let tx = self
+            .shared
+            .conns()
+            .get(cp_id)
+            .map(|c| c.tx.clone())
+            .ok_or_else(|| CallError::NotConnected {
+                cp_id: cp_id.to_string(),
+            })?;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let command = Command::Call {
+            action: action.to_string(),
+            payload,
+            reply: reply_tx,
+        };
+        let disconnected = || CallError::Disconnected {
+            cp_id: cp_id.to_string(),
+            action: action.to_string(),
+        };
+        tx.send(command).await.map_err(|_| disconnected())?;
+        match tokio::time::timeout(timeout, reply_rx).await {
+            Err(_) => Err(CallError::Timeout {
+                cp_id: cp_id.to_string(),
+                action: action.to_string(),
+                after: timeout,
+            }),
+            Ok(Err(_)) => Err(disconnected()),
+            Ok(Ok(Ok(payload))) => Ok(payload),
+            Ok(Ok(Err(error))) => Err(CallError::Rejected {
+                cp_id: cp_id.to_string(),
+                action: action.to_string(),
+                error,
+            }),
+        }
+    }
+
+    /// Closes one charge point's connection (WebSocket close 1000); returns whether it was
+    /// connected.
+    pub async fn disconnect(&self, cp_id: &str) -> bool {
+        let tx = self.shared.conns().get(cp_id).map(|c| c.tx.clone());
+        match tx {
+            Some(tx) => tx.send(Command::Close).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Live events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<CsmsEvent> {
+        self.shared.log.subscribe()
+    }
+
+    /// Every event still in the in-memory log, oldest first.
+    pub fn events(&self) -> Vec<CsmsEvent> {
+        self.shared.log.events()
+    }
+
+    /// Every frame exchanged with one charge point, in order, with its direction.
+    pub fn frames(&self, cp_id: &str) -> Vec<(Direction, Frame)> {
+        self.shared
+            .log
+            .events()
+            .iter()
+            .filter(|e| e.cp_id() == cp_id)
+            .filter_map(|e| e.frame().map(|(d, f)| (d, f.clone())))
+            .collect()
+    }
+
+    /// The CALL payloads one charge point sent with this action, in order.
+    pub fn calls_from(&self, cp_id: &str, action: &str) -> Vec<Value> {
+        self.frames(cp_id)
+            .into_iter()
+            .filter_map(|(d, f)| match f {
+                Frame::Call {
+                    action: a, payload, ..
+                } if d == Direction::Received && a == action => Some(payload),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Position of the next event; see [`SandboxHandle::wait_for_from`].
+    pub fn cursor(&self) -> usize {
+        self.shared.log.cursor()
+    }
+
+    /// The first logged event (past or future) matching `pred`, waiting up to `timeout`.
+    pub async fn wait_for(
+        &self,
+        pred: impl Fn(&CsmsEvent) -> bool,
+        timeout: Duration,
+    ) -> Result<CsmsEvent, WaitTimeout> {
+        self.shared.log.wait_for_from(0, pred, timeout).await
+    }
+
+    /// The first event at or after `cursor` matching `pred`.
+    pub async fn wait_for_from(
+        &self,
+        cursor: usize,
+        pred: impl Fn(&CsmsEvent) -> bool,
+        timeout: Duration,
+    ) -> Result<CsmsEvent, WaitTimeout> {
+        self.shared.log.wait_for_from(cursor, pred, timeout).await
+    }
+
+    /// Waits for a CALL with this action from this charge point (past or future).
+    pub async fn wait_for_call(
+        &self,
+        cp_id: &str,
+        action: &str,
+        timeout: Duration,
+    ) -> Result<CsmsEvent, WaitTimeout> {
+        self.wait_for(|e| e.is_call_from(cp_id, action), timeout)
+            .await
+    }
+
+    /// Waits until this charge point is connected (past or future connection).
+    pub async fn wait_for_connection(
+        &self,
+        cp_id: &str,
+        timeout: Duration,
+    ) -> Result<CsmsEvent, WaitTimeout> {
+        self.wait_for(
+            |e| matches!(&e.kind, EventKind::Connected { cp_id: c, .. } if c == cp_id),
+            timeout,
+        )
+        .await
+    }
+}
+
+struct Shared {
+    log: EventLog,
+    policy: RwLock<Policy>,
+    next_transaction: AtomicI64,
+    next_message: AtomicU64,
+    next_generation: AtomicU64,
+    connections: Mutex<HashMap<String, Connection>>,
+    passwords: HashMap<String, Secret>,
+    require_basic_auth: bool,
+    handshake_timeout: Duration,
+}
+
+struct Connection {
+    generation: u64,
+    tx: mpsc::Sender<Command>,
+}
+
+enum Command {
+    Call {
+        action: String,
+        payload: Value,
+        reply: oneshot::Sender<Result<Value, rpc::CallError>>,
+    },
+    Close,
+}
+
+impl Shared {
+    // The guarded data stays consistent if a holder panics (plain inserts and reads), so
+    // poisoned locks are used as they are.
+    fn policy(&self) -> std::sync::RwLockReadGuard<'_, Policy> {
+        self.policy.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn policy_mut(&self) -> std::sync::RwLockWriteGuard<'_, Policy> {
+        self.policy.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn message_id(&self) -> String {
+        format!("csms-{}", self.next_message.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+impl TransactionIds for Shared {
+    fn next_transaction_id(&self) -> i64 {
+        self.next_transaction.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cancel: CancellationToken,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    connections.spawn(handle_socket(tcp, peer, shared.clone(), tls.clone(), cancel.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "sandbox CSMS accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+    tracing::info!("sandbox CSMS stopped");
+}
+
+async fn handle_socket(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cancel: CancellationToken,
+) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    match tls {
+        None => serve(tcp, peer, false, shared, cancel).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(shared.handshake_timeout, acceptor.accept(tcp));
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = handshake => r,
+            };
+            match stream {
+                Ok(Ok(stream)) => serve(stream, peer, true, shared, cancel).await,
+                Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// What the HTTP upgrade request carried.
+struct Handshake {
+    cp_id: String,
+    path: String,
+    subprotocol: Option<String>,
+    offered: Vec<String>,
+    basic_auth: Option<BasicAuthSeen>,
+}
+
+// The error type is tungstenite's handshake `Callback` contract.
+#[allow(clippy::result_large_err)]
+/// Decides the upgrade: answers the subprotocol, checks credentials. On refusal, records the
+/// event and returns the HTTP error response.
+fn check_request(
+    shared: &Shared,
+    peer: SocketAddr,
+    request: &Request,
+    mut response: Response,
+) -> Result<(Handshake, Response), ErrorResponse> {
+    let path = request.uri().path().to_string();
+    let cp_id = path
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .map(percent_decode)
+        .unwrap_or_default();
+    let refuse = |status: StatusCode, reason: String, cp_id: &str| {
+        shared.log.push(EventKind::Refused {
+            cp_id: cp_id.to_string(),
+            status: status.as_u16(),
+            reason: reason.clone(),
+            peer,
+        });
+        tracing::info!(%peer, cp_id, status = status.as_u16(), reason, "handshake refused");
+        let mut builder = http::Response::builder().status(status);
+        if status == StatusCode::UNAUTHORIZED {
+            builder = builder.header("WWW-Authenticate", "Basic realm=\"OCPP\"");
+        }
+        let mut fallback = ErrorResponse::new(Some(reason.clone()));
+        *fallback.status_mut() = status;
+        builder.body(Some(reason)).unwrap_or(fallback)
+    };
+    if cp_id.is_empty() {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            format!("no charge point id in the path {path:?}"),
+            "",
+        ));
+    }
+    let offered: Vec<String> = request
+        .headers()
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let subprotocol = offered
+        .iter()
+        .find(|p| p.eq_ignore_ascii_case(SUBPROTOCOL))
+        .cloned();
+    if let Some(p) = &subprotocol
+        && let Ok(value) = HeaderValue::from_str(p)
+    {
+        response
+            .headers_mut()
+            .insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    let credentials = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_basic);
+    let basic_auth = credentials.as_ref().map(|(user, password)| BasicAuthSeen {
+        user: user.clone(),
+        password_ok: shared.passwords.get(&cp_id).map(|expected| {
+            constant_time_eq(expected.expose().as_bytes(), password.expose().as_bytes())
+        }),
+    });
+    if shared.require_basic_auth {
+        match &basic_auth {
+            None => {
+                return Err(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "HTTP Basic credentials required".into(),
+                    &cp_id,
+                ));
+            }
+            Some(seen) if seen.password_ok == Some(false) => {
+                return Err(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    format!("wrong password for user {:?}", seen.user),
+                    &cp_id,
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok((
+        Handshake {
+            cp_id,
+            path,
+            subprotocol,
+            offered,
+            basic_auth,
+        },
+        response,
+    ))
+}
+
+/// `Basic base64(user:password)` → (user, password).
+fn parse_basic(header: &str) -> Option<(String, Secret)> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    // The password may be arbitrary bytes (OCPP AuthorizationKey as bytes); compare it as text
+    // after a lossless-enough conversion.
+    let text = String::from_utf8_lossy(&decoded);
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), Secret::new(password)))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = segment.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// The callback's error type is tungstenite's `ErrorResponse`.
+#[allow(clippy::result_large_err)]
+async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    tls: bool,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut handshake = None;
+    let callback = |request: &Request, response: Response| {
+        let (seen, response) = check_request(&shared, peer, request, response)?;
+        handshake = Some(seen);
+        Ok(response)
+    };
+    let accept = tokio::time::timeout(
+        shared.handshake_timeout,
+        tokio_tungstenite::accept_hdr_async(stream, callback),
+    );
+    let ws = tokio::select! {
+        _ = cancel.cancelled() => return,
+        r = accept => r,
+    };
+    let mut ws = match ws {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "WebSocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "WebSocket handshake timed out");
+            return;
+        }
+    };
+    let Some(handshake) = handshake else {
+        return;
+    };
+    let cp_id = handshake.cp_id.clone();
+    let (tx, rx) = mpsc::channel(64);
+    let generation = shared.next_generation.fetch_add(1, Ordering::SeqCst);
+    let replaced = shared
+        .conns()
+        .insert(cp_id.clone(), Connection { generation, tx });
+    if let Some(old) = replaced {
+        // The old connection's command channel closes with it; it then closes its socket.
+        drop(old);
+        tracing::info!(cp_id, "a new connection replaces the previous one");
+    }
+    if handshake.subprotocol.is_none() {
+        tracing::warn!(cp_id, offered = ?handshake.offered, "charge point did not offer subprotocol ocpp1.6");
+    }
+    tracing::info!(cp_id, %peer, tls, "charge point connected");
+    shared.log.push(EventKind::Connected {
+        cp_id: cp_id.clone(),
+        path: handshake.path,
+        subprotocol: handshake.subprotocol,
+        offered_subprotocols: handshake.offered,
+        basic_auth: handshake.basic_auth,
+        tls,
+        peer,
+    });
+    let reason = Session {
+        cp_id: cp_id.clone(),
+        shared: shared.clone(),
+        pending: HashMap::new(),
+    }
+    .run(&mut ws, rx, &cancel)
+    .await;
+    {
+        let mut conns = shared.conns();
+        if conns
+            .get(&cp_id)
+            .is_some_and(|c| c.generation == generation)
+        {
+            conns.remove(&cp_id);
+        }
+    }
+    tracing::info!(cp_id, reason, "charge point disconnected");
+    shared.log.push(EventKind::Disconnected { cp_id, reason });
+}
+
+/// One charge point connection.
+struct Session {
+    cp_id: String,
+    shared: Arc<Shared>,
+    /// Sandbox CALLs awaiting the charge point's answer: id → (action, reply).
+    pending: HashMap<String, (String, oneshot::Sender<Result<Value, rpc::CallError>>)>,
+}
+
+type Ws<S> = tokio_tungstenite::WebSocketStream<S>;
+
+impl Session {
+    /// Serves until the connection ends; returns why it ended.
+    async fn run<S>(
+        mut self,
+        ws: &mut Ws<S>,
+        mut commands: mpsc::Receiver<Command>,
+        cancel: &CancellationToken,
+    ) -> String
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // Delayed answers come back through this channel so the read loop never sleeps.
+        let (later_tx, mut later_rx) = mpsc::unbounded_channel::<(Frame, Option<String>)>();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    close(ws, CloseCode::Away, "sandbox CSMS shutting down").await;
+                    return "sandbox CSMS shutting down".into();
+                }
+                command = commands.recv() => match command {
+                    Some(Command::Call { action, payload, reply }) => {
+                        let id = self.shared.message_id();
+                        let frame = Frame::Call { id: id.clone(), action: action.clone(), payload };
+                        self.pending.retain(|_, (_, r)| !r.is_closed());
+                        self.pending.insert(id, (action.clone(), reply));
+                        if let Err(e) = self.send(ws, frame, Some(action)).await {
+                            return format!("send failed: {e}");
+                        }
+                    }
+                    Some(Command::Close) => {
+                        close(ws, CloseCode::Normal, "closed by the sandbox CSMS").await;
+                        return "closed by the sandbox CSMS".into();
+                    }
+                    None => {
+                        close(ws, CloseCode::Normal, "replaced by a newer connection").await;
+                        return "replaced by a newer connection".into();
+                    }
+                },
+                Some((frame, action)) = later_rx.recv() => {
+                    if let Err(e) = self.send(ws, frame, action).await {
+                        return format!("send failed: {e}");
+                    }
+                }
+                message = ws.next() => match message {
+                    None => return "connection closed".into(),
+                    Some(Err(e)) => return format!("connection error: {e}"),
+                    Some(Ok(Message::Text(text))) => {
+                        if let Err(e) = self.on_text(ws, text.as_str(), &later_tx).await {
+                            return format!("send failed: {e}");
+                        }
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        let error = rpc::CallError::new(
+                            ErrorCode::FormationViolation,
+                            format!("binary message of {} bytes; OCPP-J uses text messages", bytes.len()),
+                        );
+                        self.shared.log.push(EventKind::Invalid {
+                            cp_id: self.cp_id.clone(),
+                            text: String::from_utf8_lossy(&bytes).into_owned(),
+                            error,
+                        });
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        tracing::debug!(cp_id = self.cp_id, ?frame, "close from charge point");
+                    }
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    }
+
+    async fn on_text<S>(
+        &mut self,
+        ws: &mut Ws<S>,
+        text: &str,
+        later: &mpsc::UnboundedSender<(Frame, Option<String>)>,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let frame = match Frame::parse(text) {
+            Ok(frame) => frame,
+            Err(bad) => {
+                tracing::info!(cp_id = self.cp_id, error = %bad, "invalid OCPP-J message");
+                self.shared.log.push(EventKind::Invalid {
+                    cp_id: self.cp_id.clone(),
+                    text: text.to_string(),
+                    error: bad.error.clone(),
+                });
+                // Answer a broken CALL with its own id; a message whose id cannot be read gets
+                // id "-1". Broken CALLRESULTs and CALLERRORs are never answered.
+                let answer_id = match (&bad.id, bad.is_call) {
+                    (Some(id), true) => Some(id.clone()),
+                    (None, _) => Some("-1".to_string()),
+                    (Some(_), false) => None,
+                };
+                if let Some(id) = answer_id {
+                    let reply = Frame::CallError {
+                        id,
+                        error: bad.error,
+                    };
+                    self.send(ws, reply, None).await?;
+                }
+                return Ok(());
+            }
+        };
+        match frame {
+            Frame::Call {
+                ref id,
+                ref action,
+                ref payload,
+            } => {
+                let (id, action) = (id.clone(), action.clone());
+                let reply = {
+                    let policy = self.shared.policy();
+                    policy::reply(
+                        &policy,
+                        self.shared.as_ref(),
+                        chrono::Utc::now(),
+                        &action,
+                        payload,
+                    )
+                };
+                self.shared.log.push(EventKind::Received {
+                    cp_id: self.cp_id.clone(),
+                    frame,
+                    action: Some(action.clone()),
+                });
+                match reply {
+                    Reply::Silence => {
+                        tracing::info!(cp_id = self.cp_id, action, id, "not answering (policy)");
+                    }
+                    Reply::Answer { delay, result } => {
+                        let answer = match result {
+                            Ok(payload) => Frame::CallResult { id, payload },
+                            Err(error) => Frame::CallError { id, error },
+                        };
+                        if delay.is_zero() {
+                            self.send(ws, answer, Some(action)).await?;
+                        } else {
+                            let later = later.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                // The session may be gone by now; then the answer is moot.
+                                let _ = later.send((answer, Some(action)));
+                            });
+                        }
+                    }
+                }
+            }
+            Frame::CallResult {
+                ref id,
+                ref payload,
+            } => {
+                let pending = self.pending.remove(id);
+                let action = pending.as_ref().map(|(a, _)| a.clone());
+                if pending.is_none() {
+                    tracing::warn!(cp_id = self.cp_id, id, "CALLRESULT for no pending CALL");
+                }
+                let payload = payload.clone();
+                self.shared.log.push(EventKind::Received {
+                    cp_id: self.cp_id.clone(),
+                    frame,
+                    action,
+                });
+                if let Some((_, reply)) = pending {
+                    // The caller may have timed out.
+                    let _ = reply.send(Ok(payload));
+                }
+            }
+            Frame::CallError { ref id, ref error } => {
+                let pending = self.pending.remove(id);
+                let action = pending.as_ref().map(|(a, _)| a.clone());
+                let error = error.clone();
+                self.shared.log.push(EventKind::Received {
+                    cp_id: self.cp_id.clone(),
+                    frame,
+                    action,
+                });
+                if let Some((_, reply)) = pending {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send<S>(
+        &self,
+        ws: &mut Ws<S>,
+        frame: Frame,
+        action: Option<String>,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        ws.send(Message::text(frame.to_text())).await?;
+        self.shared.log.push(EventKind::Sent {
+            cp_id: self.cp_id.clone(),
+            frame,
+            action,
+        });
+        Ok(())
+    }
+}
+
+async fn close<S>(ws: &mut Ws<S>, code: CloseCode, reason: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let closing = async {
+        ws.send(Message::Close(Some(frame))).await?;
+        // Wait for the peer's close so the close handshake completes, briefly.
+        while let Some(msg) = ws.next().await {
+            msg?;
+        }
+        Ok::<(), tokio_tungstenite::tungstenite::Error>(())
+    };
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), closing).await {
+        tracing::debug!(error = %e, "closing the WebSocket");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_basic_credentials() {
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("CP1:s3cret:with:colons")
+        );
+        let (user, password) = parse_basic(&header).unwrap_or_default();
+        assert_eq!(user, "CP1");
+        assert_eq!(password.expose(), "s3cret:with:colons");
+        assert!(parse_basic("Bearer abc").is_none());
+        assert!(parse_basic("Basic !!!").is_none());
+    }
+
+    #[test]
+    fn decodes_percent_escapes_in_ids() {
+        assert_eq!(percent_decode("CP%201"), "CP 1");
+        assert_eq!(percent_decode("CP%2"), "CP%2");
+        assert_eq!(percent_decode("plain"), "plain");
+    }
+
+    #[test]
+    fn compares_passwords_fully() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

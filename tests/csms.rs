@@ -1,0 +1,667 @@
+//! The sandbox CSMS over real WebSockets on 127.0.0.1, and `chargectl csms` as a process.
+
+use chargectl::csms::{
+    AuthorizationStatus, CallError, Direction, EventKind, IdTagInfo, RegistrationStatus, Sandbox,
+    SandboxHandle, SandboxOptions,
+};
+use chargectl::stack::rpc::{ErrorCode, Frame};
+use chargectl::stack::secret::Secret;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A scripted charge point.
+struct Cp {
+    ws: Ws,
+    next: u32,
+}
+
+struct ConnectOpts<'a> {
+    subprotocol: bool,
+    basic: Option<(&'a str, &'a str)>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Default for ConnectOpts<'_> {
+    fn default() -> Self {
+        Self {
+            subprotocol: true,
+            basic: None,
+            tls: None,
+        }
+    }
+}
+
+async fn connect_with(
+    url: &str,
+    opts: ConnectOpts<'_>,
+) -> Result<(Cp, tungstenite::handshake::client::Response), tungstenite::Error> {
+    let mut request = url.into_client_request()?;
+    if opts.subprotocol {
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("ocpp1.6"),
+        );
+    }
+    if let Some((user, password)) = opts.basic {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        request.headers_mut().insert(
+            "Authorization",
+            HeaderValue::from_str(&format!("Basic {token}")).unwrap(),
+        );
+    }
+    let connector = opts.tls.map(Connector::Rustls);
+    let (ws, response) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector),
+    )
+    .await
+    .expect("connect timed out")?;
+    Ok((Cp { ws, next: 1 }, response))
+}
+
+async fn connect(url: &str) -> Cp {
+    connect_with(url, ConnectOpts::default()).await.unwrap().0
+}
+
+impl Cp {
+    async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_string())).await.unwrap();
+    }
+
+    /// Next text message as JSON.
+    async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no message in time")
+                .expect("connection ended")
+                .expect("connection error");
+            if let Message::Text(t) = msg {
+                return serde_json::from_str(t.as_str()).unwrap();
+            }
+        }
+    }
+
+    /// Sends a CALL and returns the reply frame.
+    async fn call(&mut self, action: &str, payload: Value) -> Value {
+        let id = format!("cp-{}", self.next);
+        self.next += 1;
+        self.send_text(&json!([2, id, action, payload]).to_string())
+            .await;
+        let reply = self.recv().await;
+        assert_eq!(reply[1], json!(id), "reply {reply} answers another call");
+        reply
+    }
+
+    async fn boot(&mut self) -> Value {
+        self.call(
+            "BootNotification",
+            json!({"chargePointVendor": "Zaptec", "chargePointModel": "Go"}),
+        )
+        .await
+    }
+}
+
+async fn sandbox(opts: SandboxOptions) -> SandboxHandle {
+    Sandbox::start(opts).await.unwrap()
+}
+
+#[tokio::test]
+async fn boot_is_accepted_on_any_path_with_the_subprotocol() {
+    let csms = sandbox(SandboxOptions::default()).await;
+    let (mut cp, response) = connect_with(
+        &format!("{}/ocpp/site-7/ZAP%20001", csms.url()),
+        ConnectOpts::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        response.headers().get("Sec-WebSocket-Protocol").unwrap(),
+        "ocpp1.6"
+    );
+    let reply = cp.boot().await;
+    assert_eq!(reply[0], json!(3));
+    assert_eq!(reply[2]["status"], json!("Accepted"));
+    assert_eq!(reply[2]["interval"], json!(300));
+    assert!(reply[2]["currentTime"].as_str().unwrap().ends_with('Z'));
+
+    let connected = csms.wait_for_connection("ZAP 001", WAIT).await.unwrap();
+    match connected.kind {
+        EventKind::Connected {
+            path,
+            subprotocol,
+            basic_auth,
+            tls,
+            ..
+        } => {
+            assert_eq!(path, "/ocpp/site-7/ZAP%20001");
+            assert_eq!(subprotocol.as_deref(), Some("ocpp1.6"));
+            assert_eq!(basic_auth, None);
+            assert!(!tls);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Exactly once, in order.
+    let frames = csms.frames("ZAP 001");
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert!(
+        matches!(&frames[0], (Direction::Received, Frame::Call { action, .. }) if action == "BootNotification")
+    );
+    assert!(matches!(&frames[1], (Direction::Sent, Frame::CallResult { id, .. }) if id == "cp-1"));
+    assert_eq!(csms.connected(), vec!["ZAP 001".to_string()]);
+    csms.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_subprotocol_is_recorded() {
+    let csms = sandbox(SandboxOptions::default()).await;
+    let (mut cp, response) = connect_with(
+        &format!("{}/CP2", csms.url()),
+        ConnectOpts {
+            subprotocol: false,
+            ..ConnectOpts::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(response.headers().get("Sec-WebSocket-Protocol").is_none());
+    cp.boot().await;
+    let event = csms.wait_for_connection("CP2", WAIT).await.unwrap();
+    assert!(matches!(
+        event.kind,
+        EventKind::Connected { subprotocol: None, ref offered_subprotocols, .. } if offered_subprotocols.is_empty()
+    ));
+    csms.shutdown().await;
+}
+
+#[tokio::test]
+async fn basic_auth_is_recorded_without_the_password() {
+    let mut passwords = HashMap::new();
+    passwords.insert("CP1".to_string(), Secret::new("right-password"));
+    let csms = sandbox(SandboxOptions {
+        passwords,
+        ..SandboxOptions::default()
+    })
+    .await;
+    for (id, password, ok) in [
+        ("CP1", "right-password", Some(true)),
+        ("CP1", "wrong-password", Some(false)),
+        ("CP9", "anything", None),
+    ] {
+        let cursor = csms.cursor();
+        let (mut cp, _) = connect_with(
+            &format!("{}/{id}", csms.url()),
+            ConnectOpts {
+                basic: Some((id, password)),
+                ..ConnectOpts::default()
+            },
+        )
+        .await
+        .unwrap();
+        cp.boot().await;
+        let event = csms
+            .wait_for_from(
+                cursor,
+                |e| matches!(e.kind, EventKind::Connected { .. }),
+                WAIT,
+            )
+            .await
+            .unwrap();
+        match &event.kind {
+            EventKind::Connected { basic_auth, .. } => {
+                let seen = basic_auth.as_ref().unwrap();
+                assert_eq!((seen.user.as_str(), seen.password_ok), (id, ok));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let debug = format!("{:?}", csms.events());
+        assert!(!debug.contains(password), "password leaked into events");
+        assert!(!event.to_json().to_string().contains(password));
+    }
+    csms.shutdown().await;
+}
+
+#[tokio::test]
+async fn required_basic_auth_answers_401() {
+    let mut passwords = HashMap::new();
+    passwords.insert("CP1".to_string(), Secret::new("right-password"));
+    let csms = sandbox(SandboxOptions {
+        passwords,
+        require_basic_auth: true,
+        ..SandboxOptions::default()
+    })
+    .await;
+    let url = format!("{}/CP1", csms.url());
+    for basic in [None, Some(("CP1", "wrong-password"))] {
+        let refused = connect_with(
+            &url,
+            ConnectOpts {
+                basic,
+                ..ConnectOpts::default()
+            },
+        )
+        .await;
+        match refused {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401);
+                assert!(response.headers().get("WWW-Authenticate").is_some());
+            }
+            Err(other) => panic!("expected HTTP 401, got {other}"),
+            Ok(_) => panic!("expected HTTP 401, the handshake succeeded"),
+        }
+    }
+    let refusals = csms
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Refused { status: 401, .. }))
+        .count();
+    assert_eq!(refusals, 2);
+    let (mut cp, _) = connect_with(
+        &url,
+        ConnectOpts {
+            basic: Some(("CP1", "right-password")),
+            ..ConnectOpts::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(cp.boot().await[2]["status"], json!("Accepted"));
+    csms.shutdown().await;
+}
+
+#[tokio::test]
+async fn wss_with_a_self_signed_certificate() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert_der = certified.cert.der().clone();
+    let key_der =
+        rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key_der)
+        .unwrap();
+    let csms = sandbox(SandboxOptions {
+        tls: Some(Arc::new(server)),
+        ..SandboxOptions::default()
+    })
+    .await;
+    assert!(csms.url().starts_with("wss://127.0.0.1:"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let (mut cp, _) = connect_with(
+        &format!("{}/CPTLS", csms.url()),
+        ConnectOpts {
+            tls: Some(Arc::new(client)),
+            ..ConnectOpts::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(cp.boot().await[2]["status"], json!("Accepted"));
+    let event = csms.wait_for_connection("CPTLS", WAIT).await.unwrap();
+    assert!(matches!(event.kind, EventKind::Connected { tls: true, .. }));
+    csms.shutdown().await;
+}
+
+#[tokio::test]
+async fn calls_the_charge_point_and_times_out_without_an_answer() {
+    let csms = sandbox(SandboxOptions::default()).await;
+    let mut cp = connect(&format!("{}/CP1", csms.url())).await;
+    cp.boot().await;
+    assert_eq!(
+        csms.call("NOPE", "Reset", json!({"type": "Soft"})).await,
+        Err(CallError::NotConnected {
+            cp_id: "NOPE".into()
+        })
+    );
+
+    let handle = csms.clone();
+    let call = tokio::spawn(async move {
+        handle
+            .call(
+                "CP1",
+                "ChangeConfiguration",
+                json!({"key": "HeartbeatInterval", "value": "60"}),
+            )
+            .await
+    });
+    let request = cp.recv().await;
+    assert_eq!(request[0], json!(2));
+    assert_eq!(request[2], json!("ChangeConfiguration"));
+    assert_eq!(request[3]["key"], json!("HeartbeatInterval"));
+    cp.send_text(&json!([3, request[1], {"status": "Accepted"}]).to_string())
+        .await;
+    assert_eq!(call.await.unwrap(), Ok(json!({"status": "Accepted"})));
+
+    // A CALLERROR answer.
+    let handle = csms.clone();
+    let call =
+        tokio::spawn(async move { handle.call("CP1", "Reset", json!({"type": "Hard"})).await });
+    let request = cp.recv().await;
+    cp.send_text(&json!([4, request[1], "NotSupported", "no", {}]).to_string())
+        .await;
+    match call.await.unwrap() {
+        Err(CallError::Rejected { error, action, .. }) => {
+            assert_eq!(
+                (error.code, action.as_str()),
+                (ErrorCode::NotSupported, "Reset")
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // No answer: the call times out, and the late answer is logged but harmless.
+    let result = csms
+        .call_with_timeout(
+            "CP1",
+            "TriggerMessage",
+            json!({"requestedMessage": "Heartbeat"}),
+            Duration::from_millis(300),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(CallError::Timeout { ref action, .. }) if action == "TriggerMessage"),
+        "{result:?}"
+    );
+    let request = cp.recv().await;
+    cp.send_text(&json!([3, request[1], {"status": "Accepted"}]).to_string())
+        .await;
+    let late = csms
+        .wait_for(
+            |e| {
+                matches!(&e.kind, EventKind::Received { frame: Frame::CallResult { .. }, action: Some(a), .. } if a == "TriggerMessage")
+            },
+            WAIT,
+        )
+        .await;
+    assert!(late.is_ok());
+    // Still serving.
+    assert_eq!(cp.call("Heartbeat", json!({})).await[0], json!(3));
+    csms.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_and_a_restart_takes_the_same_port() {
+    let csms = sandbox(SandboxOptions {
+        first_transaction_id: 100,
+        ..SandboxOptions::default()
+    })
+    .await;
+    let addr = csms.local_addr();
+    let mut cp = connect(&format!("{}/CP1", csms.url())).await;
+    cp.boot().await;
+    let start = json!({"connectorId": 1, "idTag": "TAG", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"});
+    assert_eq!(
+        cp.call("StartTransaction", start.clone()).await[2]["transactionId"],
+        json!(100)
+    );
+    csms.shutdown().await;
+    // The charge point sees a close frame (1001) and then the end of the stream.
+    let mut saw_close = false;
+    while let Ok(Some(msg)) = tokio::time::timeout(WAIT, cp.ws.next()).await {
+        match msg {
+            Ok(Message::Close(Some(frame))) => {
+                assert_eq!(frame.code, CloseCode::Away);
+                saw_close = true;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(saw_close);
+    assert!(
+        csms.wait_for(|e| matches!(e.kind, EventKind::Disconnected { .. }), WAIT)
+            .await
+            .is_ok()
+    );
+
+    let again = sandbox(SandboxOptions {
+        listen: addr,
+        first_transaction_id: csms.peek_transaction_id(),
+        ..SandboxOptions::default()
+    })
+    .await;
+    assert_eq!(again.local_addr(), addr);
+    let mut cp = connect(&format!("{}/CP1", again.url())).await;
+    cp.boot().await;
+    assert_eq!(
+        cp.call("StartTransaction", start).await[2]["transactionId"],
+        json!(101)
+    );
+    again.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_busy_port_is_a_clear_error() {
+    let csms = sandbox(SandboxOptions::default()).await;
+    let err = Sandbox::start(SandboxOptions {
+        listen: csms.local_addr(),
+        ..SandboxOptions::default()
+    })
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("already in use"), "{err}");
+    csms.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_frames_get_a_callerror_and_the_server_keeps_serving() {
+    let csms = sandbox(SandboxOptions::default()).await;
+    let mut cp = connect(&format!("{}/CP1", csms.url())).await;
+    cp.send_text("this is not json").await;
+    let reply = cp.recv().await;
+    assert_eq!(reply[0], json!(4));
+    assert_eq!(reply[1], json!("-1"));
+    assert_eq!(reply[2], json!("FormationViolation"));
+
+    cp.send_text(r#"[2,"m1","Heartbeat"]"#).await;
+    let reply = cp.recv().await;
+    assert_eq!(
+        (&reply[1], &reply[2]),
+        (&json!("m1"), &json!("ProtocolError"))
+    );
+
+    let reply = cp.call("SignCertificate", json!({"csr": "x"})).await;
+    assert_eq!(reply[2], json!("NotImplemented"));
+
+    let reply = cp
+        .call("BootNotification", json!({"chargePointVendor": "Zaptec"}))
+        .await;
+    assert_eq!(reply[2], json!("OccurenceConstraintViolation"));
+    assert!(reply[3].as_str().unwrap().contains("chargePointModel"));
+
+    assert_eq!(cp.boot().await[2]["status"], json!("Accepted"));
+    let invalid = csms
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Invalid { .. }))
+        .count();
+    assert_eq!(invalid, 2);
+    csms.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_policy_scripts_answers() {
+    let csms = sandbox(SandboxOptions::default()).await;
+    csms.update_policy(|p| {
+        p.boot_status = RegistrationStatus::Pending;
+        p.heartbeat_interval = 5;
+        p.unanswered.insert("Heartbeat".into());
+        p.call_errors.insert(
+            "MeterValues".into(),
+            (ErrorCode::InternalError, "database down".into()),
+        );
+        p.id_tags.insert(
+            "BAD".into(),
+            IdTagInfo::with_status(AuthorizationStatus::Invalid),
+        );
+        p.delays
+            .insert("DataTransfer".into(), Duration::from_millis(50));
+    });
+    let mut cp = connect(&format!("{}/CP1", csms.url())).await;
+    let boot = cp.boot().await;
+    assert_eq!(
+        (&boot[2]["status"], &boot[2]["interval"]),
+        (&json!("Pending"), &json!(5))
+    );
+
+    // Heartbeat is never answered: the next reply is the Authorize one.
+    cp.send_text(r#"[2,"hb","Heartbeat",{}]"#).await;
+    let reply = cp.call("Authorize", json!({"idTag": "BAD"})).await;
+    assert_eq!(reply[2]["idTagInfo"]["status"], json!("Invalid"));
+    let reply = cp.call("Authorize", json!({"idTag": "GOOD"})).await;
+    assert_eq!(reply[2]["idTagInfo"]["status"], json!("Accepted"));
+
+    let reply = cp
+        .call("MeterValues", json!({"connectorId": 1, "meterValue": []}))
+        .await;
+    assert_eq!((&reply[0], &reply[2]), (&json!(4), &json!("InternalError")));
+
+    let reply = cp
+        .call("DataTransfer", json!({"vendorId": "com.zaptec"}))
+        .await;
+    assert_eq!(reply[2]["status"], json!("UnknownVendorId"));
+
+    // Back to normal.
+    csms.update_policy(|p| p.unanswered.clear());
+    assert_eq!(cp.call("Heartbeat", json!({})).await[0], json!(3));
+    assert_eq!(csms.calls_from("CP1", "Heartbeat").len(), 2);
+    csms.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_connection_with_the_same_id_replaces_the_old_one() {
+    let csms = sandbox(SandboxOptions::default()).await;
+    let mut first = connect(&format!("{}/CP1", csms.url())).await;
+    first.boot().await;
+    let mut second = connect(&format!("{}/CP1", csms.url())).await;
+    second.boot().await;
+    csms.wait_for(
+        |e| matches!(&e.kind, EventKind::Disconnected { reason, .. } if reason.contains("replaced")),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(csms.connected(), vec!["CP1".to_string()]);
+    // Calls go to the new connection.
+    let handle = csms.clone();
+    let call = tokio::spawn(async move { handle.call("CP1", "ClearCache", json!({})).await });
+    let request = second.recv().await;
+    second
+        .send_text(&json!([3, request[1], {"status": "Accepted"}]).to_string())
+        .await;
+    assert_eq!(call.await.unwrap(), Ok(json!({"status": "Accepted"})));
+    drop(first);
+    csms.shutdown().await;
+}
+
+mod binary {
+    use super::*;
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::process::Command;
+
+    /// Kills the child if the test fails half-way.
+    struct Child(tokio::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.start_kill();
+        }
+    }
+
+    #[tokio::test]
+    async fn csms_command_prints_json_lines() {
+        let mut child = Child(
+            Command::new(env!("CARGO_BIN_EXE_chargectl"))
+                .args(["csms", "--listen", "127.0.0.1:0", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut next = async || -> Value {
+            let line = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .expect("no output in time")
+                .unwrap()
+                .expect("stdout ended");
+            serde_json::from_str(&line).unwrap()
+        };
+        let listening = next().await;
+        assert_eq!(listening["type"], json!("listening"));
+        let url = listening["data"]["url"].as_str().unwrap().to_string();
+
+        let mut cp = connect(&format!("{url}/CP-BIN")).await;
+        cp.boot().await;
+        cp.call("Heartbeat", json!({})).await;
+
+        let connected = next().await;
+        assert_eq!(connected["type"], json!("connected"));
+        assert_eq!(connected["data"]["cp_id"], json!("CP-BIN"));
+        assert_eq!(connected["data"]["subprotocol"], json!("ocpp1.6"));
+        let expected = [
+            ("received", "Call", "BootNotification"),
+            ("sent", "CallResult", "BootNotification"),
+            ("received", "Call", "Heartbeat"),
+            ("sent", "CallResult", "Heartbeat"),
+        ];
+        for (direction, kind, action) in expected {
+            let line = next().await;
+            assert_eq!(line["type"], json!("message"), "{line}");
+            assert_eq!(line["data"]["direction"], json!(direction), "{line}");
+            assert_eq!(line["data"]["message_type"], json!(kind), "{line}");
+            assert_eq!(line["data"]["action"], json!(action), "{line}");
+        }
+        drop(cp);
+        let disconnected = next().await;
+        assert_eq!(disconnected["type"], json!("disconnected"));
+        child.0.kill().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn csms_command_on_a_busy_address_exits_3() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = busy.local_addr().unwrap().to_string();
+        let output = tokio::time::timeout(
+            WAIT,
+            Command::new(env!("CARGO_BIN_EXE_chargectl"))
+                .args(["csms", "--listen", &addr])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(output.status.code(), Some(3));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("already in use"), "{stderr}");
+    }
+}

@@ -16,6 +16,29 @@
 //! `ConnectorSwitch3to1PhaseSupported`, the OCMF signature keys, the certificate keys,
 //! `CpoName`) are absent, so they answer `NotSupported` / `unknownKey`.
 //!
+//! # Defaults
+//!
+//! Each [`KeySpec::default`] is the value at first boot. The choices worth knowing:
+//! HeartbeatInterval 86400 (BootNotification.conf's interval replaces it at once),
+//! MeterValueSampleInterval 60, ClockAlignedDataInterval 0 (off), MessageTimeout 30,
+//! ConnectionTimeOut 30, TransactionMessageAttempts 3, TransactionMessageRetryInterval 60,
+//! WebSocketPingInterval 30, ResetRetries 2, LightIntensity 100, MinimumStatusDuration 0,
+//! AuthorizeRemoteTxRequests false, LocalAuthorizeOffline true, LocalPreAuthorize false,
+//! AuthorizationCacheEnabled true, LocalAuthListEnabled true, MeterValues*Data
+//! `Energy.Active.Import.Register`, StopTxn*Data empty (no meter values in StopTransaction),
+//! NumberOfConnectors 1, ConnectorPhaseRotation `0.RST,1.RST`, every *DataMaxLength 6 (the
+//! number of supported measurands), ConnectorPhaseRotationMaxLength 2, GetConfigurationMaxKeys
+//! 64, StopTransactionMaxMeterValues 100, ChargeProfileMaxStackLevel 8,
+//! ChargingScheduleMaxPeriods 24, MaxChargingProfilesInstalled 10,
+//! ReserveConnectorZeroSupported false (one connector: reserving connector 0 adds nothing),
+//! FreeChargingIdTag `FreeCharging`, ChargePointId `ZAP000001`, CsmsUrl empty (not configured),
+//! BasicAuthPassword `bytes`, SecurityProfile 0 with no AuthorizationKey.
+//!
+//! Integer ranges beyond the OCPP minimum: ClockAlignedDataInterval, MinimumStatusDuration and
+//! WebSocketPingInterval 0..=86400, ConnectionTimeOut and MessageTimeout 1..=3600,
+//! TransactionMessageRetryInterval 1..=86400, ResetRetries and TransactionMessageAttempts
+//! 0..=100; HeartbeatInterval and MeterValueSampleInterval 0..=4294967 (release notes).
+//!
 //! # Reboot-required keys
 //!
 //! The stack reads every OCPP key when it needs it (the heartbeat timer, the meter sampler and

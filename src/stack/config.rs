@@ -16,6 +16,29 @@
 //! `ConnectorSwitch3to1PhaseSupported`, the OCMF signature keys, the certificate keys,
 //! `CpoName`) are absent, so they answer `NotSupported` / `unknownKey`.
 //!
+//! # Defaults
+//!
+//! Each [`KeySpec::default`] is the value at first boot. The choices worth knowing:
+//! HeartbeatInterval 86400 (BootNotification.conf's interval replaces it at once),
+//! MeterValueSampleInterval 60, ClockAlignedDataInterval 0 (off), MessageTimeout 30,
+//! ConnectionTimeOut 30, TransactionMessageAttempts 3, TransactionMessageRetryInterval 60,
+//! WebSocketPingInterval 30, ResetRetries 2, LightIntensity 100, MinimumStatusDuration 0,
+//! AuthorizeRemoteTxRequests false, LocalAuthorizeOffline true, LocalPreAuthorize false,
+//! AuthorizationCacheEnabled true, LocalAuthListEnabled true, MeterValues*Data
+//! `Energy.Active.Import.Register`, StopTxn*Data empty (no meter values in StopTransaction),
+//! NumberOfConnectors 1, ConnectorPhaseRotation `0.RST,1.RST`, every *DataMaxLength 6 (the
+//! number of supported measurands), ConnectorPhaseRotationMaxLength 2, GetConfigurationMaxKeys
+//! 64, StopTransactionMaxMeterValues 100, ChargeProfileMaxStackLevel 8,
+//! ChargingScheduleMaxPeriods 24, MaxChargingProfilesInstalled 10,
+//! ReserveConnectorZeroSupported false (one connector: reserving connector 0 adds nothing),
+//! FreeChargingIdTag `FreeCharging`, ChargePointId `ZAP000001`, CsmsUrl empty (not configured),
+//! BasicAuthPassword `bytes`, SecurityProfile 0 with no AuthorizationKey.
+//!
+//! Integer ranges beyond the OCPP minimum: ClockAlignedDataInterval, MinimumStatusDuration and
+//! WebSocketPingInterval 0..=86400, ConnectionTimeOut and MessageTimeout 1..=3600,
+//! TransactionMessageRetryInterval 1..=86400, ResetRetries and TransactionMessageAttempts
+//! 0..=100; HeartbeatInterval and MeterValueSampleInterval 0..=4294967 (release notes).
+//!
 //! # Reboot-required keys
 //!
 //! The stack reads every OCPP key when it needs it (the heartbeat timer, the meter sampler and
@@ -29,9 +52,9 @@
 //! # Read-only keys
 //!
 //! Read-only keys are facts of this firmware build (list sizes, supported profiles, number of
-//! connectors). They are written to `config.json` with the rest, but [`Configuration::open`]
-//! takes them from the registry, not the file, so an upgraded build never runs with the limits
-//! of an older one. [`Configuration::set_internal`] may change them for the running session.
+//! connectors) and are not stored, so an upgraded build never runs with the limits of an older
+//! one. A read-only key changed with [`Configuration::set_internal`] (an emulated charger with
+//! two connectors) is stored under `overrides` and survives a restart.
 //!
 //! # Security rules
 //!
@@ -44,7 +67,8 @@
 //!
 //! # Persistence
 //!
-//! `<state_dir>/config.json`: `{"version": 1, "values": {"Key": "value", ...}}` written with
+//! `<state_dir>/config.json`: `{"version": 1, "values": {"Key": "value", ...}, "overrides":
+//! {...}}` (every writable key; read-only keys only where set_internal changed them) written with
 //! [`storage::write_atomic`]. `<state_dir>/secrets.json`: `{"version": 1, "AuthorizationKey":
 //! "..."}` written with [`storage::write_atomic_private`]. A value for a key this build does not
 //! know is ignored; a key missing from the file gets its default; a stored value that fails
@@ -521,7 +545,11 @@ impl fmt::Debug for BasicPassword {
 #[derive(Serialize, Deserialize)]
 struct ConfigFile {
     version: u32,
+    /// Every writable key (not AuthorizationKey, which lives in `secrets.json`).
     values: BTreeMap<String, String>,
+    /// Read-only keys changed with `set_internal`, only where they differ from the firmware.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    overrides: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -630,25 +658,29 @@ impl Configuration {
                 found: doc.version,
             });
         }
-        // Validation of lists depends on other keys (MaxLength, NumberOfConnectors); those are
-        // read-only and already at their firmware values, so one pass in registry order works.
-        for (name, value) in &doc.values {
-            let Some(i) = index_of(name) else {
-                tracing::debug!(key = %name, file = %path.display(), "ignoring stored value of a key this build does not have");
-                continue;
-            };
-            let spec = &REGISTRY[i];
-            if spec.is_secret() || spec.access == Access::ReadOnly {
-                continue;
+        // Lists are validated against read-only limits (MaxLength keys, NumberOfConnectors), so
+        // the overrides of those are applied first.
+        for (map, read_only) in [(&doc.overrides, true), (&doc.values, false)] {
+            for (name, value) in map {
+                let Some(i) = index_of(name) else {
+                    tracing::debug!(key = %name, file = %path.display(), "ignoring stored value of a key this build does not have");
+                    continue;
+                };
+                let spec = &REGISTRY[i];
+                if spec.is_secret() || (spec.access == Access::ReadOnly) != read_only {
+                    // Read-only keys under "values" were written by an older layout; the
+                    // firmware's own value wins.
+                    continue;
+                }
+                let canonical =
+                    self.validate(spec, value)
+                        .map_err(|reason| Error::StoredValue {
+                            path: path.to_path_buf(),
+                            key: name.clone(),
+                            reason,
+                        })?;
+                self.values[i] = canonical;
             }
-            let canonical = self
-                .validate(spec, value)
-                .map_err(|reason| Error::StoredValue {
-                    path: path.to_path_buf(),
-                    key: name.clone(),
-                    reason,
-                })?;
-            self.values[i] = canonical;
         }
         Ok(())
     }
@@ -892,17 +924,23 @@ impl Configuration {
             return Ok(());
         }
         if let Some(dir) = &self.state_dir {
-            let mut values: BTreeMap<String, String> = REGISTRY
-                .iter()
-                .zip(&self.values)
-                .filter(|(s, _)| !s.is_secret())
-                .map(|(s, v)| (s.name.to_string(), v.clone()))
-                .collect();
-            values.insert(REGISTRY[i].name.to_string(), canonical.clone());
-            let doc = ConfigFile {
+            let mut next = self.values.clone();
+            next[i] = canonical.clone();
+            let mut doc = ConfigFile {
                 version: FILE_VERSION,
-                values,
+                values: BTreeMap::new(),
+                overrides: BTreeMap::new(),
             };
+            for (spec, value) in REGISTRY.iter().zip(next) {
+                if spec.is_secret() {
+                    continue;
+                }
+                if spec.access != Access::ReadOnly {
+                    doc.values.insert(spec.name.to_string(), value);
+                } else if value != spec.default {
+                    doc.overrides.insert(spec.name.to_string(), value);
+                }
+            }
             let path = dir.join(CONFIG_FILE);
             let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| Error::Write {
                 path: path.clone(),

@@ -945,3 +945,29 @@ fn allowed_values_describe_fixed_sets() {
     assert_eq!(values(BASIC_AUTH_PASSWORD), Some(&["bytes", "hex"][..]));
     assert_eq!(values(HEARTBEAT_INTERVAL), None);
 }
+
+#[test]
+fn read_only_overrides_survive_restart_and_validate_dependent_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Configuration::open(dir.path()).unwrap();
+    c.set_internal(NUMBER_OF_CONNECTORS, "2").unwrap();
+    c.set_internal(CONNECTOR_PHASE_ROTATION_MAX_LENGTH, "3")
+        .unwrap();
+    assert_eq!(
+        c.change(CONNECTOR_PHASE_ROTATION, "0.RST,1.RST,2.TSR", Channel::Ocpp),
+        ChangeOutcome::Accepted
+    );
+    let r = Configuration::open(dir.path()).unwrap();
+    assert_eq!(r.int(NUMBER_OF_CONNECTORS), 2);
+    assert_eq!(r.text(CONNECTOR_PHASE_ROTATION), "0.RST,1.RST,2.TSR");
+    // Unchanged read-only keys are not stored at all.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(CONFIG_FILE)).unwrap()).unwrap();
+    assert!(doc["values"].get(LOCAL_AUTH_LIST_MAX_LENGTH).is_none());
+    assert!(doc["overrides"].get(LOCAL_AUTH_LIST_MAX_LENGTH).is_none());
+    assert_eq!(doc["overrides"][NUMBER_OF_CONNECTORS], "2");
+    assert_eq!(
+        doc["values"][HEARTBEAT_INTERVAL], "86400",
+        "all writable keys stored"
+    );
+}

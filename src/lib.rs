@@ -19,5 +19,6 @@ pub mod firmware;
 pub mod link;
 pub mod logging;
 pub mod paths;
+pub mod provision;
 pub mod stack;
 pub mod tui;

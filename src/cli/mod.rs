@@ -3,6 +3,7 @@
 pub mod args;
 pub mod commands;
 pub mod exit;
+pub mod manpages;
 pub mod output;
 
 pub use args::Cli;

@@ -175,6 +175,8 @@ impl CsmsEvent {
                 frame,
                 action,
             } => {
+                // Printed output never shows a secret a CSMS sends (AuthorizationKey).
+                let frame = &crate::stack::rpc::redact(frame);
                 let direction = if matches!(self.kind, EventKind::Received { .. }) {
                     Direction::Received
                 } else {

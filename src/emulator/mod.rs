@@ -1,1 +1,164 @@
-//! placeholder
+//! Emulation mode: the charger's complete stack with simulated hardware, connected to a CSMS
+//! (the operator's, or the embedded sandbox) and optionally to a pseudo-terminal service port.
+
+pub mod hardware;
+pub mod headless;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::stack::chargepoint::{self, Handle, Identity, RebootKind};
+use crate::stack::clock::{SharedClock, TokioClock};
+use crate::stack::config::Configuration;
+use crate::stack::connection::Backoff;
+use crate::stack::hardware::HwEvent;
+use crate::stack::logbook::LogBook;
+use crate::stack::storage;
+
+pub use hardware::SimHardware;
+
+/// Vendor and model the emulated charger reports.
+pub const VENDOR: &str = "Zaptec";
+pub const MODEL: &str = "Go";
+/// Firmware version of a factory-fresh emulated charger.
+pub const FACTORY_FIRMWARE: &str = "2.1.0";
+
+/// Settings applied to the charger's configuration before it boots (from command-line flags).
+#[derive(Debug, Clone, Default)]
+pub struct BootSettings {
+    pub csms_url: Option<String>,
+    pub charge_point_id: Option<String>,
+    pub security_profile: Option<u8>,
+    pub authorization_key: Option<crate::stack::secret::Secret>,
+    /// `bytes` or `hex`.
+    pub basic_auth_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IdentityFile {
+    serial_number: String,
+}
+
+/// A running emulated charger.
+pub struct Emulator {
+    pub handle: Handle,
+    pub hardware: Arc<SimHardware>,
+    pub logbook: LogBook,
+    pub state_dir: PathBuf,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Emulator {
+    /// Prepares the state directory, applies `settings`, and boots the charger.
+    pub async fn start(state_dir: &Path, settings: &BootSettings) -> anyhow::Result<Emulator> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+        apply_settings(state_dir, settings)?;
+        let serial_number = load_or_make_serial(state_dir)?;
+        let clock: SharedClock = Arc::new(TokioClock::new());
+        let logbook = LogBook::new(10_000, clock.clone());
+        let hardware = Arc::new(SimHardware::open(Some(state_dir)));
+        let identity = Identity {
+            vendor: VENDOR.into(),
+            model: MODEL.into(),
+            serial_number,
+            firmware_version: FACTORY_FIRMWARE.into(),
+        };
+        let opts = chargepoint::Options {
+            identity: identity.clone(),
+            state_dir: state_dir.to_path_buf(),
+            clock,
+            logbook: logbook.clone(),
+            connect_timeout: Duration::from_secs(10),
+            backoff: Backoff::default(),
+        };
+        let reboot_identity = identity.clone();
+        let (handle, task) =
+            chargepoint::spawn(opts, hardware.clone(), move |_kind: RebootKind| {
+                reboot_identity.clone()
+            });
+        Ok(Emulator {
+            handle,
+            hardware,
+            logbook,
+            state_dir: state_dir.to_path_buf(),
+            task,
+        })
+    }
+
+    /// Applies a simulated hardware action: the physical part first, then the stack is told.
+    pub async fn act(&self, event: HwEvent) {
+        match &event {
+            HwEvent::Plug => self.hardware.set_plugged(true),
+            HwEvent::Unplug => self.hardware.set_plugged(false),
+            HwEvent::EvDemand { amps } => self.hardware.set_ev_demand(*amps),
+            _ => {}
+        }
+        self.handle.hardware(event).await;
+    }
+
+    /// Stops the charger cleanly: state persisted, connection closed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.handle.shutdown().await;
+        self.hardware.flush();
+        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(anyhow::anyhow!("charge point task failed: {join}")),
+            Err(_) => Err(anyhow::anyhow!("charge point did not stop within 5 s")),
+        }
+    }
+}
+
+fn apply_settings(state_dir: &Path, s: &BootSettings) -> anyhow::Result<()> {
+    let mut config = Configuration::open(state_dir)
+        .with_context(|| format!("opening configuration in {}", state_dir.display()))?;
+    if let Some(url) = &s.csms_url {
+        config
+            .set_internal("CsmsUrl", url)
+            .with_context(|| format!("CSMS URL '{url}'"))?;
+    }
+    if let Some(id) = &s.charge_point_id {
+        config
+            .set_internal("ChargePointId", id)
+            .with_context(|| format!("charge point id '{id}'"))?;
+    } else if config.text("ChargePointId").is_empty() {
+        config.set_internal("ChargePointId", "CHARGECTL-EMU-1")?;
+    }
+    if let Some(key) = &s.authorization_key {
+        config
+            .set_internal("AuthorizationKey", key.expose())
+            .context("AuthorizationKey (must be 32 to 40 hex digits)")?;
+    }
+    if let Some(p) = &s.basic_auth_password {
+        config.set_internal("BasicAuthPassword", p)?;
+    }
+    if let Some(profile) = s.security_profile {
+        if profile >= 1 && config.authorization_key().is_none() {
+            anyhow::bail!(
+                "security profile {profile} needs an AuthorizationKey (--authorization-key HEX)"
+            );
+        }
+        config
+            .set_internal("SecurityProfile", &profile.to_string())
+            .with_context(|| format!("security profile {profile} (only 0 or 1)"))?;
+    }
+    Ok(())
+}
+
+fn load_or_make_serial(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join("identity.json");
+    if let Some(bytes) = storage::read_optional(&path)?
+        && let Ok(id) = serde_json::from_slice::<IdentityFile>(&bytes)
+    {
+        return Ok(id.serial_number);
+    }
+    let serial = format!("ZAP{:06}", rand::random_range(0..1_000_000u32));
+    let doc = IdentityFile {
+        serial_number: serial.clone(),
+    };
+    storage::write_atomic(&path, &serde_json::to_vec_pretty(&doc)?)?;
+    Ok(serial)
+}

@@ -2,10 +2,16 @@
 //! knowledge of the emulator. Hardware, clock, storage and transport are traits or plain values
 //! handed in, so the same stack could run on a charger.
 
+pub mod auth;
+pub mod chargepoint;
 pub mod clock;
 pub mod config;
+pub mod connection;
+pub mod hardware;
+pub mod journal;
 pub mod logbook;
 pub mod messages;
 pub mod rpc;
 pub mod secret;
 pub mod storage;
+pub mod transport;

@@ -443,8 +443,57 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// A copy of `frame` safe to show or log: the value of a ChangeConfiguration of a write-only key
+/// (AuthorizationKey) is replaced with a placeholder. Every trace, log and `--json` output of
+/// frames goes through this.
+pub fn redact(frame: &Frame) -> Frame {
+    if let Frame::Call {
+        id,
+        action,
+        payload,
+    } = frame
+    {
+        let secret_key = payload.get("key").and_then(Value::as_str).is_some_and(|k| {
+            super::messages::WRITE_ONLY_KEYS
+                .iter()
+                .any(|w| w.eq_ignore_ascii_case(k))
+        });
+        if action == "ChangeConfiguration" && secret_key && payload.get("value").is_some() {
+            let mut payload = payload.clone();
+            payload["value"] = Value::String(super::secret::REDACTED.to_string());
+            return Frame::Call {
+                id: id.clone(),
+                action: action.clone(),
+                payload,
+            };
+        }
+    }
+    frame.clone()
+}
+
+/// [`redact`] for a raw JSON frame (one that may not even parse as a frame).
+pub fn redact_value(value: &Value) -> Value {
+    match Frame::from_value(value.clone()) {
+        Ok(f) => redact(&f).to_value(),
+        Err(_) => value.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redact_hides_the_authorization_key_only() {
+        let f = Frame::parse(r#"[2,"1","ChangeConfiguration",{"key":"authorizationkey","value":"00112233445566778899aabbccddeeff"}]"#).unwrap();
+        let text = redact(&f).to_text();
+        assert!(!text.contains("0011223344"), "{text}");
+        assert!(text.contains(crate::stack::secret::REDACTED));
+        let f = Frame::parse(
+            r#"[2,"1","ChangeConfiguration",{"key":"HeartbeatInterval","value":"60"}]"#,
+        )
+        .unwrap();
+        assert_eq!(redact(&f), f);
+    }
+
     use super::*;
 
     #[test]

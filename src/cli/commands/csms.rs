@@ -147,7 +147,7 @@ pub fn human_line(event: &CsmsEvent) -> String {
                 "->"
             };
             let action = action.as_deref().unwrap_or("?");
-            match frame {
+            match &crate::stack::rpc::redact(frame) {
                 Frame::Call { payload, .. } => {
                     format!("{time}  {cp}  {arrow}  {action}  {payload}")
                 }

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
 pub mod completions;
-pub mod firmware;
 pub mod csms;
+pub mod emulate;
+pub mod firmware;

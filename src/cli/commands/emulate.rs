@@ -1,0 +1,124 @@
+//! `chargectl emulate`: the charger's stack with simulated hardware.
+
+use anyhow::Context;
+use std::io::Write;
+
+use crate::cli::args::{BasicAuthPassword, EmulateArgs};
+use crate::cli::{Env, ExitCode, Failure};
+use crate::emulator::{BootSettings, Emulator, headless};
+use crate::stack::secret::Secret;
+
+pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
+    if !args.headless {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            anyhow::anyhow!(
+                "the emulator's TUI is opened with plain `chargectl`; use --headless to run it without a screen"
+            ),
+        )
+        .into());
+    }
+    if args.count != 1 {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            anyhow::anyhow!(
+                "--count other than 1 is not available; start one emulator per charge point id"
+            ),
+        )
+        .into());
+    }
+    if let Some(p) = args.security_profile
+        && p > 1
+    {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            anyhow::anyhow!("--security-profile {p}: this charger supports only 0 and 1"),
+        )
+        .into());
+    }
+    let id = args.id.clone();
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+        env.paths
+            .emulator_state_dir(id.as_deref().unwrap_or("CHARGECTL-EMU-1"))
+    });
+
+    // Without --csms the sandbox CSMS runs in-process on a free loopback port.
+    let mut sandbox = None;
+    let csms_url = match &args.csms {
+        Some(url) => url.clone(),
+        None => {
+            let opts = crate::csms::SandboxOptions::default();
+            let handle = crate::csms::Sandbox::start(opts)
+                .await
+                .context("starting the sandbox CSMS")?;
+            let url = handle.url();
+            sandbox = Some(handle);
+            url
+        }
+    };
+    let settings = BootSettings {
+        csms_url: Some(csms_url.clone()),
+        charge_point_id: id,
+        security_profile: args.security_profile,
+        authorization_key: args.authorization_key.clone().map(Secret::new),
+        basic_auth_password: Some(
+            match args.basic_auth_password {
+                BasicAuthPassword::Bytes => "bytes",
+                BasicAuthPassword::Hex => "hex",
+            }
+            .to_string(),
+        ),
+    };
+    let emulator = Emulator::start(&state_dir, &settings)
+        .await
+        .map_err(|e| Failure::new(ExitCode::BadInput, e))?;
+    if !env.json {
+        let mut err = std::io::stderr();
+        let _ = writeln!(
+            err,
+            "emulated charger on {csms_url}{}, state in {}",
+            if sandbox.is_some() {
+                " (sandbox CSMS)"
+            } else {
+                ""
+            },
+            state_dir.display()
+        );
+        let _ = writeln!(
+            err,
+            "hardware actions as JSON Lines on stdin, e.g. {{\"action\":\"plug\"}}; Ctrl-C stops"
+        );
+    }
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let stdout = std::io::stdout();
+    let result = headless::run(&emulator, stdin, stdout.lock(), env.json, shutdown_signal()).await;
+    emulator.shutdown().await?;
+    if let Some(s) = sandbox {
+        s.shutdown().await;
+    }
+    result.context("writing events")?;
+    Ok(ExitCode::Ok)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

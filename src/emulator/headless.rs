@@ -1,0 +1,251 @@
+//! Headless emulation: simulated hardware actions arrive as JSON Lines on an input stream
+//! (`{"action":"plug"}`, `{"action":"card","id_tag":"ABC123"}`, ...) and the charger's events
+//! leave as JSON Lines (`{"type": ..., "data": {...}}`) or human-readable lines.
+//! A bad input line produces an error event and never stops the emulator.
+
+use serde_json::{Value, json};
+use std::io::Write;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Emulator;
+use crate::stack::hardware::HwEvent;
+
+/// Parses one input line into a hardware action.
+pub fn parse_action(line: &str) -> Result<HwEvent, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let Some(action) = value.get("action").and_then(Value::as_str) else {
+        return Err(
+            "missing \"action\" (plug, unplug, card, ev_demand, fault, clear_fault)".into(),
+        );
+    };
+    let ev: HwEvent = serde_json::from_value(value.clone()).map_err(|e| {
+        format!("bad \"{action}\" action: {e} (expected plug, unplug, card {{id_tag}}, ev_demand {{amps}}, fault {{error_code}}, clear_fault)")
+    })?;
+    match &ev {
+        HwEvent::EvDemand { amps } if !amps.is_finite() || *amps < 0.0 => {
+            Err(format!("ev_demand amps must be 0 or more, got {amps}"))
+        }
+        HwEvent::Card { id_tag } if id_tag.is_empty() || id_tag.len() > 20 => {
+            Err("card id_tag must be 1 to 20 characters".into())
+        }
+        HwEvent::Fault { error_code, .. }
+            if !is_error_code(error_code) || error_code == "NoError" =>
+        {
+            Err(format!("unknown fault error_code '{error_code}'"))
+        }
+        _ => Ok(ev),
+    }
+}
+
+/// OCPP 1.6 ChargePointErrorCode values.
+pub const ERROR_CODES: &[&str] = &[
+    "ConnectorLockFailure",
+    "EVCommunicationError",
+    "GroundFailure",
+    "HighTemperature",
+    "InternalError",
+    "LocalListConflict",
+    "NoError",
+    "OtherError",
+    "OverCurrentFailure",
+    "PowerMeterFailure",
+    "PowerSwitchFailure",
+    "ReaderFailure",
+    "ResetFailure",
+    "UnderVoltage",
+    "OverVoltage",
+    "WeakSignal",
+];
+
+fn is_error_code(s: &str) -> bool {
+    ERROR_CODES.contains(&s)
+}
+
+/// Runs until `stop` resolves. Input EOF does not stop the emulator (scripts may close stdin).
+pub async fn run<R, W, S>(
+    emulator: &Emulator,
+    input: R,
+    mut output: W,
+    json_output: bool,
+    stop: S,
+) -> std::io::Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: Write,
+    S: std::future::Future<Output = ()>,
+{
+    let mut events = emulator.handle.subscribe();
+    let (history, mut logs) = emulator.logbook.subscribe();
+    if !json_output {
+        for r in history {
+            writeln!(
+                output,
+                "{} {:5} [{}] {}",
+                r.time.format("%H:%M:%S%.3f"),
+                r.level.as_str(),
+                r.target,
+                r.message
+            )?;
+        }
+    }
+    let mut lines = input.lines();
+    let mut line_no: u64 = 0;
+    let mut input_open = true;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            line = lines.next_line(), if input_open => match line {
+                Ok(Some(line)) => {
+                    line_no += 1;
+                    if line.trim().is_empty() { continue; }
+                    match parse_action(&line) {
+                        Ok(ev) => {
+                            if json_output {
+                                emit(&mut output, "action", serde_json::to_value(&ev).unwrap_or(Value::Null))?;
+                            }
+                            emulator.act(ev).await;
+                        }
+                        Err(message) => {
+                            if json_output {
+                                emit(&mut output, "error", json!({"line": line_no, "message": message}))?;
+                            } else {
+                                writeln!(output, "input line {line_no}: {message}")?;
+                            }
+                        }
+                    }
+                }
+                Ok(None) => input_open = false,
+                Err(e) => {
+                    input_open = false;
+                    if json_output {
+                        emit(&mut output, "error", json!({"line": line_no + 1, "message": format!("cannot read input: {e}")}))?;
+                    }
+                }
+            },
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    if json_output {
+                        let v = serde_json::to_value(&ev).unwrap_or(Value::Null);
+                        writeln!(output, "{v}")?;
+                    } else {
+                        writeln!(output, "{}", human_event(&v_of(&ev)))?;
+                    }
+                    output.flush()?;
+                }
+                Err(RecvError::Lagged(n)) => {
+                    if json_output {
+                        emit(&mut output, "events_dropped", json!({"count": n}))?;
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            rec = logs.recv() => match rec {
+                Ok(r) => {
+                    if json_output {
+                        emit(&mut output, "log", serde_json::to_value(&r).unwrap_or(Value::Null))?;
+                    } else {
+                        writeln!(output, "{} {:5} [{}] {}", r.time.format("%H:%M:%S%.3f"), r.level.as_str(), r.target, r.message)?;
+                    }
+                    output.flush()?;
+                }
+                Err(RecvError::Lagged(n)) => {
+                    if json_output {
+                        emit(&mut output, "log_dropped", json!({"count": n}))?;
+                    }
+                }
+                Err(RecvError::Closed) => {}
+            },
+        }
+    }
+    output.flush()
+}
+
+fn v_of(ev: &crate::stack::chargepoint::Event) -> Value {
+    serde_json::to_value(ev).unwrap_or(Value::Null)
+}
+
+fn human_event(v: &Value) -> String {
+    let kind = v["type"].as_str().unwrap_or("event");
+    let data = &v["data"];
+    match kind {
+        "message" => format!(
+            "{} {}",
+            if data["direction"] == "sent" {
+                "->"
+            } else {
+                "<-"
+            },
+            data["frame"]
+        ),
+        "connection" => format!(
+            "connection {} {} {}",
+            data["state"].as_str().unwrap_or(""),
+            data["url"].as_str().unwrap_or(""),
+            data["detail"].as_str().unwrap_or("")
+        ),
+        "status" => format!(
+            "connector {} {} ({})",
+            data["connector_id"],
+            data["status"].as_str().unwrap_or(""),
+            data["error_code"].as_str().unwrap_or("")
+        ),
+        _ => format!("{kind} {data}"),
+    }
+}
+
+fn emit<W: Write>(out: &mut W, kind: &str, data: Value) -> std::io::Result<()> {
+    writeln!(out, "{}", json!({"type": kind, "data": data}))?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_action_and_rejects_bad_lines() {
+        assert_eq!(parse_action(r#"{"action":"plug"}"#), Ok(HwEvent::Plug));
+        assert_eq!(parse_action(r#"{"action":"unplug"}"#), Ok(HwEvent::Unplug));
+        assert_eq!(
+            parse_action(r#"{"action":"card","id_tag":"ABC123"}"#),
+            Ok(HwEvent::Card {
+                id_tag: "ABC123".into()
+            })
+        );
+        assert_eq!(
+            parse_action(r#"{"action":"ev_demand","amps":16}"#),
+            Ok(HwEvent::EvDemand { amps: 16.0 })
+        );
+        assert_eq!(
+            parse_action(r#"{"action":"fault","error_code":"GroundFailure"}"#),
+            Ok(HwEvent::Fault {
+                error_code: "GroundFailure".into(),
+                info: None
+            })
+        );
+        assert_eq!(
+            parse_action(r#"{"action":"clear_fault"}"#),
+            Ok(HwEvent::ClearFault)
+        );
+        assert!(parse_action("plug").unwrap_err().contains("not JSON"));
+        assert!(
+            parse_action(r#"{"action":"fly"}"#)
+                .unwrap_err()
+                .contains("fly")
+        );
+        assert!(
+            parse_action(r#"{"action":"card"}"#)
+                .unwrap_err()
+                .contains("id_tag")
+        );
+        assert!(parse_action(r#"{"action":"ev_demand","amps":-1}"#).is_err());
+        assert!(parse_action(r#"{"action":"fault","error_code":"Oops"}"#).is_err());
+        assert!(
+            parse_action(r#"{"nothing":1}"#)
+                .unwrap_err()
+                .contains("action")
+        );
+    }
+}

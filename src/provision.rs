@@ -1,0 +1,611 @@
+//! Provisioning profiles (`profiles/*.toml`): one per CSMS operator or site type. A profile
+//! gives the OCPP endpoint, the security profile and configuration keys, with variables
+//! (`${CHARGE_POINT_ID}`) and secrets taken from the environment or a prompt, never stored in the
+//! profile. The same profile drives `provision` (a real charger over the service port) and
+//! `emulate --profile` (a dry run).
+//!
+//! ```toml
+//! name = "Example operator"
+//! description = "Production CSMS of Example, security profile 1"
+//!
+//! [variables]
+//! CHARGE_POINT_ID = { description = "Charge point id registered at the operator" }
+//! SITE = { description = "Site code", default = "HQ" }
+//!
+//! [ocpp]
+//! csms_url = "wss://csms.example.com/ocpp"
+//! charge_point_id = "${SITE}-${CHARGE_POINT_ID}"
+//! security_profile = 1
+//! authorization_key = { env = "EXAMPLE_AUTH_KEY", prompt = "AuthorizationKey (hex)" }
+//!
+//! [config]
+//! HeartbeatInterval = 300
+//! MeterValuesSampledData = "Energy.Active.Import.Register,Current.Import"
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::stack::config;
+use crate::stack::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `path:line:column: message`
+    #[error("{path}:{line}:{column}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: variable {name} has no value: pass --set {name}=VALUE")]
+    MissingVariable { path: PathBuf, name: String },
+    #[error("{path}: the secret {what} is not set: export {env}{prompt}")]
+    MissingSecret {
+        path: PathBuf,
+        what: String,
+        env: String,
+        prompt: &'static str,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, RawVariable>,
+    #[serde(default)]
+    ocpp: RawOcpp,
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVariable {
+    description: Option<String>,
+    default: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOcpp {
+    csms_url: Option<String>,
+    charge_point_id: Option<String>,
+    security_profile: Option<u8>,
+    authorization_key: Option<RawSecret>,
+    basic_auth_password: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    env: String,
+    prompt: Option<String>,
+}
+
+/// A variable the profile needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variable {
+    pub name: String,
+    pub description: Option<String>,
+    pub default: Option<String>,
+}
+
+/// A secret the profile needs, and where it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretSource {
+    /// The configuration key it sets (AuthorizationKey).
+    pub key: String,
+    pub env: String,
+    pub prompt: Option<String>,
+}
+
+/// Asks the user for a secret (only when interactive); gets the prompt text.
+pub type Prompt<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A parsed profile, before variables and secrets are resolved.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub path: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    pub variables: Vec<Variable>,
+    pub secrets: Vec<SecretSource>,
+    /// (key, value template) in the order they must be written.
+    assignments: Vec<(String, String)>,
+}
+
+/// One key to write. Secret values print as `<redacted>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub key: String,
+    pub value: AssignedValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssignedValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl AssignedValue {
+    /// The value to send to the charger.
+    pub fn expose(&self) -> &str {
+        match self {
+            AssignedValue::Plain(v) => v,
+            AssignedValue::Secret(s) => s.expose(),
+        }
+    }
+
+    /// The value to show a person.
+    pub fn shown(&self) -> String {
+        match self {
+            AssignedValue::Plain(v) => v.clone(),
+            AssignedValue::Secret(s) => s.to_string(),
+        }
+    }
+}
+
+impl Profile {
+    /// Reads and checks a profile file. Every problem names the line and column.
+    pub fn load(path: &Path) -> Result<Profile> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Profile::parse(path, &text)
+    }
+
+    /// Finds a profile by path, or by name among the shipped ones in `profiles/`.
+    pub fn find(name_or_path: &str, shipped_dir: &Path) -> Result<Profile> {
+        let p = Path::new(name_or_path);
+        if p.exists() {
+            return Profile::load(p);
+        }
+        let candidate = shipped_dir.join(format!("{name_or_path}.toml"));
+        if candidate.exists() {
+            return Profile::load(&candidate);
+        }
+        Err(Error::Read {
+            path: p.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "no such profile (looked for the file and for {})",
+                    candidate.display()
+                ),
+            ),
+        })
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Profile> {
+        let at = |span: Option<std::ops::Range<usize>>, message: String| {
+            let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            Error::At {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawProfile =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().to_string()))?;
+        // Spans of [config] keys, to point at a bad key or value.
+        let doc: toml::Spanned<toml::Table> =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().to_string()))?;
+        let key_span = |table: &str, key: &str| -> Option<std::ops::Range<usize>> {
+            find_key_span(text, table, key).or_else(|| Some(doc.span()))
+        };
+
+        let mut assignments = Vec::new();
+        let mut secrets = Vec::new();
+        let ocpp = &raw.ocpp;
+        if let Some(url) = &ocpp.csms_url {
+            assignments.push(("CsmsUrl".to_string(), url.clone()));
+        }
+        if let Some(id) = &ocpp.charge_point_id {
+            assignments.push(("ChargePointId".to_string(), id.clone()));
+        }
+        if let Some(p) = &ocpp.basic_auth_password {
+            assignments.push(("BasicAuthPassword".to_string(), p.clone()));
+        }
+        if let Some(s) = &ocpp.authorization_key {
+            if s.env.is_empty() {
+                return Err(at(
+                    key_span("ocpp", "authorization_key"),
+                    "authorization_key needs an env variable name".into(),
+                ));
+            }
+            secrets.push(SecretSource {
+                key: "AuthorizationKey".into(),
+                env: s.env.clone(),
+                prompt: s.prompt.clone(),
+            });
+        }
+        if let Some(sp) = ocpp.security_profile {
+            if sp > 1 {
+                return Err(at(
+                    key_span("ocpp", "security_profile"),
+                    format!("security_profile {sp}: this charger supports only 0 and 1"),
+                ));
+            }
+            if sp == 1 && ocpp.authorization_key.is_none() {
+                return Err(at(
+                    key_span("ocpp", "security_profile"),
+                    "security_profile 1 needs an authorization_key".into(),
+                ));
+            }
+        }
+        for (key, value) in &raw.config {
+            let span = key_span("config", key);
+            let spec = config::spec(key)
+                .ok_or_else(|| at(span.clone(), format!("unknown configuration key {key}")))?;
+            if matches!(spec.access, config::Access::ReadOnly) {
+                return Err(at(span, format!("{key} is read-only")));
+            }
+            if key == "AuthorizationKey" {
+                return Err(at(
+                    span,
+                    "AuthorizationKey is a secret: use [ocpp] authorization_key = { env = \"...\" }".into(),
+                ));
+            }
+            if key == "SecurityProfile" {
+                return Err(at(
+                    span,
+                    "set SecurityProfile with [ocpp] security_profile".into(),
+                ));
+            }
+            let text_value = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => {
+                    let mut parts = Vec::new();
+                    for i in items {
+                        match i {
+                            toml::Value::String(s) => parts.push(s.clone()),
+                            other => {
+                                return Err(at(
+                                    span,
+                                    format!("{key}: list items must be strings, got {other}"),
+                                ));
+                            }
+                        }
+                    }
+                    parts.join(",")
+                }
+                other => {
+                    return Err(at(
+                        span,
+                        format!("{key}: expected a string, integer, boolean or list, got {other}"),
+                    ));
+                }
+            };
+            assignments.push((key.clone(), text_value));
+        }
+        // SecurityProfile last: the key must be in place before the profile changes.
+        if let Some(sp) = ocpp.security_profile {
+            assignments.push(("SecurityProfile".into(), sp.to_string()));
+        }
+        let variables: Vec<Variable> = raw
+            .variables
+            .iter()
+            .map(|(name, v)| Variable {
+                name: name.clone(),
+                description: v.description.clone(),
+                default: v.default.clone(),
+            })
+            .collect();
+        // Every ${VAR} used must be declared.
+        for (key, value) in &assignments {
+            for name in placeholders(value) {
+                if !variables.iter().any(|v| v.name == name) {
+                    let span = find_key_span(text, "ocpp", &ocpp_field_name(key))
+                        .or_else(|| find_key_span(text, "config", key));
+                    return Err(at(
+                        span,
+                        format!("${{{name}}} is used but not declared in [variables]"),
+                    ));
+                }
+            }
+        }
+        Ok(Profile {
+            path: path.to_path_buf(),
+            name: raw.name.unwrap_or_else(|| {
+                path.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("profile")
+                    .to_string()
+            }),
+            description: raw.description,
+            variables,
+            secrets,
+            assignments,
+        })
+    }
+
+    /// Resolves variables (from `set`, then defaults) and secrets (from the environment, then
+    /// `prompt` when given) into the keys to write, in order.
+    pub fn resolve(
+        &self,
+        set: &BTreeMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+        prompt: Option<Prompt<'_>>,
+    ) -> Result<Vec<Assignment>> {
+        for name in set.keys() {
+            if !self.variables.iter().any(|v| &v.name == name) {
+                return Err(Error::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "--set {name}: the profile has no such variable (it has: {})",
+                        self.variables
+                            .iter()
+                            .map(|v| v.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
+        let mut values = BTreeMap::new();
+        for v in &self.variables {
+            let value = set.get(&v.name).cloned().or_else(|| v.default.clone());
+            if let Some(value) = value {
+                values.insert(v.name.clone(), value);
+            }
+        }
+        let mut out = Vec::new();
+        for (key, template) in &self.assignments {
+            let mut value = String::new();
+            let mut rest = template.as_str();
+            while let Some(start) = rest.find("${") {
+                value.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let end = after.find('}').unwrap_or(after.len());
+                let name = &after[..end];
+                let v = values.get(name).ok_or_else(|| Error::MissingVariable {
+                    path: self.path.clone(),
+                    name: name.to_string(),
+                })?;
+                value.push_str(v);
+                rest = after.get(end + 1..).unwrap_or("");
+            }
+            value.push_str(rest);
+            out.push(Assignment {
+                key: key.clone(),
+                value: AssignedValue::Plain(value),
+            });
+        }
+        for s in &self.secrets {
+            let value = env(&s.env)
+                .or_else(|| prompt.and_then(|p| p(s.prompt.as_deref().unwrap_or(&s.key))));
+            let Some(value) = value.filter(|v| !v.is_empty()) else {
+                return Err(Error::MissingSecret {
+                    path: self.path.clone(),
+                    what: s.key.clone(),
+                    env: s.env.clone(),
+                    prompt: if prompt.is_some() {
+                        ""
+                    } else {
+                        " (no prompt without a terminal)"
+                    },
+                });
+            };
+            // Secrets go before SecurityProfile, which must come last.
+            let at = out
+                .iter()
+                .position(|a| a.key == "SecurityProfile")
+                .unwrap_or(out.len());
+            out.insert(
+                at,
+                Assignment {
+                    key: s.key.clone(),
+                    value: AssignedValue::Secret(Secret::new(value)),
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn ocpp_field_name(key: &str) -> String {
+    match key {
+        "CsmsUrl" => "csms_url".into(),
+        "ChargePointId" => "charge_point_id".into(),
+        "BasicAuthPassword" => "basic_auth_password".into(),
+        "SecurityProfile" => "security_profile".into(),
+        other => other.into(),
+    }
+}
+
+fn placeholders(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                out.push(after[..end].to_string());
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push(after.to_string());
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(offset, |i| offset - i - 1) + 1;
+    (line, column)
+}
+
+/// Byte range of `key =` inside `[table]` (a plain scan; good enough for error positions).
+fn find_key_span(text: &str, table: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut in_table = false;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_table = trimmed.trim_start_matches('[').trim_end_matches(']').trim() == table;
+        } else if in_table {
+            let name = trimmed
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"');
+            if name == key && trimmed.contains('=') {
+                let col = line
+                    .find(trimmed.chars().next().unwrap_or(' '))
+                    .unwrap_or(0);
+                return Some(offset + col..offset + col + key.len());
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"name = "Example"
+[variables]
+CHARGE_POINT_ID = { description = "id" }
+SITE = { default = "HQ" }
+[ocpp]
+csms_url = "ws://127.0.0.1:9000/ocpp"
+charge_point_id = "${SITE}-${CHARGE_POINT_ID}"
+security_profile = 1
+authorization_key = { env = "EX_KEY" }
+[config]
+HeartbeatInterval = 300
+LocalPreAuthorize = true
+MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
+"#;
+
+    #[test]
+    fn resolves_variables_and_secrets_in_order() {
+        let p = Profile::parse(Path::new("good.toml"), GOOD).unwrap();
+        let mut set = BTreeMap::new();
+        set.insert("CHARGE_POINT_ID".to_string(), "CP7".to_string());
+        let env =
+            |name: &str| (name == "EX_KEY").then(|| "00112233445566778899aabbccddeeff".to_string());
+        let out = p.resolve(&set, &env, None).unwrap();
+        let keys: Vec<&str> = out.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "CsmsUrl",
+                "ChargePointId",
+                "HeartbeatInterval",
+                "LocalPreAuthorize",
+                "MeterValuesSampledData",
+                "AuthorizationKey",
+                "SecurityProfile"
+            ]
+        );
+        assert_eq!(out[1].value.expose(), "HQ-CP7");
+        assert_eq!(
+            out[4].value.expose(),
+            "Energy.Active.Import.Register,Current.Import"
+        );
+        assert_eq!(out[5].value.shown(), crate::stack::secret::REDACTED);
+        assert!(!format!("{out:?}").contains("0011223344"));
+    }
+
+    #[test]
+    fn missing_values_name_the_flag_or_env() {
+        let p = Profile::parse(Path::new("good.toml"), GOOD).unwrap();
+        let none = |_: &str| None;
+        let e = p
+            .resolve(&BTreeMap::new(), &none, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--set CHARGE_POINT_ID=VALUE"), "{e}");
+        let mut set = BTreeMap::new();
+        set.insert("CHARGE_POINT_ID".to_string(), "CP7".to_string());
+        let e = p.resolve(&set, &none, None).unwrap_err().to_string();
+        assert!(e.contains("export EX_KEY"), "{e}");
+        set.insert("NOPE".to_string(), "x".to_string());
+        let e = p.resolve(&set, &none, None).unwrap_err().to_string();
+        assert!(e.contains("no such variable"), "{e}");
+    }
+
+    #[test]
+    fn bad_profiles_report_line_and_column() {
+        let cases = [
+            (
+                "[config]\nHeartbeatInterval = 300\nBlinkRepeat = 3\n",
+                "bad.toml:3:1: unknown configuration key BlinkRepeat",
+            ),
+            (
+                "[config]\nNumberOfConnectors = 2\n",
+                "bad.toml:2:1: NumberOfConnectors is read-only",
+            ),
+            (
+                "[ocpp]\nsecurity_profile = 2\n",
+                "bad.toml:2:1: security_profile 2",
+            ),
+            (
+                "[ocpp]\nsecurity_profile = 1\n",
+                "bad.toml:2:1: security_profile 1 needs",
+            ),
+            (
+                "[ocpp]\ncsms_url = \"ws://x/${NOPE}\"\n",
+                "bad.toml:2:1: ${NOPE} is used but not declared",
+            ),
+            (
+                "name = \"x\"\nbogus = 1\n",
+                "bad.toml:2:1: unknown field `bogus`",
+            ),
+            ("[config]\nHeartbeatInterval = \n", "bad.toml:2:"),
+        ];
+        for (text, expected) in cases {
+            let e = Profile::parse(Path::new("bad.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(expected),
+                "got {e:?}, expected prefix {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shipped_profiles_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Profile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "shipped profiles: {n}");
+    }
+}

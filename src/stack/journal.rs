@@ -1,0 +1,422 @@
+//! The transaction message queue: StartTransaction, MeterValues with a transactionId and
+//! StopTransaction, journaled on disk so that nothing is lost through a CSMS outage or a power
+//! loss (`kill -9`), and delivered in order.
+//!
+//! File format (`txqueue.journal` in the state directory): one record per line,
+//! `<crc32 as 8 hex digits> <json>\n`, appended and fsynced before the call that produced it
+//! returns. Records: `push` (a message), `done` (its answer arrived), `txid` (the CSMS's
+//! transactionId for a transaction the charger numbered locally). A torn last line (power lost
+//! mid-write) fails its CRC and is cut off at open; everything before it is intact. When most
+//! records are obsolete the journal is compacted into a new file that replaces the old one
+//! atomically.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use super::storage;
+
+pub const FILE_NAME: &str = "txqueue.journal";
+
+/// One queued transaction message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the queue, increasing, never reused.
+    pub seq: u64,
+    pub action: String,
+    pub payload: Value,
+    /// The charger's own number for the transaction this message belongs to. Its
+    /// `transactionId` field is filled in from the CSMS's id when the message is sent.
+    pub local_tx: u64,
+    /// Delivery attempts that ended in a CALLERROR or a timeout (not persisted).
+    #[serde(skip)]
+    pub attempts: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Record {
+    Push {
+        seq: u64,
+        action: String,
+        payload: Value,
+        local_tx: u64,
+    },
+    Done {
+        seq: u64,
+    },
+    Txid {
+        local_tx: u64,
+        transaction_id: i64,
+    },
+    /// Next local transaction number, so numbers are never reused after compaction.
+    NextLocal {
+        next: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("transaction journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The journal. All mutations are durable when they return `Ok`.
+pub struct Journal {
+    path: PathBuf,
+    file: Option<File>,
+    queue: VecDeque<Entry>,
+    txids: BTreeMap<u64, i64>,
+    next_seq: u64,
+    next_local: u64,
+    /// Records in the file that no longer matter (for compaction).
+    obsolete: usize,
+    /// Bytes cut from a torn tail at open, for diagnostics.
+    pub recovered_torn_bytes: usize,
+}
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`, replaying it.
+    pub fn open(dir: &Path) -> Result<Journal> {
+        let path = dir.join(FILE_NAME);
+        let io_err = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+        let mut j = Journal {
+            path: path.clone(),
+            file: None,
+            queue: VecDeque::new(),
+            txids: BTreeMap::new(),
+            next_seq: 1,
+            next_local: 1,
+            obsolete: 0,
+            recovered_torn_bytes: 0,
+        };
+        let mut good_len: u64 = 0;
+        let mut total_len: u64 = 0;
+        if let Ok(f) = File::open(&path) {
+            let mut reader = BufReader::new(f);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = reader.read_until(b'\n', &mut line).map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                total_len += n as u64;
+                match decode_line(&line) {
+                    Some(record) if line.ends_with(b"\n") => {
+                        j.apply(record);
+                        good_len = total_len;
+                    }
+                    _ => break,
+                }
+            }
+            let file_len = std::fs::metadata(&path).map_err(io_err)?.len();
+            if file_len > good_len {
+                j.recovered_torn_bytes = (file_len - good_len) as usize;
+                tracing::warn!(
+                    "transaction journal: cut {} bytes of a torn record at the end",
+                    j.recovered_torn_bytes
+                );
+                let f = OpenOptions::new().write(true).open(&path).map_err(io_err)?;
+                f.set_len(good_len).map_err(io_err)?;
+                f.sync_all().map_err(io_err)?;
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err)?;
+        j.file = Some(file);
+        if j.obsolete > 256 && j.obsolete > j.queue.len() * 4 {
+            j.compact()?;
+        }
+        Ok(j)
+    }
+
+    fn apply(&mut self, record: Record) {
+        match record {
+            Record::Push {
+                seq,
+                action,
+                payload,
+                local_tx,
+            } => {
+                self.next_seq = self.next_seq.max(seq + 1);
+                self.next_local = self.next_local.max(local_tx + 1);
+                self.queue.push_back(Entry {
+                    seq,
+                    action,
+                    payload,
+                    local_tx,
+                    attempts: 0,
+                });
+            }
+            Record::Done { seq } => {
+                if let Some(i) = self.queue.iter().position(|e| e.seq == seq) {
+                    self.queue.remove(i);
+                }
+                self.obsolete += 2;
+            }
+            Record::Txid {
+                local_tx,
+                transaction_id,
+            } => {
+                self.txids.insert(local_tx, transaction_id);
+            }
+            Record::NextLocal { next } => {
+                self.next_local = self.next_local.max(next);
+                self.obsolete += 1;
+            }
+        }
+    }
+
+    fn append(&mut self, record: &Record) -> Result<()> {
+        let line = encode_line(record);
+        let path = &self.path;
+        let io_err = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = match self.file.as_mut() {
+            Some(f) => f,
+            None => {
+                return Err(io_err(io::Error::other("journal is closed")));
+            }
+        };
+        file.write_all(&line).map_err(&io_err)?;
+        file.sync_data().map_err(io_err)
+    }
+
+    /// Allocates the charger's number for a new transaction (durable).
+    pub fn new_local_tx(&mut self) -> Result<u64> {
+        let id = self.next_local;
+        self.append(&Record::NextLocal { next: id + 1 })?;
+        self.next_local = id + 1;
+        Ok(id)
+    }
+
+    /// Queues a message (durable when this returns).
+    pub fn push(&mut self, action: &str, payload: Value, local_tx: u64) -> Result<u64> {
+        let seq = self.next_seq;
+        self.append(&Record::Push {
+            seq,
+            action: action.to_string(),
+            payload: payload.clone(),
+            local_tx,
+        })?;
+        self.next_seq += 1;
+        self.queue.push_back(Entry {
+            seq,
+            action: action.to_string(),
+            payload,
+            local_tx,
+            attempts: 0,
+        });
+        Ok(seq)
+    }
+
+    /// The oldest undelivered message.
+    pub fn front(&self) -> Option<&Entry> {
+        self.queue.front()
+    }
+
+    pub fn front_mut(&mut self) -> Option<&mut Entry> {
+        self.queue.front_mut()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.queue.iter()
+    }
+
+    /// Marks a message delivered (its answer arrived) or abandoned.
+    pub fn complete(&mut self, seq: u64) -> Result<()> {
+        self.append(&Record::Done { seq })?;
+        if let Some(i) = self.queue.iter().position(|e| e.seq == seq) {
+            self.queue.remove(i);
+        }
+        self.obsolete += 2;
+        if self.obsolete > 1024 && self.obsolete > self.queue.len() * 4 {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Records the CSMS's transactionId for a local transaction number.
+    pub fn set_transaction_id(&mut self, local_tx: u64, transaction_id: i64) -> Result<()> {
+        self.append(&Record::Txid {
+            local_tx,
+            transaction_id,
+        })?;
+        self.txids.insert(local_tx, transaction_id);
+        Ok(())
+    }
+
+    pub fn transaction_id(&self, local_tx: u64) -> Option<i64> {
+        self.txids.get(&local_tx).copied()
+    }
+
+    /// Rewrites the journal with only what still matters, atomically.
+    pub fn compact(&mut self) -> Result<()> {
+        // Keep ids only for transactions that still have queued messages, plus the newest few.
+        let live: std::collections::BTreeSet<u64> = self.queue.iter().map(|e| e.local_tx).collect();
+        let newest: Vec<u64> = self.txids.keys().rev().take(8).copied().collect();
+        self.txids
+            .retain(|local, _| live.contains(local) || newest.contains(local));
+        let mut bytes = Vec::new();
+        bytes.extend(encode_line(&Record::NextLocal {
+            next: self.next_local,
+        }));
+        for (local_tx, transaction_id) in &self.txids {
+            bytes.extend(encode_line(&Record::Txid {
+                local_tx: *local_tx,
+                transaction_id: *transaction_id,
+            }));
+        }
+        for e in &self.queue {
+            bytes.extend(encode_line(&Record::Push {
+                seq: e.seq,
+                action: e.action.clone(),
+                payload: e.payload.clone(),
+                local_tx: e.local_tx,
+            }));
+        }
+        let path = self.path.clone();
+        self.file = None;
+        storage::write_atomic(&path, &bytes).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        self.file = Some(
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|source| Error::Io { path, source })?,
+        );
+        self.obsolete = 0;
+        Ok(())
+    }
+}
+
+fn encode_line(record: &Record) -> Vec<u8> {
+    let json = serde_json::to_string(record).unwrap_or_default();
+    let crc = CRC.checksum(json.as_bytes());
+    format!("{crc:08x} {json}\n").into_bytes()
+}
+
+fn decode_line(line: &[u8]) -> Option<Record> {
+    let line = line.strip_suffix(b"\n")?;
+    if line.len() < 10 || line[8] != b' ' {
+        return None;
+    }
+    let crc = u32::from_str_radix(std::str::from_utf8(&line[..8]).ok()?, 16).ok()?;
+    let body = &line[9..];
+    if CRC.checksum(body) != crc {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn survives_reopen_in_order_with_transaction_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let tx = j.new_local_tx().unwrap();
+        let a = j
+            .push("StartTransaction", json!({"meterStart": 0}), tx)
+            .unwrap();
+        let b = j.push("MeterValues", json!({"n": 1}), tx).unwrap();
+        j.push("StopTransaction", json!({"meterStop": 5}), tx)
+            .unwrap();
+        j.complete(a).unwrap();
+        j.set_transaction_id(tx, 42).unwrap();
+        drop(j);
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.len(), 2);
+        assert_eq!(j.front().unwrap().seq, b);
+        assert_eq!(j.transaction_id(tx), Some(42));
+        let tx2 = j.new_local_tx().unwrap();
+        assert!(tx2 > tx, "local numbers are never reused");
+        j.complete(b).unwrap();
+        assert_eq!(j.front().unwrap().action, "StopTransaction");
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_earlier_records_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.push("StartTransaction", json!({}), 1).unwrap();
+        j.push("MeterValues", json!({}), 1).unwrap();
+        drop(j);
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let full = bytes.len();
+        bytes.extend_from_slice(b"0badc0de {\"op\":\"push\",\"se");
+        std::fs::write(&path, &bytes).unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.len(), 2);
+        assert!(j.recovered_torn_bytes > 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, full);
+        // A flipped byte inside a record ends the replay there.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last_line_start = bytes[..bytes.len() - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .unwrap()
+            + 1;
+        bytes[last_line_start + 12] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.len(), 1);
+    }
+
+    #[test]
+    fn compaction_keeps_queue_and_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let tx = j.new_local_tx().unwrap();
+        for i in 0..600 {
+            let s = j.push("MeterValues", json!({"i": i}), tx).unwrap();
+            if i < 590 {
+                j.complete(s).unwrap();
+            }
+        }
+        j.set_transaction_id(tx, 7).unwrap();
+        j.compact().unwrap();
+        let size = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len();
+        assert!(size < 4096, "compacted journal is small: {size}");
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.len(), 10);
+        assert_eq!(j.front().unwrap().payload, json!({"i": 590}));
+        assert_eq!(j.transaction_id(tx), Some(7));
+    }
+}

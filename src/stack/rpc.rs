@@ -1,6 +1,7 @@
 //! OCPP-J 1.6 RPC framing: CALL `[2, id, action, payload]`, CALLRESULT `[3, id, payload]`,
 //! CALLERROR `[4, id, code, description, details]`, and the error codes of OCPP-J section 4.2.3.
 
+use crate::stack::messages::Request;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -257,6 +258,31 @@ impl Frame {
         }
     }
 
+    /// A CALL carrying `request` under its action name.
+    pub fn call<R: Request>(id: impl Into<String>, request: &R) -> Frame {
+        Frame::Call {
+            id: id.into(),
+            action: R::ACTION.to_string(),
+            payload: encode_payload(request),
+        }
+    }
+
+    /// A CALLRESULT carrying `response`.
+    pub fn result<T: Serialize>(id: impl Into<String>, response: &T) -> Frame {
+        Frame::CallResult {
+            id: id.into(),
+            payload: encode_payload(response),
+        }
+    }
+
+    /// A CALLERROR answering the CALL with unique id `id`.
+    pub fn error(id: impl Into<String>, error: CallError) -> Frame {
+        Frame::CallError {
+            id: id.into(),
+            error,
+        }
+    }
+
     pub fn to_value(&self) -> Value {
         match self {
             Frame::Call {
@@ -299,7 +325,7 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &Value) -> Result<T, CallErr
             format!("payload must be a JSON object, got {}", json_kind(payload)),
         ));
     }
-    serde_path_to_error::deserialize(payload).map_err(|e| {
+    serde_path_to_error::deserialize(strict::Strict(payload)).map_err(|e| {
         let path = e.path().to_string();
         classify(&path, &e.inner().to_string())
     })
@@ -443,6 +469,192 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// A deserializer over a JSON value that, unlike `&serde_json::Value`, refuses to build a struct
+/// from a JSON array (serde accepts a struct's field values as a sequence; the OCPP schemas allow
+/// only objects). Everything else is delegated to `&Value`.
+mod strict {
+    use serde::de::value::BorrowedStrDeserializer;
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor,
+    };
+    use serde_json::{Error, Map, Value};
+
+    pub(super) struct Strict<'a>(pub(super) &'a Value);
+
+    macro_rules! delegate {
+        ($($method:ident)*) => {
+            $(
+                fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+                    self.0.$method(visitor)
+                }
+            )*
+        };
+    }
+
+    impl<'a> Deserializer<'a> for Strict<'a> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(items) => visitor.visit_seq(Seq(items.iter())),
+                Value::Object(map) => visitor.visit_map(Entries::new(map)),
+                other => other.deserialize_any(visitor),
+            }
+        }
+
+        delegate!(
+            deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+            deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+            deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_str
+            deserialize_string deserialize_bytes deserialize_byte_buf deserialize_unit
+            deserialize_identifier
+        );
+
+        fn deserialize_option<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => visitor.visit_none(),
+                _ => visitor.visit_some(self),
+            }
+        }
+
+        fn deserialize_unit_struct<V: Visitor<'a>>(
+            self,
+            name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.0.deserialize_unit_struct(name, visitor)
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'a>>(
+            self,
+            _name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
+        }
+
+        fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(items) => visitor.visit_seq(Seq(items.iter())),
+                other => other.deserialize_seq(visitor),
+            }
+        }
+
+        fn deserialize_tuple<V: Visitor<'a>>(
+            self,
+            _len: usize,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.deserialize_seq(visitor)
+        }
+
+        fn deserialize_tuple_struct<V: Visitor<'a>>(
+            self,
+            _name: &'static str,
+            _len: usize,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.deserialize_seq(visitor)
+        }
+
+        fn deserialize_map<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Object(map) => visitor.visit_map(Entries::new(map)),
+                other => other.deserialize_map(visitor),
+            }
+        }
+
+        fn deserialize_struct<V: Visitor<'a>>(
+            self,
+            _name: &'static str,
+            _fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Object(map) => visitor.visit_map(Entries::new(map)),
+                Value::Array(_) => Err(de::Error::invalid_type(Unexpected::Seq, &visitor)),
+                other => other.deserialize_map(visitor),
+            }
+        }
+
+        fn deserialize_enum<V: Visitor<'a>>(
+            self,
+            name: &'static str,
+            variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.0.deserialize_enum(name, variants, visitor)
+        }
+
+        fn deserialize_ignored_any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_unit()
+        }
+    }
+
+    struct Seq<'a>(std::slice::Iter<'a, Value>);
+
+    impl<'a> SeqAccess<'a> for Seq<'a> {
+        type Error = Error;
+
+        fn next_element_seed<T: DeserializeSeed<'a>>(
+            &mut self,
+            seed: T,
+        ) -> Result<Option<T::Value>, Error> {
+            match self.0.next() {
+                Some(value) => seed.deserialize(Strict(value)).map(Some),
+                None => Ok(None),
+            }
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            Some(self.0.len())
+        }
+    }
+
+    struct Entries<'a> {
+        entries: serde_json::map::Iter<'a>,
+        value: Option<&'a Value>,
+    }
+
+    impl<'a> Entries<'a> {
+        fn new(map: &'a Map<String, Value>) -> Self {
+            Self {
+                entries: map.iter(),
+                value: None,
+            }
+        }
+    }
+
+    impl<'a> MapAccess<'a> for Entries<'a> {
+        type Error = Error;
+
+        fn next_key_seed<K: DeserializeSeed<'a>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Error> {
+            match self.entries.next() {
+                Some((key, value)) => {
+                    self.value = Some(value);
+                    seed.deserialize(BorrowedStrDeserializer::<Error>::new(key))
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, Error> {
+            match self.value.take() {
+                Some(value) => seed.deserialize(Strict(value)),
+                None => Err(de::Error::custom("value is missing")),
+            }
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            Some(self.entries.len())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +794,23 @@ mod tests {
         }
 
         #[test]
+        fn array_in_place_of_an_object_is_a_type_violation() {
+            let e = fail::<AuthorizeResponse>(json!({"idTagInfo": ["Accepted"]}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "idTagInfo");
+            let mut p = set_profile(json!(8));
+            p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][1] =
+                json!([60, 8.0]);
+            let e = fail::<SetChargingProfileRequest>(p);
+            assert_error(
+                &e,
+                ErrorCode::TypeConstraintViolation,
+                "csChargingProfiles.chargingSchedule.chargingSchedulePeriod[1]",
+            );
+            let e = fail::<AuthorizeResponse>(json!({"idTagInfo": []}));
+            assert_eq!(e.code, ErrorCode::TypeConstraintViolation, "{e}");
+        }
+
+        #[test]
         fn value_outside_the_allowed_set_is_a_property_violation() {
             // Unknown enum value.
             let e = fail::<ResetRequest>(json!({"type": "Warm"}));
@@ -637,6 +866,39 @@ mod tests {
             }));
             assert_error(&e, ErrorCode::TypeConstraintViolation, "value");
             assert!(!e.description.contains("1234567890123"), "{e}");
+        }
+
+        #[test]
+        fn frames_built_from_messages_decode_back() {
+            let req = RemoteStopTransactionRequest { transaction_id: 9 };
+            let text = Frame::call("m1", &req).to_text();
+            assert_eq!(
+                text,
+                r#"[2,"m1","RemoteStopTransaction",{"transactionId":9}]"#
+            );
+            let Frame::Call {
+                action, payload, ..
+            } = Frame::parse(&text).unwrap()
+            else {
+                panic!("not a CALL: {text}");
+            };
+            assert_eq!(action, RemoteStopTransactionRequest::ACTION);
+            assert_eq!(
+                decode_payload::<RemoteStopTransactionRequest>(&payload),
+                Ok(req)
+            );
+            let resp = RemoteStopTransactionResponse {
+                status: RemoteStartStopStatus::Accepted,
+            };
+            assert_eq!(
+                Frame::result("m1", &resp).to_text(),
+                r#"[3,"m1",{"status":"Accepted"}]"#
+            );
+            let err = CallError::new(ErrorCode::NotSupported, "GetLog is not supported");
+            assert_eq!(
+                Frame::error("m2", err).to_text(),
+                r#"[4,"m2","NotSupported","GetLog is not supported",{}]"#
+            );
         }
 
         #[test]

@@ -311,13 +311,26 @@ impl Frame {
 /// | the payload is not a JSON object | `FormationViolation` |
 /// | a field the schema does not define (additional property) | `FormationViolation` |
 /// | a required field is missing, or a list that needs an element is empty | `OccurenceConstraintViolation` |
-/// | a field has the wrong JSON type (`"idTag": 12`, a string for a number, a fraction for an integer) | `TypeConstraintViolation` |
+/// | a field has the wrong JSON type (`"idTag": 12`, a string for a number, a fraction for an integer, an array for an object) | `TypeConstraintViolation` |
 /// | a value of the right type outside the allowed set: an unknown enum value, a string longer than its CiString type, a timestamp that is not RFC 3339, an integer out of range (a negative connectorId) | `PropertyConstraintViolation` |
 ///
 /// The description names the field at fault by its path in the payload
 /// (`chargingProfile.chargingSchedule.chargingSchedulePeriod[0].limit`) and never repeats a
 /// string value (it could be a secret such as an AuthorizationKey); `details` carries the path as
 /// `{"field": path}`.
+///
+/// One leniency: `null` for an optional field is read as absent (some central systems serialise
+/// unset fields that way); `null` for a required field is a TypeConstraintViolation.
+///
+/// ```
+/// use chargectl::stack::messages::AuthorizeRequest;
+/// use chargectl::stack::rpc::{ErrorCode, decode_payload};
+/// use serde_json::json;
+///
+/// let e = decode_payload::<AuthorizeRequest>(&json!({"idTag": "X".repeat(21)})).unwrap_err();
+/// assert_eq!(e.code, ErrorCode::PropertyConstraintViolation);
+/// assert!(e.description.starts_with("idTag: "));
+/// ```
 pub fn decode_payload<T: DeserializeOwned>(payload: &Value) -> Result<T, CallError> {
     if !payload.is_object() {
         return Err(CallError::new(
@@ -851,6 +864,14 @@ mod tests {
                 ErrorCode::FormationViolation,
                 "csChargingProfiles.chargingSchedule.chargingSchedulePeriod[0].bogus",
             );
+        }
+
+        #[test]
+        fn null_is_absent_for_optional_fields_only() {
+            let r: StopTransactionResponse = decode_payload(&json!({"idTagInfo": null})).unwrap();
+            assert_eq!(r.id_tag_info, None);
+            let e = fail::<AuthorizeRequest>(json!({"idTag": null}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "idTag");
         }
 
         #[test]

@@ -312,7 +312,7 @@ impl Frame {
 /// | a field the schema does not define (additional property) | `FormationViolation` |
 /// | a required field is missing, or a list that needs an element is empty | `OccurenceConstraintViolation` |
 /// | a field has the wrong JSON type (`"idTag": 12`, a string for a number, a fraction for an integer, an array for an object) | `TypeConstraintViolation` |
-/// | a value of the right type outside the allowed set: an unknown enum value, a string longer than its CiString type, a timestamp that is not RFC 3339, an integer out of range (a negative connectorId) | `PropertyConstraintViolation` |
+/// | a value of the right type outside the allowed set: an unknown enum value, a string longer than its CiString type, a timestamp that is not RFC 3339, a `location` that is not an absolute URI, an integer out of range (a negative connectorId) | `PropertyConstraintViolation` |
 ///
 /// The description names the field at fault by its path in the payload
 /// (`chargingProfile.chargingSchedule.chargingSchedulePeriod[0].limit`) and never repeats a
@@ -360,7 +360,7 @@ pub fn encode_payload<T: Serialize>(payload: &T) -> Value {
 
 /// The OCPP-J error code for a serde message about the field at `path`.
 fn classify(path: &str, message: &str) -> CallError {
-    use crate::stack::messages::{BAD_TIMESTAMP, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};
+    use crate::stack::messages::{BAD_TIMESTAMP, BAD_URI, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};
     let parent = if path == "." { "" } else { path };
     let (code, field, text) = if let Some(name) = message.strip_prefix("missing field ") {
         (
@@ -402,6 +402,7 @@ fn classify(path: &str, message: &str) -> CallError {
     } else if message.starts_with("unknown variant")
         || message.starts_with(TOO_LONG)
         || message.starts_with(BAD_TIMESTAMP)
+        || message.starts_with(BAD_URI)
         || message.starts_with(OUT_OF_RANGE)
     {
         (
@@ -834,6 +835,11 @@ mod tests {
             // Bad timestamp format.
             let e = fail::<HeartbeatResponse>(json!({"currentTime": "26.11.2026 08:00"}));
             assert_error(&e, ErrorCode::PropertyConstraintViolation, "currentTime");
+            // Not a URI.
+            let e = fail::<UpdateFirmwareRequest>(json!({
+                "location": "firmware.bin", "retrieveDate": "2026-11-26T08:00:00Z"
+            }));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "location");
             // Negative where the spec says integer >= 0.
             let e = fail::<UnlockConnectorRequest>(json!({"connectorId": -1}));
             assert_error(&e, ErrorCode::PropertyConstraintViolation, "connectorId");

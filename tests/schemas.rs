@@ -258,6 +258,20 @@ impl Checker {
         let req_name = R::ACTION.to_string();
         let resp_name = format!("{}Response", R::ACTION);
         let json = round_trip(&self.schemas, &req_name, &full);
+        let mut directions = 0;
+        if is_csms_initiated(R::ACTION) {
+            let call = CsmsCall::decode(R::ACTION, &json)
+                .unwrap_or_else(|e| panic!("CsmsCall::decode({req_name}): {e}"));
+            assert_eq!((call.action(), call.payload()), (R::ACTION, json.clone()));
+            directions += 1;
+        }
+        if is_cp_initiated(R::ACTION) {
+            let call = CpCall::decode(R::ACTION, &json)
+                .unwrap_or_else(|e| panic!("CpCall::decode({req_name}): {e}"));
+            assert_eq!((call.action(), call.payload()), (R::ACTION, json.clone()));
+            directions += 1;
+        }
+        assert!(directions > 0, "{req_name} is in neither direction list");
         round_trip(&self.schemas, &req_name, &minimal);
         mutate::<R>(&req_name, &self.schemas[&req_name], &json);
         let json = round_trip(&self.schemas, &resp_name, &full_resp);

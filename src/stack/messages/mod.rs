@@ -5,12 +5,15 @@
 //!
 //! Decoding a payload received in a CALL or CALLRESULT is
 //! [`crate::stack::rpc::decode_payload`], which turns a rejected payload into the CALLERROR code
-//! OCPP-J prescribes.
+//! OCPP-J prescribes; [`CsmsCall::decode`] and [`CpCall::decode`] decode an incoming CALL by
+//! action, answering unknown and unsupported actions too.
 
+mod calls;
 mod enums;
 mod payloads;
 mod primitives;
 
+pub use calls::{CpCall, CsmsCall};
 pub use enums::*;
 pub use payloads::*;
 pub use primitives::{

@@ -453,22 +453,32 @@ fn join_path(parent: &str, name: &str) -> String {
     }
 }
 
-/// `message` without the values serde quotes between backticks: "invalid type: string `abc`,
-/// expected u32" becomes "invalid type: string, expected u32".
+/// `message` without the values serde quotes: between backticks ("invalid type: integer `12`,
+/// expected a string" becomes "invalid type: integer, expected a string") or as a Rust string
+/// literal ("invalid type: string \"abc\", expected u32" becomes "invalid type: string,
+/// expected u32").
 fn without_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find(" `") {
-        out.push_str(&rest[..start]);
-        match rest[start + 2..].find('`') {
-            Some(end) => rest = &rest[start + 2 + end + 1..],
-            None => {
-                rest = "";
-                break;
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        let quote = match (c, chars.peek()) {
+            (' ', Some('`')) => '`',
+            (' ', Some('"')) => '"',
+            _ => {
+                out.push(c);
+                continue;
+            }
+        };
+        chars.next();
+        let mut escaped = false;
+        for c in chars.by_ref() {
+            match c {
+                '\\' if quote == '"' && !escaped => escaped = true,
+                c if c == quote && !escaped => break,
+                _ => escaped = false,
             }
         }
     }
-    out.push_str(rest);
     out
 }
 
@@ -893,6 +903,10 @@ mod tests {
             }));
             assert_error(&e, ErrorCode::TypeConstraintViolation, "value");
             assert!(!e.description.contains("1234567890123"), "{e}");
+            let e = fail::<GetConfigurationRequest>(json!({"key": "say \"hi\" S3cr3t"}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "key");
+            assert!(!e.description.contains("S3cr3t"), "{e}");
+            assert!(e.description.ends_with("expected a sequence"), "{e}");
         }
 
         #[test]

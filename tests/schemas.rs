@@ -7,7 +7,9 @@
 //! Then, driven by the schema itself, each full instance is mutated: every enum value the schema
 //! lists must decode, an unknown one must give PropertyConstraintViolation; a string of
 //! `maxLength` must decode, one character more must give PropertyConstraintViolation; removing a
-//! required field must give OccurenceConstraintViolation; an extra field FormationViolation.
+//! required field must give OccurenceConstraintViolation; an extra field FormationViolation; a
+//! value of another JSON type TypeConstraintViolation; a malformed date-time
+//! PropertyConstraintViolation.
 
 use chargectl::stack::messages::*;
 use chargectl::stack::rpc::{ErrorCode, decode_payload, encode_payload};
@@ -94,10 +96,27 @@ enum Probe {
     MaxLength(usize),
     Required(String),
     Object,
+    /// A value of another JSON type than the schema's `type`.
+    WrongType(Value),
+    /// A string with `format: date-time` that is not one.
+    BadDateTime,
 }
 
 /// Collects the probes of `schema` at JSON pointer `at` in an instance that sets every field.
 fn probes(schema: &Value, at: &str, out: &mut Vec<(String, Probe)>) {
+    let wrong = match schema.get("type").and_then(Value::as_str) {
+        Some("string") => Some(json!(12)),
+        Some("integer") => Some(json!(1.5)),
+        Some("number") | Some("boolean") => Some(json!("1")),
+        Some("array") | Some("object") if !at.is_empty() => Some(json!("x")),
+        _ => None,
+    };
+    if let Some(wrong) = wrong {
+        out.push((at.to_string(), Probe::WrongType(wrong)));
+    }
+    if schema.get("format").and_then(Value::as_str) == Some("date-time") {
+        out.push((at.to_string(), Probe::BadDateTime));
+    }
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => {
             out.push((at.to_string(), Probe::Object));
@@ -207,6 +226,24 @@ fn mutate<T: DeserializeOwned + Debug>(schema_name: &str, schema: &Value, full: 
                     &m,
                     ErrorCode::OccurenceConstraintViolation,
                     &name,
+                );
+            }
+            Probe::WrongType(wrong) => {
+                let m = set(wrong.clone());
+                expect_code::<T>(
+                    &format!("{schema_name}{at} set to {wrong}"),
+                    &m,
+                    ErrorCode::TypeConstraintViolation,
+                    &last,
+                );
+            }
+            Probe::BadDateTime => {
+                let m = set(json!("26.11.2026 08:00"));
+                expect_code::<T>(
+                    &format!("{schema_name}{at} not a date-time"),
+                    &m,
+                    ErrorCode::PropertyConstraintViolation,
+                    &last,
                 );
             }
             Probe::Object => {

@@ -1,6 +1,7 @@
 //! OCPP-J 1.6 RPC framing: CALL `[2, id, action, payload]`, CALLRESULT `[3, id, payload]`,
 //! CALLERROR `[4, id, code, description, details]`, and the error codes of OCPP-J section 4.2.3.
 
+use crate::stack::messages::Request;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -257,6 +258,31 @@ impl Frame {
         }
     }
 
+    /// A CALL carrying `request` under its action name.
+    pub fn call<R: Request>(id: impl Into<String>, request: &R) -> Frame {
+        Frame::Call {
+            id: id.into(),
+            action: R::ACTION.to_string(),
+            payload: encode_payload(request),
+        }
+    }
+
+    /// A CALLRESULT carrying `response`.
+    pub fn result<T: Serialize>(id: impl Into<String>, response: &T) -> Frame {
+        Frame::CallResult {
+            id: id.into(),
+            payload: encode_payload(response),
+        }
+    }
+
+    /// A CALLERROR answering the CALL with unique id `id`.
+    pub fn error(id: impl Into<String>, error: CallError) -> Frame {
+        Frame::CallError {
+            id: id.into(),
+            error,
+        }
+    }
+
     pub fn to_value(&self) -> Value {
         match self {
             Frame::Call {
@@ -285,13 +311,26 @@ impl Frame {
 /// | the payload is not a JSON object | `FormationViolation` |
 /// | a field the schema does not define (additional property) | `FormationViolation` |
 /// | a required field is missing, or a list that needs an element is empty | `OccurenceConstraintViolation` |
-/// | a field has the wrong JSON type (`"idTag": 12`, a string for a number, a fraction for an integer) | `TypeConstraintViolation` |
-/// | a value of the right type outside the allowed set: an unknown enum value, a string longer than its CiString type, a timestamp that is not RFC 3339, an integer out of range (a negative connectorId) | `PropertyConstraintViolation` |
+/// | a field has the wrong JSON type (`"idTag": 12`, a string for a number, a fraction for an integer, an array for an object) | `TypeConstraintViolation` |
+/// | a value of the right type outside the allowed set: an unknown enum value, a string longer than its CiString type, a timestamp that is not RFC 3339, a `location` that is not an absolute URI, an integer out of range (a negative connectorId) | `PropertyConstraintViolation` |
 ///
 /// The description names the field at fault by its path in the payload
 /// (`chargingProfile.chargingSchedule.chargingSchedulePeriod[0].limit`) and never repeats a
 /// string value (it could be a secret such as an AuthorizationKey); `details` carries the path as
 /// `{"field": path}`.
+///
+/// One leniency: `null` for an optional field is read as absent (some central systems serialise
+/// unset fields that way); `null` for a required field is a TypeConstraintViolation.
+///
+/// ```
+/// use chargectl::stack::messages::AuthorizeRequest;
+/// use chargectl::stack::rpc::{ErrorCode, decode_payload};
+/// use serde_json::json;
+///
+/// let e = decode_payload::<AuthorizeRequest>(&json!({"idTag": "X".repeat(21)})).unwrap_err();
+/// assert_eq!(e.code, ErrorCode::PropertyConstraintViolation);
+/// assert!(e.description.starts_with("idTag: "));
+/// ```
 pub fn decode_payload<T: DeserializeOwned>(payload: &Value) -> Result<T, CallError> {
     if !payload.is_object() {
         return Err(CallError::new(
@@ -299,7 +338,7 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &Value) -> Result<T, CallErr
             format!("payload must be a JSON object, got {}", json_kind(payload)),
         ));
     }
-    serde_path_to_error::deserialize(payload).map_err(|e| {
+    serde_path_to_error::deserialize(strict::Strict(payload)).map_err(|e| {
         let path = e.path().to_string();
         classify(&path, &e.inner().to_string())
     })
@@ -321,7 +360,7 @@ pub fn encode_payload<T: Serialize>(payload: &T) -> Value {
 
 /// The OCPP-J error code for a serde message about the field at `path`.
 fn classify(path: &str, message: &str) -> CallError {
-    use crate::stack::messages::{BAD_TIMESTAMP, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};
+    use crate::stack::messages::{BAD_TIMESTAMP, BAD_URI, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};
     let parent = if path == "." { "" } else { path };
     let (code, field, text) = if let Some(name) = message.strip_prefix("missing field ") {
         (
@@ -363,6 +402,7 @@ fn classify(path: &str, message: &str) -> CallError {
     } else if message.starts_with("unknown variant")
         || message.starts_with(TOO_LONG)
         || message.starts_with(BAD_TIMESTAMP)
+        || message.starts_with(BAD_URI)
         || message.starts_with(OUT_OF_RANGE)
     {
         (
@@ -413,22 +453,32 @@ fn join_path(parent: &str, name: &str) -> String {
     }
 }
 
-/// `message` without the values serde quotes between backticks: "invalid type: string `abc`,
-/// expected u32" becomes "invalid type: string, expected u32".
+/// `message` without the values serde quotes: between backticks ("invalid type: integer `12`,
+/// expected a string" becomes "invalid type: integer, expected a string") or as a Rust string
+/// literal ("invalid type: string \"abc\", expected u32" becomes "invalid type: string,
+/// expected u32").
 fn without_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find(" `") {
-        out.push_str(&rest[..start]);
-        match rest[start + 2..].find('`') {
-            Some(end) => rest = &rest[start + 2 + end + 1..],
-            None => {
-                rest = "";
-                break;
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        let quote = match (c, chars.peek()) {
+            (' ', Some('`')) => '`',
+            (' ', Some('"')) => '"',
+            _ => {
+                out.push(c);
+                continue;
+            }
+        };
+        chars.next();
+        let mut escaped = false;
+        for c in chars.by_ref() {
+            match c {
+                '\\' if quote == '"' && !escaped => escaped = true,
+                c if c == quote && !escaped => break,
+                _ => escaped = false,
             }
         }
     }
-    out.push_str(rest);
     out
 }
 
@@ -476,6 +526,192 @@ pub fn redact_value(value: &Value) -> Value {
     match Frame::from_value(value.clone()) {
         Ok(f) => redact(&f).to_value(),
         Err(_) => value.clone(),
+    }
+}
+
+/// A deserializer over a JSON value that, unlike `&serde_json::Value`, refuses to build a struct
+/// from a JSON array (serde accepts a struct's field values as a sequence; the OCPP schemas allow
+/// only objects). Everything else is delegated to `&Value`.
+mod strict {
+    use serde::de::value::BorrowedStrDeserializer;
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor,
+    };
+    use serde_json::{Error, Map, Value};
+
+    pub(super) struct Strict<'a>(pub(super) &'a Value);
+
+    macro_rules! delegate {
+        ($($method:ident)*) => {
+            $(
+                fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+                    self.0.$method(visitor)
+                }
+            )*
+        };
+    }
+
+    impl<'a> Deserializer<'a> for Strict<'a> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(items) => visitor.visit_seq(Seq(items.iter())),
+                Value::Object(map) => visitor.visit_map(Entries::new(map)),
+                other => other.deserialize_any(visitor),
+            }
+        }
+
+        delegate!(
+            deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+            deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+            deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_str
+            deserialize_string deserialize_bytes deserialize_byte_buf deserialize_unit
+            deserialize_identifier
+        );
+
+        fn deserialize_option<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => visitor.visit_none(),
+                _ => visitor.visit_some(self),
+            }
+        }
+
+        fn deserialize_unit_struct<V: Visitor<'a>>(
+            self,
+            name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.0.deserialize_unit_struct(name, visitor)
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'a>>(
+            self,
+            _name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
+        }
+
+        fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(items) => visitor.visit_seq(Seq(items.iter())),
+                other => other.deserialize_seq(visitor),
+            }
+        }
+
+        fn deserialize_tuple<V: Visitor<'a>>(
+            self,
+            _len: usize,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.deserialize_seq(visitor)
+        }
+
+        fn deserialize_tuple_struct<V: Visitor<'a>>(
+            self,
+            _name: &'static str,
+            _len: usize,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.deserialize_seq(visitor)
+        }
+
+        fn deserialize_map<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Object(map) => visitor.visit_map(Entries::new(map)),
+                other => other.deserialize_map(visitor),
+            }
+        }
+
+        fn deserialize_struct<V: Visitor<'a>>(
+            self,
+            _name: &'static str,
+            _fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Object(map) => visitor.visit_map(Entries::new(map)),
+                Value::Array(_) => Err(de::Error::invalid_type(Unexpected::Seq, &visitor)),
+                other => other.deserialize_map(visitor),
+            }
+        }
+
+        fn deserialize_enum<V: Visitor<'a>>(
+            self,
+            name: &'static str,
+            variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.0.deserialize_enum(name, variants, visitor)
+        }
+
+        fn deserialize_ignored_any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_unit()
+        }
+    }
+
+    struct Seq<'a>(std::slice::Iter<'a, Value>);
+
+    impl<'a> SeqAccess<'a> for Seq<'a> {
+        type Error = Error;
+
+        fn next_element_seed<T: DeserializeSeed<'a>>(
+            &mut self,
+            seed: T,
+        ) -> Result<Option<T::Value>, Error> {
+            match self.0.next() {
+                Some(value) => seed.deserialize(Strict(value)).map(Some),
+                None => Ok(None),
+            }
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            Some(self.0.len())
+        }
+    }
+
+    struct Entries<'a> {
+        entries: serde_json::map::Iter<'a>,
+        value: Option<&'a Value>,
+    }
+
+    impl<'a> Entries<'a> {
+        fn new(map: &'a Map<String, Value>) -> Self {
+            Self {
+                entries: map.iter(),
+                value: None,
+            }
+        }
+    }
+
+    impl<'a> MapAccess<'a> for Entries<'a> {
+        type Error = Error;
+
+        fn next_key_seed<K: DeserializeSeed<'a>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Error> {
+            match self.entries.next() {
+                Some((key, value)) => {
+                    self.value = Some(value);
+                    seed.deserialize(BorrowedStrDeserializer::<Error>::new(key))
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, Error> {
+            match self.value.take() {
+                Some(value) => seed.deserialize(Strict(value)),
+                None => Err(de::Error::custom("value is missing")),
+            }
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            Some(self.entries.len())
+        }
     }
 }
 
@@ -631,6 +867,23 @@ mod tests {
         }
 
         #[test]
+        fn array_in_place_of_an_object_is_a_type_violation() {
+            let e = fail::<AuthorizeResponse>(json!({"idTagInfo": ["Accepted"]}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "idTagInfo");
+            let mut p = set_profile(json!(8));
+            p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][1] =
+                json!([60, 8.0]);
+            let e = fail::<SetChargingProfileRequest>(p);
+            assert_error(
+                &e,
+                ErrorCode::TypeConstraintViolation,
+                "csChargingProfiles.chargingSchedule.chargingSchedulePeriod[1]",
+            );
+            let e = fail::<AuthorizeResponse>(json!({"idTagInfo": []}));
+            assert_eq!(e.code, ErrorCode::TypeConstraintViolation, "{e}");
+        }
+
+        #[test]
         fn value_outside_the_allowed_set_is_a_property_violation() {
             // Unknown enum value.
             let e = fail::<ResetRequest>(json!({"type": "Warm"}));
@@ -641,6 +894,11 @@ mod tests {
             // Bad timestamp format.
             let e = fail::<HeartbeatResponse>(json!({"currentTime": "26.11.2026 08:00"}));
             assert_error(&e, ErrorCode::PropertyConstraintViolation, "currentTime");
+            // Not a URI.
+            let e = fail::<UpdateFirmwareRequest>(json!({
+                "location": "firmware.bin", "retrieveDate": "2026-11-26T08:00:00Z"
+            }));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "location");
             // Negative where the spec says integer >= 0.
             let e = fail::<UnlockConnectorRequest>(json!({"connectorId": -1}));
             assert_error(&e, ErrorCode::PropertyConstraintViolation, "connectorId");
@@ -674,6 +932,14 @@ mod tests {
         }
 
         #[test]
+        fn null_is_absent_for_optional_fields_only() {
+            let r: StopTransactionResponse = decode_payload(&json!({"idTagInfo": null})).unwrap();
+            assert_eq!(r.id_tag_info, None);
+            let e = fail::<AuthorizeRequest>(json!({"idTag": null}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "idTag");
+        }
+
+        #[test]
         fn errors_never_repeat_a_string_value() {
             let secret = "S3cr3tS3cr3tS3cr3t";
             let e = fail::<ChangeConfigurationRequest>(json!({
@@ -686,6 +952,43 @@ mod tests {
             }));
             assert_error(&e, ErrorCode::TypeConstraintViolation, "value");
             assert!(!e.description.contains("1234567890123"), "{e}");
+            let e = fail::<GetConfigurationRequest>(json!({"key": "say \"hi\" S3cr3t"}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "key");
+            assert!(!e.description.contains("S3cr3t"), "{e}");
+            assert!(e.description.ends_with("expected a sequence"), "{e}");
+        }
+
+        #[test]
+        fn frames_built_from_messages_decode_back() {
+            let req = RemoteStopTransactionRequest { transaction_id: 9 };
+            let text = Frame::call("m1", &req).to_text();
+            assert_eq!(
+                text,
+                r#"[2,"m1","RemoteStopTransaction",{"transactionId":9}]"#
+            );
+            let Frame::Call {
+                action, payload, ..
+            } = Frame::parse(&text).unwrap()
+            else {
+                panic!("not a CALL: {text}");
+            };
+            assert_eq!(action, RemoteStopTransactionRequest::ACTION);
+            assert_eq!(
+                decode_payload::<RemoteStopTransactionRequest>(&payload),
+                Ok(req)
+            );
+            let resp = RemoteStopTransactionResponse {
+                status: RemoteStartStopStatus::Accepted,
+            };
+            assert_eq!(
+                Frame::result("m1", &resp).to_text(),
+                r#"[3,"m1",{"status":"Accepted"}]"#
+            );
+            let err = CallError::new(ErrorCode::NotSupported, "GetLog is not supported");
+            assert_eq!(
+                Frame::error("m2", err).to_text(),
+                r#"[4,"m2","NotSupported","GetLog is not supported",{}]"#
+            );
         }
 
         #[test]

@@ -5,20 +5,23 @@
 //!
 //! Decoding a payload received in a CALL or CALLRESULT is
 //! [`crate::stack::rpc::decode_payload`], which turns a rejected payload into the CALLERROR code
-//! OCPP-J prescribes.
+//! OCPP-J prescribes; [`CsmsCall::decode`] and [`CpCall::decode`] decode an incoming CALL by
+//! action, answering unknown and unsupported actions too.
 
+mod calls;
 mod enums;
 mod payloads;
 mod primitives;
 
+pub use calls::{CpCall, CsmsCall};
 pub use enums::*;
 pub use payloads::*;
 pub use primitives::{
     CiString20, CiString25, CiString50, CiString255, CiString500, CiStringError, Decimal1,
-    Decimal1Error, IdToken, Timestamp, TimestampError,
+    Decimal1Error, IdToken, Timestamp, TimestampError, is_absolute_uri,
 };
 
-pub(crate) use primitives::{BAD_TIMESTAMP, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};
+pub(crate) use primitives::{BAD_TIMESTAMP, BAD_URI, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

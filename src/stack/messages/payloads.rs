@@ -5,7 +5,7 @@
 use super::enums::*;
 use super::primitives::{
     CiString20, CiString25, CiString50, CiString255, CiString500, Decimal1, IdToken, Timestamp,
-    non_empty,
+    absolute_uri, non_empty,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -464,6 +464,7 @@ payload!(
     #[derive(Debug)]
     GetDiagnosticsRequest {
         /// URI to upload the diagnostics file to.
+        #[serde(deserialize_with = "absolute_uri")]
         pub location: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub retries: Option<u32>,
@@ -507,6 +508,7 @@ payload!(
     #[derive(Debug)]
     UpdateFirmwareRequest {
         /// URI to download the firmware from.
+        #[serde(deserialize_with = "absolute_uri")]
         pub location: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub retries: Option<u32>,

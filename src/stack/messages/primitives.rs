@@ -19,6 +19,9 @@ pub(crate) const BAD_TIMESTAMP: &str = "invalid timestamp";
 /// Start of the error message for a number outside the representable range
 /// (PropertyConstraintViolation).
 pub(crate) const OUT_OF_RANGE: &str = "number out of range";
+/// Start of the error message for a `location` that is not an absolute URI
+/// (PropertyConstraintViolation).
+pub(crate) const BAD_URI: &str = "invalid URI";
 /// Start of the error message for a list that must hold at least one element
 /// (OccurenceConstraintViolation).
 pub(crate) const EMPTY_LIST: &str = "at least one element is required";
@@ -428,4 +431,35 @@ where
         return Err(de::Error::custom(EMPTY_LIST));
     }
     Ok(items)
+}
+
+/// Whether `text` is an absolute URI (RFC 3986: a scheme, a colon, then no whitespace or
+/// control characters), what the schemas' `format: uri` asks of a `location`.
+pub fn is_absolute_uri(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    scheme_ok
+        && !rest.is_empty()
+        && !rest
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+}
+
+/// `deserialize_with` for `location` fields: a string holding an absolute URI.
+pub(crate) fn absolute_uri<'de, D>(deserializer: D) -> Result<String, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let text = String::deserialize(deserializer)?;
+    if !is_absolute_uri(&text) {
+        return Err(de::Error::custom(format!(
+            "{BAD_URI}: expected an absolute URI such as ftp://host/path ({} characters given)",
+            text.chars().count()
+        )));
+    }
+    Ok(text)
 }

@@ -271,3 +271,26 @@ fn lists_that_need_an_element_reject_empty_ones() {
     .unwrap_err();
     assert!(e.to_string().starts_with(EMPTY_LIST), "{e}");
 }
+
+#[test]
+fn absolute_uris_are_recognised() {
+    for ok in [
+        "ftp://user:pw@example.com/diag/",
+        "https://example.com/fw/go.bin?x=1",
+        "http://[::1]:8080/upload",
+        "urn:example:file",
+    ] {
+        assert!(is_absolute_uri(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "firmware.bin",
+        "/tmp/x",
+        "1http://x",
+        "http://a b",
+        "ftp:",
+        "://x",
+    ] {
+        assert!(!is_absolute_uri(bad), "{bad}");
+    }
+}

@@ -7,6 +7,9 @@ use std::path::Path;
 fn man_pages_match_the_command_line_definition() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
     let bless = std::env::var_os("CHARGECTL_BLESS").is_some();
+    if bless {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
     let mut stale = Vec::new();
     for (name, text) in chargectl::cli::manpages::render_all().unwrap() {
         let path = dir.join(&name);

@@ -26,6 +26,7 @@ use super::rpc::{CallError, ErrorCode, Frame};
 use super::storage;
 use super::transport::Endpoint;
 
+mod profiles;
 mod session;
 
 pub use session::SUPPORTED_MEASURANDS;
@@ -327,6 +328,8 @@ struct Core {
     aligned_at: Option<Instant>,
     last_aligned_wh: Option<f64>,
     tx_retry_at: Option<Instant>,
+    reservation: Option<profiles::Reservation>,
+    transfer_status: profiles::TransferStatus,
 }
 
 const AVAILABILITY_FILE: &str = "availability.json";
@@ -344,6 +347,7 @@ impl Core {
             super::journal::Journal::open(&opts.state_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
         let auth_cache = super::auth::AuthCache::open(&opts.state_dir);
         let leftover_tx = Core::load_tx(&opts.state_dir);
+        let reservation = Core::load_reservation(&opts.state_dir);
         let (ctl_tx, ctl_rx) = mpsc::channel(8);
         let (out_tx, out_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
@@ -410,6 +414,8 @@ impl Core {
             aligned_at: None,
             last_aligned_wh: None,
             tx_retry_at: None,
+            reservation,
+            transfer_status: profiles::TransferStatus::default(),
             opts,
         };
         if core.journal.recovered_torn_bytes > 0 {
@@ -423,6 +429,8 @@ impl Core {
         }
         core.hw.set_offered_current(0.0);
         core.recover_transaction();
+        core.expire_reservation();
+        core.cancel_reservation_for_free_charging();
         core.schedule_aligned();
         let s0 = core.derive_status(0);
         let s1 = core.derive_status(1);
@@ -951,6 +959,21 @@ impl Core {
                 let status = self.remote_stop(req.transaction_id as i64);
                 Ok(json!({ "status": status }))
             }
+            "ReserveNow" => {
+                let req: messages::ReserveNowRequest = decode(payload)?;
+                let status = self.reserve_now(&req);
+                Ok(json!({ "status": status }))
+            }
+            "CancelReservation" => {
+                let req: messages::CancelReservationRequest = decode(payload)?;
+                let status = self.cancel_reservation(req.reservation_id as i64);
+                Ok(json!({ "status": status }))
+            }
+            "TriggerMessage" => {
+                let req: messages::TriggerMessageRequest = decode(payload)?;
+                let status = self.trigger(&req);
+                Ok(json!({ "status": status }))
+            }
             "UnlockConnector" => {
                 let req: messages::UnlockConnectorRequest = decode(payload)?;
                 let status = self.unlock_connector(req.connector_id as i64);
@@ -1009,6 +1032,7 @@ impl Core {
         match key {
             "HeartbeatInterval" => self.schedule_heartbeat(),
             "MeterValueSampleInterval" => self.schedule_sampling(),
+            "FreeCharging" => self.cancel_reservation_for_free_charging(),
             "ClockAlignedDataInterval" => self.schedule_aligned(),
             "WebSocketPingInterval" => {
                 let _ = self
@@ -1172,6 +1196,9 @@ impl Core {
             if self.finishing && self.plugged {
                 return ("Finishing".into(), error);
             }
+            if self.reservation.is_some() {
+                return ("Reserved".into(), error);
+            }
             if self.plugged || self.pending_start.is_some() || self.authorizing.is_some() {
                 return ("Preparing".into(), error);
             }
@@ -1257,6 +1284,7 @@ impl Core {
         consider(self.aligned_at);
         consider(self.tx_retry_at);
         consider(self.pending_start.as_ref().map(|p| p.expires));
+        consider(self.reservation_deadline());
         consider(self.heartbeat_at);
         consider(self.in_flight.as_ref().map(|f| f.deadline));
         for s in &self.status {
@@ -1302,6 +1330,7 @@ impl Core {
         if self.tx_retry_at.is_some_and(|t| t <= now) {
             self.tx_retry_at = None;
         }
+        self.expire_reservation();
         if self.sample_at.is_some_and(|t| t <= now) {
             self.on_sample_timer();
         }

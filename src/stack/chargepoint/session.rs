@@ -304,8 +304,15 @@ impl Core {
         if self.tx.is_some() {
             return;
         }
+        let reservation_id = match self.reservation_check(&id_tag, &info) {
+            Ok(r) => r,
+            Err(why) => {
+                self.log.warn("auth", format!("{id_tag} refused: {why}"));
+                return;
+            }
+        };
         if self.plugged {
-            self.start_transaction(id_tag, info.parent_id_tag, charging_profile, None);
+            self.start_transaction(id_tag, info.parent_id_tag, charging_profile, reservation_id);
         } else {
             let timeout = self.config.int("ConnectionTimeOut").max(1) as u64;
             self.log.info(
@@ -331,7 +338,13 @@ impl Core {
             return;
         }
         if let Some(p) = self.pending_start.take() {
-            self.start_transaction(p.id_tag, p.parent_id_tag, p.charging_profile, None);
+            let reservation_id = self.reservation.as_ref().map(|r| r.reservation_id);
+            self.start_transaction(
+                p.id_tag,
+                p.parent_id_tag,
+                p.charging_profile,
+                reservation_id,
+            );
             return;
         }
         if self.config.bool("FreeCharging") && self.connector_usable() {
@@ -411,6 +424,9 @@ impl Core {
         }
         self.tx = Some(tx);
         self.pending_start = None;
+        if let Some(r) = reservation_id {
+            self.consume_reservation(r);
+        }
         self.save_tx();
         self.hw.set_cable_lock(true);
         self.apply_offered_current();

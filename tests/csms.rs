@@ -906,3 +906,68 @@ mod peers {
         }
     }
 }
+
+#[test]
+fn the_csms_library_has_no_terminal_code() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/csms");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for forbidden in [
+            "ratatui::",
+            "crossterm::",
+            "clap::",
+            "println!",
+            "eprintln!",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3);
+}
+
+#[test]
+fn human_lines_show_time_id_direction_action_and_payload() {
+    use chargectl::cli::commands::csms::human_line;
+    use chargectl::csms::CsmsEvent;
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00.250Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let received = CsmsEvent {
+        at,
+        kind: EventKind::Received {
+            cp_id: "CP1".into(),
+            frame: Frame::Call {
+                id: "1".into(),
+                action: "Heartbeat".into(),
+                payload: json!({}),
+            },
+            action: Some("Heartbeat".into()),
+        },
+    };
+    assert_eq!(
+        human_line(&received),
+        "10:00:00.250  CP1  <-  Heartbeat  {}"
+    );
+    let sent = CsmsEvent {
+        at,
+        kind: EventKind::Sent {
+            cp_id: "CP1".into(),
+            frame: Frame::CallResult {
+                id: "1".into(),
+                payload: json!({"currentTime": "2026-03-01T10:00:00.250Z"}),
+            },
+            action: Some("Heartbeat".into()),
+        },
+    };
+    assert_eq!(
+        human_line(&sent),
+        r#"10:00:00.250  CP1  ->  Heartbeat result  {"currentTime":"2026-03-01T10:00:00.250Z"}"#
+    );
+}

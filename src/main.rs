@@ -50,6 +50,7 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
     use cli::commands;
     match cli.command {
         Some(Command::Completions { shell }) => commands::completions::run(shell).map(|_| ExitCode::Ok),
+        Some(Command::Firmware(cmd)) => commands::firmware::run(cmd, env).await,
         Some(Command::Csms { listen }) => commands::csms::run(listen, env).await,
         None => {
             anyhow::bail!(cli::Failure::new(

@@ -1,6 +1,7 @@
 //! OCPP-J 1.6 RPC framing: CALL `[2, id, action, payload]`, CALLRESULT `[3, id, payload]`,
 //! CALLERROR `[4, id, code, description, details]`, and the error codes of OCPP-J section 4.2.3.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::fmt;
@@ -152,10 +153,7 @@ impl Frame {
             return Err(FrameError {
                 id: None,
                 is_call: false,
-                error: CallError::new(
-                    ErrorCode::FormationViolation,
-                    "message is not a JSON array",
-                ),
+                error: CallError::new(ErrorCode::FormationViolation, "message is not a JSON array"),
             });
         };
         let type_id = items.first().and_then(Value::as_u64);
@@ -278,6 +276,173 @@ impl Frame {
     }
 }
 
+/// Decodes the payload of a CALL or CALLRESULT into `T`, or gives the CALLERROR that answers it.
+///
+/// The code follows OCPP-J 1.6 section 4.2.3:
+///
+/// | what is wrong | code |
+/// | --- | --- |
+/// | the payload is not a JSON object | `FormationViolation` |
+/// | a field the schema does not define (additional property) | `FormationViolation` |
+/// | a required field is missing, or a list that needs an element is empty | `OccurenceConstraintViolation` |
+/// | a field has the wrong JSON type (`"idTag": 12`, a string for a number, a fraction for an integer) | `TypeConstraintViolation` |
+/// | a value of the right type outside the allowed set: an unknown enum value, a string longer than its CiString type, a timestamp that is not RFC 3339, an integer out of range (a negative connectorId) | `PropertyConstraintViolation` |
+///
+/// The description names the field at fault by its path in the payload
+/// (`chargingProfile.chargingSchedule.chargingSchedulePeriod[0].limit`) and never repeats a
+/// string value (it could be a secret such as an AuthorizationKey); `details` carries the path as
+/// `{"field": path}`.
+pub fn decode_payload<T: DeserializeOwned>(payload: &Value) -> Result<T, CallError> {
+    if !payload.is_object() {
+        return Err(CallError::new(
+            ErrorCode::FormationViolation,
+            format!("payload must be a JSON object, got {}", json_kind(payload)),
+        ));
+    }
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let path = e.path().to_string();
+        classify(&path, &e.inner().to_string())
+    })
+}
+
+/// Encodes a payload for a CALL or CALLRESULT.
+///
+/// Every message type of [`crate::stack::messages`] serialises to a JSON object; a type that
+/// cannot be serialised (a map with non-string keys) gives an empty object and an error trace.
+pub fn encode_payload<T: Serialize>(payload: &T) -> Value {
+    match serde_json::to_value(payload) {
+        Ok(value) => value,
+        Err(e) => {
+            tracing::error!(error = %e, "payload cannot be encoded as JSON");
+            json!({})
+        }
+    }
+}
+
+/// The OCPP-J error code for a serde message about the field at `path`.
+fn classify(path: &str, message: &str) -> CallError {
+    use crate::stack::messages::{BAD_TIMESTAMP, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};
+    let parent = if path == "." { "" } else { path };
+    let (code, field, text) = if let Some(name) = message.strip_prefix("missing field ") {
+        (
+            ErrorCode::OccurenceConstraintViolation,
+            join_path(parent, &backticked(name)),
+            "required field is missing".to_string(),
+        )
+    } else if let Some(name) = message.strip_prefix("unknown field ") {
+        (
+            ErrorCode::FormationViolation,
+            join_path(parent, &backticked(name)),
+            "field is not defined for this message (additional property)".to_string(),
+        )
+    } else if message.starts_with(EMPTY_LIST) {
+        (
+            ErrorCode::OccurenceConstraintViolation,
+            parent.to_string(),
+            message.to_string(),
+        )
+    } else if message.starts_with("invalid type") {
+        (
+            ErrorCode::TypeConstraintViolation,
+            parent.to_string(),
+            without_values(message),
+        )
+    } else if message.starts_with("invalid length") {
+        // A JSON array where an object is expected.
+        (
+            ErrorCode::TypeConstraintViolation,
+            parent.to_string(),
+            "expected a JSON object".to_string(),
+        )
+    } else if message.starts_with("invalid value") {
+        (
+            ErrorCode::PropertyConstraintViolation,
+            parent.to_string(),
+            without_values(message),
+        )
+    } else if message.starts_with("unknown variant")
+        || message.starts_with(TOO_LONG)
+        || message.starts_with(BAD_TIMESTAMP)
+        || message.starts_with(OUT_OF_RANGE)
+    {
+        (
+            ErrorCode::PropertyConstraintViolation,
+            parent.to_string(),
+            message.to_string(),
+        )
+    } else {
+        (
+            ErrorCode::FormationViolation,
+            parent.to_string(),
+            without_values(message),
+        )
+    };
+    let field = if field.is_empty() {
+        "payload".to_string()
+    } else {
+        field
+    };
+    CallError {
+        code,
+        description: format!("{field}: {text}"),
+        details: json!({ "field": field }),
+    }
+}
+
+/// The name between the first pair of backticks (serde quotes field names that way), at most
+/// 64 characters.
+fn backticked(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .unwrap_or(message)
+        .chars()
+        .take(64)
+        .collect()
+}
+
+/// `parent.name`, unless `parent` already ends with `name` (the path of an unknown field
+/// includes it, that of a missing one does not).
+fn join_path(parent: &str, name: &str) -> String {
+    if parent == name || parent.ends_with(&format!(".{name}")) {
+        parent.to_string()
+    } else if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// `message` without the values serde quotes between backticks: "invalid type: string `abc`,
+/// expected u32" becomes "invalid type: string, expected u32".
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(" `") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find('`') {
+            Some(end) => rest = &rest[start + 2 + end + 1..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,7 +465,10 @@ mod tests {
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
         assert_eq!(e.id, None);
         let e = Frame::parse(r#"[2,"x","Reset"]"#).unwrap_err();
-        assert_eq!((e.error.code, e.id.as_deref()), (ErrorCode::ProtocolError, Some("x")));
+        assert_eq!(
+            (e.error.code, e.id.as_deref()),
+            (ErrorCode::ProtocolError, Some("x"))
+        );
         let e = Frame::parse(r#"[2,"x","Reset",[]]"#).unwrap_err();
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
         assert!(e.is_call);
@@ -308,5 +476,187 @@ mod tests {
         assert_eq!(e.error.code, ErrorCode::ProtocolError);
         let e = Frame::parse(&format!(r#"[2,"{}","Reset",{{}}]"#, "x".repeat(37))).unwrap_err();
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
+    }
+
+    mod decode {
+        use super::super::*;
+        use crate::stack::messages::*;
+
+        fn set_profile(limit: Value) -> Value {
+            json!({
+                "connectorId": 1,
+                "csChargingProfiles": {
+                    "chargingProfileId": 7,
+                    "stackLevel": 0,
+                    "chargingProfilePurpose": "TxDefaultProfile",
+                    "chargingProfileKind": "Absolute",
+                    "chargingSchedule": {
+                        "chargingRateUnit": "A",
+                        "chargingSchedulePeriod": [
+                            {"startPeriod": 0, "limit": 16.0},
+                            {"startPeriod": 60, "limit": limit}
+                        ]
+                    }
+                }
+            })
+        }
+
+        fn fail<T: DeserializeOwned + std::fmt::Debug>(payload: Value) -> CallError {
+            match decode_payload::<T>(&payload) {
+                Ok(v) => panic!("{payload} was accepted as {v:?}"),
+                Err(e) => e,
+            }
+        }
+
+        fn assert_error(e: &CallError, code: ErrorCode, field: &str) {
+            assert_eq!(e.code, code, "{e}");
+            assert!(
+                e.description.starts_with(&format!("{field}: ")),
+                "description should name {field}: {e}"
+            );
+            assert_eq!(e.details, json!({ "field": field }));
+        }
+
+        #[test]
+        fn a_valid_payload_decodes() {
+            let req: SetChargingProfileRequest =
+                decode_payload(&set_profile(json!(10.05))).unwrap();
+            let periods = &req
+                .cs_charging_profiles
+                .charging_schedule
+                .charging_schedule_period;
+            assert_eq!(periods[1].limit.tenths(), 101);
+            assert_eq!(req.connector_id, 1);
+        }
+
+        #[test]
+        fn payload_that_is_not_an_object_is_a_formation_violation() {
+            for payload in [json!([]), json!("x"), json!(null), json!(3)] {
+                let e = decode_payload::<HeartbeatRequest>(&payload).unwrap_err();
+                assert_eq!(e.code, ErrorCode::FormationViolation, "{payload}");
+            }
+        }
+
+        #[test]
+        fn missing_field_is_an_occurrence_violation_naming_it() {
+            let e = fail::<AuthorizeRequest>(json!({}));
+            assert_error(&e, ErrorCode::OccurenceConstraintViolation, "idTag");
+            let mut p = set_profile(json!(8));
+            p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][1]
+                .as_object_mut()
+                .unwrap()
+                .remove("limit");
+            let e = fail::<SetChargingProfileRequest>(p);
+            assert_error(
+                &e,
+                ErrorCode::OccurenceConstraintViolation,
+                "csChargingProfiles.chargingSchedule.chargingSchedulePeriod[1].limit",
+            );
+        }
+
+        #[test]
+        fn empty_required_list_is_an_occurrence_violation() {
+            let e = fail::<MeterValuesRequest>(json!({"connectorId": 1, "meterValue": []}));
+            assert_error(&e, ErrorCode::OccurenceConstraintViolation, "meterValue");
+        }
+
+        #[test]
+        fn wrong_json_type_is_a_type_violation_naming_the_path() {
+            let e = fail::<SetChargingProfileRequest>(set_profile(json!("16")));
+            assert_error(
+                &e,
+                ErrorCode::TypeConstraintViolation,
+                "csChargingProfiles.chargingSchedule.chargingSchedulePeriod[1].limit",
+            );
+            let e = fail::<AuthorizeRequest>(json!({"idTag": 12}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "idTag");
+            let e = fail::<StartTransactionRequest>(json!({
+                "connectorId": 1, "idTag": "A", "meterStart": 1.5,
+                "timestamp": "2026-11-26T08:00:00Z"
+            }));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "meterStart");
+            let e = fail::<AuthorizeResponse>(json!({"idTagInfo": "Accepted"}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "idTagInfo");
+            let e = fail::<ResetRequest>(json!({"type": ["Hard"]}));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "type");
+        }
+
+        #[test]
+        fn value_outside_the_allowed_set_is_a_property_violation() {
+            // Unknown enum value.
+            let e = fail::<ResetRequest>(json!({"type": "Warm"}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "type");
+            // String too long.
+            let e = fail::<AuthorizeRequest>(json!({"idTag": "X".repeat(21)}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "idTag");
+            // Bad timestamp format.
+            let e = fail::<HeartbeatResponse>(json!({"currentTime": "26.11.2026 08:00"}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "currentTime");
+            // Negative where the spec says integer >= 0.
+            let e = fail::<UnlockConnectorRequest>(json!({"connectorId": -1}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "connectorId");
+            // Integer beyond 32 bits.
+            let e = fail::<RemoteStopTransactionRequest>(json!({"transactionId": 4294967296u64}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "transactionId");
+            // Nested enum value in a list.
+            let mut p = set_profile(json!(8));
+            p["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"] = json!("kW");
+            let e = fail::<SetChargingProfileRequest>(p);
+            assert_error(
+                &e,
+                ErrorCode::PropertyConstraintViolation,
+                "csChargingProfiles.chargingSchedule.chargingRateUnit",
+            );
+        }
+
+        #[test]
+        fn unknown_field_is_a_formation_violation_naming_it() {
+            let e = fail::<HeartbeatRequest>(json!({"foo": 1}));
+            assert_error(&e, ErrorCode::FormationViolation, "foo");
+            let mut p = set_profile(json!(8));
+            p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["bogus"] =
+                json!(true);
+            let e = fail::<SetChargingProfileRequest>(p);
+            assert_error(
+                &e,
+                ErrorCode::FormationViolation,
+                "csChargingProfiles.chargingSchedule.chargingSchedulePeriod[0].bogus",
+            );
+        }
+
+        #[test]
+        fn errors_never_repeat_a_string_value() {
+            let secret = "S3cr3tS3cr3tS3cr3t";
+            let e = fail::<ChangeConfigurationRequest>(json!({
+                "key": "AuthorizationKey", "value": secret.repeat(40)
+            }));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "value");
+            assert!(!e.description.contains(secret), "{e}");
+            let e = fail::<ChangeConfigurationRequest>(json!({
+                "key": "AuthorizationKey", "value": 1234567890123u64
+            }));
+            assert_error(&e, ErrorCode::TypeConstraintViolation, "value");
+            assert!(!e.description.contains("1234567890123"), "{e}");
+        }
+
+        #[test]
+        fn encode_payload_gives_the_wire_object() {
+            let req = BootNotificationRequest {
+                charge_point_vendor: CiString20::new("Zaptec").unwrap(),
+                charge_point_model: CiString20::new("Go").unwrap(),
+                charge_point_serial_number: None,
+                charge_box_serial_number: None,
+                firmware_version: Some(CiString50::new("2.3.1").unwrap()),
+                iccid: None,
+                imsi: None,
+                meter_type: None,
+                meter_serial_number: None,
+            };
+            assert_eq!(
+                encode_payload(&req),
+                json!({"chargePointVendor": "Zaptec", "chargePointModel": "Go",
+                       "firmwareVersion": "2.3.1"})
+            );
+        }
     }
 }

@@ -323,6 +323,21 @@ async fn wss_with_a_self_signed_certificate() {
     assert_eq!(cp.boot().await[2]["status"], json!("Accepted"));
     let event = csms.wait_for_connection("CPTLS", WAIT).await.unwrap();
     assert!(matches!(event.kind, EventKind::Connected { tls: true, .. }));
+    cp.ws
+        .close(Some(tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+    let gone = csms
+        .wait_for(|e| matches!(e.kind, EventKind::Disconnected { .. }), WAIT)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&gone.kind, EventKind::Disconnected { reason, .. } if reason == "closed by the charge point (code 1000: bye)"),
+        "{gone:?}"
+    );
     csms.shutdown().await;
 }
 

@@ -757,6 +757,8 @@ impl Session {
     {
         // Delayed answers come back through this channel so the read loop never sleeps.
         let (later_tx, mut later_rx) = mpsc::unbounded_channel::<(Frame, Option<String>)>();
+        // The charge point's close frame, reported when the stream ends.
+        let mut closed_by_peer: Option<String> = None;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -788,7 +790,10 @@ impl Session {
                     }
                 }
                 message = ws.next() => match message {
-                    None => return "connection closed".into(),
+                    None => {
+                        return closed_by_peer
+                            .unwrap_or_else(|| "connection closed without a close frame".into());
+                    }
                     Some(Err(e)) => return format!("connection error: {e}"),
                     Some(Ok(Message::Text(text))) => {
                         if let Err(e) = self.on_text(ws, text.as_str(), &later_tx).await {
@@ -808,6 +813,17 @@ impl Session {
                     }
                     Some(Ok(Message::Close(frame))) => {
                         tracing::debug!(cp_id = self.cp_id, ?frame, "close from charge point");
+                        closed_by_peer = Some(match frame {
+                            Some(f) if f.reason.is_empty() => {
+                                format!("closed by the charge point (code {})", u16::from(f.code))
+                            }
+                            Some(f) => format!(
+                                "closed by the charge point (code {}: {})",
+                                u16::from(f.code),
+                                f.reason
+                            ),
+                            None => "closed by the charge point".into(),
+                        });
                     }
                     Some(Ok(_)) => {}
                 },

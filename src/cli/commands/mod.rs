@@ -1,5 +1,5 @@
 //! One file per subcommand.
 
 pub mod completions;
-pub mod firmware;
 pub mod csms;
+pub mod firmware;

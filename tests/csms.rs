@@ -986,3 +986,30 @@ fn human_lines_show_time_id_direction_action_and_payload() {
         r#"10:00:00.250  CP1  ->  Heartbeat result  {"currentTime":"2026-03-01T10:00:00.250Z"}"#
     );
 }
+
+#[tokio::test]
+async fn disconnect_closes_one_charge_point() {
+    let csms = sandbox(SandboxOptions::default()).await;
+    let mut one = connect(&format!("{}/CP1", csms.url())).await;
+    let mut two = connect(&format!("{}/CP2", csms.url())).await;
+    one.boot().await;
+    two.boot().await;
+    assert!(!csms.disconnect("NOPE").await);
+    assert!(csms.disconnect("CP1").await);
+    let mut code = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(WAIT, one.ws.next()).await {
+        if let Message::Close(Some(frame)) = msg {
+            code = Some(frame.code);
+        }
+    }
+    assert_eq!(code, Some(CloseCode::Normal));
+    csms.wait_for(
+        |e| matches!(&e.kind, EventKind::Disconnected { cp_id, .. } if cp_id == "CP1"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(csms.connected(), vec!["CP2".to_string()]);
+    assert_eq!(two.call("Heartbeat", json!({})).await[0], json!(3));
+    csms.shutdown().await;
+}

@@ -78,18 +78,18 @@ impl Core {
     /// Seed: "If Authorization is set to not required, then active reservations will be
     /// cancelled and new reservations will be rejected until authorization is set to required."
     pub(super) fn cancel_reservation_for_free_charging(&mut self) {
-        if self.config.bool("FreeCharging") {
-            if let Some(r) = self.reservation.take() {
-                self.log.info(
-                    "reservation",
-                    format!(
-                        "reservation {} cancelled: authorization is not required (FreeCharging)",
-                        r.reservation_id
-                    ),
-                );
-                self.save_reservation();
-                self.refresh_status();
-            }
+        if self.config.bool("FreeCharging")
+            && let Some(r) = self.reservation.take()
+        {
+            self.log.info(
+                "reservation",
+                format!(
+                    "reservation {} cancelled: authorization is not required (FreeCharging)",
+                    r.reservation_id
+                ),
+            );
+            self.save_reservation();
+            self.refresh_status();
         }
     }
 
@@ -240,10 +240,10 @@ impl Core {
                 let connector = req.connector_id.unwrap_or(1);
                 if let Some(mv) = self.meter_value(&measurands, "Trigger", &reading, now, base) {
                     let mut payload = json!({ "connectorId": connector, "meterValue": [mv] });
-                    if let Some(id) = self.tx.as_ref().and_then(|t| t.transaction_id) {
-                        if connector == 1 {
-                            payload["transactionId"] = json!(id);
-                        }
+                    if let Some(id) = self.tx.as_ref().and_then(|t| t.transaction_id)
+                        && connector == 1
+                    {
+                        payload["transactionId"] = json!(id);
                     }
                     self.enqueue("MeterValues", payload, Purpose::Other);
                 } else {

@@ -210,6 +210,9 @@ impl Meta {
                 ));
             }
             parse_sha(&s.image_sha256).ok_or("staging image_sha256 is not 64 hex digits")?;
+            if self.pending == Some(s.slot) {
+                return Err(format!("slot {} is both pending and staging", s.slot));
+            }
         }
         Ok(())
     }

@@ -367,6 +367,10 @@ fn malformed_key_files_name_path_and_line_without_leaking_the_key() {
             "{file} leaks key material: {msg}"
         );
     }
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'A'; 5000]).unwrap();
+    let err = keys::read_verifying_key(&big).unwrap_err().to_string();
+    assert!(err.contains("not a key file"), "{err}");
 }
 
 // ---- slots ----

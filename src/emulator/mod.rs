@@ -35,6 +35,8 @@ pub struct BootSettings {
     pub authorization_key: Option<crate::stack::secret::Secret>,
     /// `bytes` or `hex`.
     pub basic_auth_password: Option<String>,
+    /// Public keys the charger trusts for firmware images.
+    pub trusted_keys: Vec<crate::firmware::VerifyingKey>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +47,9 @@ struct IdentityFile {
 /// A running emulated charger.
 pub struct Emulator {
     pub handle: Handle,
+    /// The charger's A/B firmware slots (the serial flash and OCPP UpdateFirmware write here).
+    pub slots: Arc<std::sync::Mutex<crate::firmware::Slots>>,
+    pub trusted_keys: Arc<Vec<crate::firmware::VerifyingKey>>,
     pub hardware: Arc<SimHardware>,
     pub logbook: LogBook,
     pub state_dir: PathBuf,
@@ -61,12 +66,17 @@ impl Emulator {
         let clock: SharedClock = Arc::new(TokioClock::new());
         let logbook = LogBook::new(10_000, clock.clone());
         let hardware = Arc::new(SimHardware::open(Some(state_dir)));
+        let mut slots = crate::firmware::Slots::open(&state_dir.join("slots"), FACTORY_FIRMWARE)
+            .with_context(|| format!("opening firmware slots in {}", state_dir.display()))?;
+        let outcome = slots.boot().context("booting the firmware slots")?;
+        logbook.info("boot", format!("firmware slots: {outcome:?}"));
         let identity = Identity {
             vendor: VENDOR.into(),
             model: MODEL.into(),
             serial_number,
-            firmware_version: FACTORY_FIRMWARE.into(),
+            firmware_version: slots.active_version(),
         };
+        let slots = Arc::new(std::sync::Mutex::new(slots));
         let opts = chargepoint::Options {
             identity: identity.clone(),
             state_dir: state_dir.to_path_buf(),
@@ -75,13 +85,26 @@ impl Emulator {
             connect_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
         };
-        let reboot_identity = identity.clone();
-        let (handle, task) =
-            chargepoint::spawn(opts, hardware.clone(), move |_kind: RebootKind| {
-                reboot_identity.clone()
-            });
+        let mut reboot_identity = identity.clone();
+        let reboot_slots = slots.clone();
+        let reboot_log = logbook.clone();
+        let (handle, task) = chargepoint::spawn(opts, hardware.clone(), move |kind: RebootKind| {
+            // Power-on: a verified image in the inactive slot becomes active.
+            let mut slots = reboot_slots.lock().unwrap_or_else(|e| e.into_inner());
+            match slots.boot() {
+                Ok(outcome) => reboot_log.info(
+                    "boot",
+                    format!("{kind:?} reboot, firmware slots: {outcome:?}"),
+                ),
+                Err(e) => reboot_log.error("boot", format!("firmware slots: {e}")),
+            }
+            reboot_identity.firmware_version = slots.active_version();
+            reboot_identity.clone()
+        });
         Ok(Emulator {
             handle,
+            slots,
+            trusted_keys: Arc::new(settings.trusted_keys.clone()),
             hardware,
             logbook,
             state_dir: state_dir.to_path_buf(),

@@ -56,7 +56,14 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
             url
         }
     };
+    let mut trusted_keys = Vec::new();
+    for path in &args.trust_keys {
+        let key = crate::firmware::keys::read_verifying_key(path)
+            .map_err(|e| Failure::new(ExitCode::BadInput, anyhow::anyhow!("--trust-key: {e}")))?;
+        trusted_keys.push(key);
+    }
     let settings = BootSettings {
+        trusted_keys,
         csms_url: Some(csms_url.clone()),
         charge_point_id: id,
         security_profile: args.security_profile,

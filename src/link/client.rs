@@ -751,6 +751,7 @@ struct Window<'a> {
     srtt: Option<Duration>,
     rttvar: Duration,
     rto: Duration,
+    backoff: u32,
     clean: u32,
     last_rewind: Option<(u64, Instant)>,
     timer_base: Instant,
@@ -793,6 +794,7 @@ impl<'a> Window<'a> {
             srtt: None,
             rttvar: Duration::ZERO,
             rto: Duration::from_secs(1),
+            backoff: 1,
             clean: 0,
             last_rewind: None,
             timer_base: now,
@@ -892,10 +894,13 @@ impl<'a> Window<'a> {
                 }
             }
             let s = self.srtt.unwrap_or(sample);
-            self.rto = (s + self.rttvar * 4 + Duration::from_millis(20))
-                .clamp(Duration::from_millis(50), Duration::from_secs(5));
+            // The floor only guards against timer granularity; a pseudo-terminal answers in
+            // well under a millisecond and a real line's turnaround shows up in the samples.
+            self.rto = (s + self.rttvar * 4 + Duration::from_millis(5))
+                .clamp(Duration::from_millis(15), Duration::from_secs(5));
         }
         self.acked = n;
+        self.backoff = 1;
         while self.inflight.front().is_some_and(|f| f.end <= n) {
             if let Some(f) = self.inflight.pop_front() {
                 self.inflight_wire -= f.wire;
@@ -971,7 +976,7 @@ impl<'a> Window<'a> {
             if !batch.is_empty() {
                 client.cmd(Cmd::Send(std::mem::take(&mut batch))).await?;
             }
-            let timer = self.timer_base + self.rto;
+            let timer = self.timer_base + (self.rto * self.backoff).min(Duration::from_secs(3));
             tokio::select! {
                 f = rx.recv() => {
                     let Some(f) = f else { return Err(Error::Closed) };
@@ -1004,7 +1009,7 @@ impl<'a> Window<'a> {
                 _ = tokio::time::sleep_until(timer) => {
                     let now = Instant::now();
                     if !self.inflight.is_empty() {
-                        self.rto = (self.rto * 2).min(Duration::from_secs(3));
+                        self.backoff = (self.backoff * 2).min(64);
                         let to = self.acked;
                         self.rewind(to, now);
                     }

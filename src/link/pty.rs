@@ -28,12 +28,10 @@ fn pty_err(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
 }
 
 fn new_pair() -> Result<(SerialStream, SerialStream, PathBuf)> {
-    let (master, mut slave) =
+    // pair() takes no lock on the slave, so the tool can open the slave path exclusively while
+    // the keeper is held (set_exclusive(false) would take a shared flock and block it).
+    let (master, slave) =
         SerialStream::pair().map_err(|e| pty_err("creating a pseudo-terminal", e))?;
-    // The tool must be able to open the slave path while the keeper is held.
-    slave
-        .set_exclusive(false)
-        .map_err(|e| pty_err("clearing exclusive mode", e))?;
     let name = slave
         .name()
         .ok_or_else(|| pty_err("naming the pseudo-terminal", "no slave path"))?;

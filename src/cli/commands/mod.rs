@@ -1,3 +1,9 @@
 //! One file per subcommand.
 
 pub mod completions;
+pub mod config;
+pub mod flash;
+pub mod info;
+pub mod logs;
+pub mod ports;
+pub mod reboot;

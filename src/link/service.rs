@@ -69,6 +69,10 @@ impl Default for ServiceOptions {
     }
 }
 
+/// A gap already NAKed is NAKed again after this many more out-of-order chunks (the
+/// retransmission itself was lost).
+const REPEAT_NAK_AFTER: u32 = 4;
+
 /// Largest uncompressed chunk the charger inflates.
 pub const MAX_INFLATED_CHUNK: usize = 64 * 1024;
 
@@ -446,7 +450,7 @@ impl<B: Backend> Session<B> {
             return;
         }
         if offset > next {
-            if t.nak_for != Some(next) || t.gap_frames >= 16 {
+            if t.nak_for != Some(next) || t.gap_frames >= REPEAT_NAK_AFTER {
                 t.nak_for = Some(next);
                 t.gap_frames = 0;
                 self.nak(tid, next, nak::GAP, "").await;

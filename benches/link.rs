@@ -203,13 +203,21 @@ async fn raw_pty_rate(total: usize) -> f64 {
     rate
 }
 
+/// Lines per second the link delivers without loss: the producer never runs more than a bounded
+/// number of lines ahead of the consumer, so the charger's log channel never overflows.
 async fn log_rate(lines: u64) -> (f64, u64, u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
     let r = rig(LineShaper::default());
     let c = client(&r).await;
     let mut stream = c.logs(Level::Info, true).await.expect("logs");
     let tx = r.backend.log_tx.clone();
+    let seen = Arc::new(AtomicU64::new(0));
+    let seen2 = seen.clone();
     let producer = tokio::spawn(async move {
         for seq in 1..=lines {
+            while seq > seen2.load(Ordering::Relaxed) + 16_384 {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
             let _ = tx.send(LogRecord {
                 seq,
                 time: chrono::Utc::now(),
@@ -217,9 +225,6 @@ async fn log_rate(lines: u64) -> (f64, u64, u64) {
                 target: "ocpp".into(),
                 message: format!("Sent StatusNotification connector 1 Available seq {seq}"),
             });
-            if seq % 256 == 0 {
-                tokio::task::yield_now().await;
-            }
         }
     });
     let start = Instant::now();
@@ -230,6 +235,7 @@ async fn log_rate(lines: u64) -> (f64, u64, u64) {
             Ok(Some(LogEvent::Dropped(n))) => dropped += n,
             _ => break,
         }
+        seen.store(got + dropped, Ordering::Relaxed);
     }
     let secs = start.elapsed().as_secs_f64();
     let _ = producer.await;

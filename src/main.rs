@@ -82,6 +82,7 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
             no_compress,
             no_reboot,
         }) => commands::flash::run(&image, &port, no_compress, no_reboot, env).await,
+        Some(Command::Firmware(cmd)) => commands::firmware::run(cmd, env).await,
         None => {
             anyhow::bail!(cli::Failure::new(
                 ExitCode::Usage,

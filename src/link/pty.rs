@@ -209,8 +209,10 @@ async fn pump(
         if let Some(baud) = shaper.baud {
             // The line is busy for 10 bits per byte, dropped ones included (they were sent).
             let busy = Duration::from_nanos(n as u64 * 10 * 1_000_000_000 / baud.max(1) as u64);
+            // A line idle for a while starts afresh; a late wake-up (timers are coarse) keeps
+            // the schedule, so the average rate stays exact.
             let now = Instant::now();
-            if line_free < now {
+            if line_free + Duration::from_millis(20) < now {
                 line_free = now;
             }
             line_free += busy;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Bytes of the image sent ahead with the start request so the charger can refuse early.
-const HEADER_BYTES: usize = 512;
+const HEADER_BYTES: usize = crate::firmware::HEADER_LEN;
 
 pub async fn run(
     image_path: &Path,
@@ -28,7 +28,33 @@ pub async fn run(
             image_path.display()
         )));
     }
+    // Check locally first: a damaged or foreign file fails here, before the charger is touched.
+    // The signature is the charger's to check (it holds the trusted keys).
+    let fw = match crate::firmware::verify(&image, &[]) {
+        Err(crate::firmware::Error::NoTrustedKeys) => crate::firmware::parse_header(&image)
+            .map_err(|e| bad_input(format!("{}: {e}", image_path.display())))?,
+        Ok(h) => h,
+        Err(
+            e @ (crate::firmware::Error::SizeMismatch { .. }
+            | crate::firmware::Error::HashMismatch { .. }),
+        ) => {
+            return Err(anyhow::Error::new(Failure::new(
+                ExitCode::Verification,
+                anyhow::anyhow!("{}: {e}", image_path.display()),
+            )));
+        }
+        Err(e) => return Err(bad_input(format!("{}: {e}", image_path.display()))),
+    };
     let header = image[..image.len().min(HEADER_BYTES)].to_vec();
+    if !env.json {
+        eprintln!(
+            "image {}: firmware {} for {}, {} bytes",
+            image_path.display(),
+            fw.firmware_version,
+            fw.model,
+            image.len()
+        );
+    }
     let client = connect(port).await?;
     let before = client.identify().await.map_err(fail)?;
     let opts = FlashOptions {

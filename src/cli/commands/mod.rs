@@ -2,6 +2,7 @@
 
 pub mod completions;
 pub mod config;
+pub mod firmware;
 pub mod flash;
 pub mod info;
 pub mod logs;

@@ -18,6 +18,10 @@ use tokio::sync::{broadcast, watch};
 
 const SIGNING_SALT: &[u8] = b"trusted-test-key";
 
+fn test_key() -> chargectl::firmware::SigningKey {
+    chargectl::firmware::SigningKey::from_bytes(&[7u8; 32])
+}
+
 /// A firmware image for the fake: "FW <version>\n" + payload + 32-byte tag.
 fn image(version: &str, payload_len: usize, seed: u64) -> Vec<u8> {
     let mut img = format!("FW {version}\n").into_bytes();
@@ -175,7 +179,7 @@ impl Backend for Fake {
         size: u64,
         header: Vec<u8>,
     ) -> Result<u64, String> {
-        if !header.starts_with(b"FW ") {
+        if !header.starts_with(b"FW ") && !header.starts_with(&chargectl::firmware::MAGIC) {
             return Err("not a firmware image (bad header)".into());
         }
         let mut f = self.flash.lock().expect("lock");
@@ -206,6 +210,16 @@ impl Backend for Fake {
         if digest != f.sha || f.staged.len() as u64 != f.size {
             f.staged.clear();
             return Err("image hash does not match".into());
+        }
+        if f.staged.starts_with(&chargectl::firmware::MAGIC) {
+            let key = test_key().verifying_key();
+            return match chargectl::firmware::verify(&f.staged, &[key]) {
+                Ok(h) => {
+                    f.bootable = Some(h.firmware_version.clone());
+                    Ok(h.firmware_version)
+                }
+                Err(e) => Err(e.to_string()),
+            };
         }
         let (body, tag) = f.staged.split_at(f.staged.len().saturating_sub(32));
         let want: [u8; 32] = Sha256::new()
@@ -643,4 +657,105 @@ async fn port_errors_are_clear() {
         .expect_err("silent");
     assert!(matches!(err, Error::NoAnswer { attempts: 2, .. }), "{err}");
     assert!(err.is_unreachable());
+}
+
+async fn cli(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chargectl"))
+        .args(args)
+        .env("CHARGECTL_CONFIG_DIR", dir.join("config"))
+        .env("CHARGECTL_DATA_DIR", dir.join("data"))
+        .env_remove("CHARGECTL_PORT")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("run chargectl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_commands_talk_to_the_charger_and_exit_by_failure_class() {
+    let rig = rig(LineShaper::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = rig.link.to_str().expect("utf8").to_string();
+
+    let (code, out, err) = cli(dir.path(), &["info", "--port", &port, "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(v["identity"]["serial_number"], "ZAP000042");
+
+    let (code, out, err) = cli(
+        dir.path(),
+        &[
+            "config",
+            "set",
+            "HeartbeatInterval=90",
+            "ChargePointModel=X",
+            "AuthorizationKey=00112233445566778899aabbccddeeff",
+            "--port",
+            &port,
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("ChargePointModel (rejected: read-only key)"),
+        "{err}"
+    );
+    assert!(
+        !out.contains("00112233445566778899"),
+        "secret echoed: {out}"
+    );
+    assert!(
+        !err.contains("00112233445566778899"),
+        "secret echoed: {err}"
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("line")).expect("json");
+    assert_eq!(first["results"][0]["outcome"]["status"], "accepted");
+
+    let (code, out, _) = cli(
+        dir.path(),
+        &[
+            "config",
+            "get",
+            "HeartbeatInterval",
+            "AuthorizationKey",
+            "--port",
+            &port,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("HeartbeatInterval = 90\n"), "{out}");
+    assert!(out.contains("AuthorizationKey = <write-only>"), "{out}");
+
+    let payload = image("0.0.0", 200_000, 11);
+    let packed = chargectl::firmware::pack(&payload, "2.5.0", &test_key()).expect("pack");
+    let img = dir.path().join("fw.bin");
+    std::fs::write(&img, &packed).expect("write image");
+    let img_s = img.to_str().expect("utf8");
+    let (code, out, err) = cli(dir.path(), &["flash", img_s, "--port", &port, "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let last: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("line")).expect("json");
+    assert_eq!(last["type"], "result");
+    assert_eq!(last["data"]["after"]["firmware_version"], "2.5.0");
+    assert!(out.lines().any(|l| l.contains("\"type\":\"progress\"")));
+
+    let mut damaged = packed.clone();
+    let n = damaged.len();
+    damaged[n - 10] ^= 0xFF;
+    std::fs::write(&img, &damaged).expect("write image");
+    let (code, _, err) = cli(dir.path(), &["flash", img_s, "--port", &port]).await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("SHA-256"), "{err}");
+
+    let (code, _, err) = cli(dir.path(), &["info", "--port", "/dev/ttyUSB9-missing"]).await;
+    assert_eq!(code, 3);
+    assert!(err.contains("no such port /dev/ttyUSB9-missing"), "{err}");
 }

@@ -3,6 +3,7 @@
 
 pub mod hardware;
 pub mod headless;
+pub mod service_port;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,9 @@ pub struct Emulator {
     pub hardware: Arc<SimHardware>,
     pub logbook: LogBook,
     pub state_dir: PathBuf,
+    pub serial_number: String,
+    /// The pseudo-terminal service port, when one is attached.
+    service_port: std::sync::Mutex<Option<service_port::ServicePort>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -73,7 +77,7 @@ impl Emulator {
         let identity = Identity {
             vendor: VENDOR.into(),
             model: MODEL.into(),
-            serial_number,
+            serial_number: serial_number.clone(),
             firmware_version: slots.active_version(),
         };
         let slots = Arc::new(std::sync::Mutex::new(slots));
@@ -108,6 +112,8 @@ impl Emulator {
             hardware,
             logbook,
             state_dir: state_dir.to_path_buf(),
+            serial_number,
+            service_port: std::sync::Mutex::new(None),
             task,
         })
     }
@@ -123,8 +129,49 @@ impl Emulator {
         self.handle.hardware(event).await;
     }
 
+    /// Exposes the service port on a pseudo-terminal and makes `link_path` a symlink to it.
+    /// Returns the device path.
+    pub fn attach_service_port(
+        &self,
+        link_path: &Path,
+        shaper: crate::link::pty::LineShaper,
+    ) -> anyhow::Result<PathBuf> {
+        let backend = service_port::ChargerBackend::new(self);
+        let port = service_port::ServicePort::open(link_path, backend, shaper)
+            .with_context(|| format!("opening the service port at {}", link_path.display()))?;
+        let device = port.device();
+        *self.service_port.lock().unwrap_or_else(|e| e.into_inner()) = Some(port);
+        self.logbook.info(
+            "link",
+            format!(
+                "service port on {} (linked from {})",
+                device.display(),
+                link_path.display()
+            ),
+        );
+        Ok(device)
+    }
+
+    /// Simulates pulling and replugging the USB cable of the service port.
+    pub fn replug_service_port(&self) -> anyhow::Result<PathBuf> {
+        let mut guard = self.service_port.lock().unwrap_or_else(|e| e.into_inner());
+        let port = guard
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no service port (start with --serial-link PATH)"))?;
+        let device = port.replug()?;
+        self.logbook.info(
+            "link",
+            format!("service port re-enumerated as {}", device.display()),
+        );
+        Ok(device)
+    }
+
     /// Stops the charger cleanly: state persisted, connection closed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.service_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         self.handle.shutdown().await;
         self.hardware.flush();
         match tokio::time::timeout(Duration::from_secs(5), self.task).await {

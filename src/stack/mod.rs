@@ -9,6 +9,7 @@ pub mod config;
 pub mod connection;
 pub mod hardware;
 pub mod journal;
+pub mod local_list;
 pub mod logbook;
 pub mod messages;
 pub mod rpc;

@@ -14,5 +14,6 @@ pub mod logbook;
 pub mod messages;
 pub mod rpc;
 pub mod secret;
+pub mod smart_charging;
 pub mod storage;
 pub mod transport;

@@ -468,7 +468,9 @@ impl ProfileStore {
 
     /// Installs `profile` on `connector_id` (SetChargingProfile). A profile with the same
     /// chargingProfileId, or the same purpose and stackLevel on the same connector, is replaced
-    /// (OCPP 1.6 §5.16). On `Err` nothing changed.
+    /// (OCPP 1.6 §5.16). Profiles whose validTo has passed can never apply again; they are
+    /// dropped here so they do not count against MaxChargingProfilesInstalled. On `Err` nothing
+    /// changed.
     pub fn set(
         &mut self,
         connector_id: u32,
@@ -481,10 +483,11 @@ impl ProfileStore {
             .profiles
             .iter()
             .filter(|p| {
-                !(p.id() == profile_id
-                    || (p.connector_id == connector_id
-                        && p.purpose() == profile.charging_profile_purpose
-                        && p.profile.stack_level == profile.stack_level))
+                p.profile.valid_to.is_none_or(|v| v.as_datetime() > ctx.now)
+                    && !(p.id() == profile_id
+                        || (p.connector_id == connector_id
+                            && p.purpose() == profile.charging_profile_purpose
+                            && p.profile.stack_level == profile.stack_level))
             })
             .cloned()
             .collect();
@@ -659,11 +662,13 @@ impl ProfileStore {
             periods.push(period);
         }
         if periods.is_empty() {
+            // A zero-length window: what applies at its start.
+            let slot = self.slot_for(connector_id, start, tx, now);
             periods.push(CompositePeriod {
                 start_period: 0,
-                limit: None,
-                number_phases: None,
-                min_charging_rate: None,
+                limit: slot.map(|s| s.limit),
+                number_phases: slot.and_then(|s| s.phases),
+                min_charging_rate: slot.and_then(|s| s.min_rate),
             });
         }
         Ok(CompositeSchedule {

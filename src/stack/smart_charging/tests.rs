@@ -1022,3 +1022,76 @@ fn set_request_handler_answers_per_rule() {
         ChargingProfileStatus::Rejected
     );
 }
+
+#[test]
+fn expired_profiles_do_not_count_against_the_maximum() {
+    let (_d, mut s) = store();
+    let c = SetContext {
+        limits: Limits {
+            max_profiles: 2,
+            ..Limits::default()
+        },
+        ..ctx(None)
+    };
+    let expired = profile(
+        1,
+        "TxDefaultProfile",
+        0,
+        "Absolute",
+        json!({"validTo": "2026-03-02T09:00:00Z"}),
+        periods(&[(0, 16.0)]),
+    );
+    s.set(1, expired, &c).unwrap();
+    s.set(
+        1,
+        profile(
+            2,
+            "TxDefaultProfile",
+            1,
+            "Absolute",
+            json!({}),
+            periods(&[(0, 16.0)]),
+        ),
+        &c,
+    )
+    .unwrap();
+    s.set(
+        1,
+        profile(
+            3,
+            "TxDefaultProfile",
+            2,
+            "Absolute",
+            json!({}),
+            periods(&[(0, 10.0)]),
+        ),
+        &c,
+    )
+    .unwrap();
+    let ids: Vec<i32> = s
+        .profiles()
+        .iter()
+        .map(|p| p.profile.charging_profile_id)
+        .collect();
+    assert_eq!(ids, vec![2, 3]);
+}
+
+#[test]
+fn zero_length_window_reports_what_applies_at_its_start() {
+    let (_d, mut s) = store();
+    s.set(
+        1,
+        profile(
+            1,
+            "TxDefaultProfile",
+            0,
+            "Absolute",
+            absolute_at(T0),
+            periods(&[(0, 11.0)]),
+        ),
+        &ctx(None),
+    )
+    .unwrap();
+    let comp = s.composite(1, t(T0), 0, None, t(T0)).unwrap();
+    assert_eq!(shape(&comp), vec![(0, 11.0)]);
+}

@@ -82,8 +82,9 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActiveTransaction {
     pub connector_id: u32,
-    /// The id from StartTransaction.conf; None while it is not known yet.
-    pub transaction_id: Option<i32>,
+    /// The id from StartTransaction.conf (as the charge point core keeps it); None while it is
+    /// not known yet, when a TxProfile naming a transactionId is rejected.
+    pub transaction_id: Option<i64>,
     pub started: DateTime<Utc>,
 }
 
@@ -894,7 +895,7 @@ fn validate(connector_id: u32, p: &ChargingProfile, ctx: &SetContext) -> Result<
                 });
             };
             match (p.transaction_id, tx.transaction_id) {
-                (Some(requested), running) if running != Some(requested) => {
+                (Some(requested), running) if running != Some(i64::from(requested)) => {
                     Err(Rejection::TransactionMismatch {
                         profile_id,
                         requested,

@@ -59,7 +59,7 @@ fn ctx(tx: Option<ActiveTransaction>) -> SetContext {
     }
 }
 
-fn running(id: Option<i32>) -> Option<ActiveTransaction> {
+fn running(id: Option<i64>) -> Option<ActiveTransaction> {
     Some(ActiveTransaction {
         connector_id: 1,
         transaction_id: id,

@@ -104,6 +104,14 @@ pub struct TxContext {
     pub started: DateTime<Utc>,
 }
 
+impl From<ActiveTransaction> for TxContext {
+    fn from(tx: ActiveTransaction) -> Self {
+        TxContext {
+            started: tx.started,
+        }
+    }
+}
+
 /// Why a SetChargingProfile was rejected. Nothing was installed or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {

@@ -239,9 +239,7 @@ fn max_profile_caps_the_tx_profile() {
         &c,
     )
     .unwrap();
-    let tx = Some(TxContext {
-        started: t("2026-03-02T09:50:00Z"),
-    });
+    let tx = running(Some(42)).map(TxContext::from);
     let comp = s.composite(1, t(T0), 1200, tx, t(T0)).unwrap();
     assert_eq!(shape(&comp), vec![(0, 10.0), (600, 8.0)]);
     assert_eq!(comp.periods[0].number_phases, Some(1));

@@ -321,7 +321,10 @@ struct Core {
     pending_start: Option<PendingStart>,
     authorizing: Option<(String, AuthSource, Option<Value>)>,
     auth_cache: super::auth::AuthCache,
-    local_list: super::auth::EmptyList,
+    local_list: super::local_list::LocalAuthList,
+    profiles: super::smart_charging::ProfileStore,
+    /// When the charging limit must be looked at again (next schedule period boundary).
+    limit_check_at: Option<Instant>,
     /// A transaction ended and the EV is still plugged in.
     finishing: bool,
     sample_at: Option<Instant>,
@@ -408,7 +411,12 @@ impl Core {
             pending_start: None,
             authorizing: None,
             auth_cache,
-            local_list: super::auth::EmptyList,
+            local_list: super::local_list::LocalAuthList::open_or_empty(
+                &opts.state_dir,
+                super::local_list::ListLimits::default(),
+            ),
+            profiles: super::smart_charging::ProfileStore::open_or_empty(&opts.state_dir),
+            limit_check_at: None,
             finishing: false,
             sample_at: None,
             aligned_at: None,
@@ -974,6 +982,56 @@ impl Core {
                 let status = self.trigger(&req);
                 Ok(json!({ "status": status }))
             }
+            "SendLocalList" => {
+                let req: messages::SendLocalListRequest = decode(payload)?;
+                let enabled = self.config.bool("LocalAuthListEnabled");
+                let resp = self.local_list.handle(&req, enabled);
+                self.log.info(
+                    "auth",
+                    format!(
+                        "SendLocalList {:?} version {}: {}",
+                        req.update_type, req.list_version, resp.status
+                    ),
+                );
+                Ok(super::rpc::encode_payload(&resp))
+            }
+            "GetLocalListVersion" => {
+                let _req: messages::GetLocalListVersionRequest = decode(payload)?;
+                let enabled = self.config.bool("LocalAuthListEnabled");
+                Ok(super::rpc::encode_payload(
+                    &self.local_list.version_response(enabled),
+                ))
+            }
+            "SetChargingProfile" => {
+                let req: messages::SetChargingProfileRequest = decode(payload)?;
+                let ctx = self.smart_context();
+                let resp = self.profiles.handle_set(&req, &ctx);
+                self.log.info(
+                    "smart",
+                    format!(
+                        "SetChargingProfile {} on connector {}: {}",
+                        req.cs_charging_profiles.charging_profile_id, req.connector_id, resp.status
+                    ),
+                );
+                self.apply_offered_current();
+                Ok(super::rpc::encode_payload(&resp))
+            }
+            "ClearChargingProfile" => {
+                let req: messages::ClearChargingProfileRequest = decode(payload)?;
+                let resp = self.profiles.handle_clear(&req);
+                self.apply_offered_current();
+                Ok(super::rpc::encode_payload(&resp))
+            }
+            "GetCompositeSchedule" => {
+                let req: messages::GetCompositeScheduleRequest = decode(payload)?;
+                let tx = self.smart_tx();
+                let unlimited = messages::Decimal1::new(session::HARDWARE_MAX_AMPS)
+                    .unwrap_or_else(|_| messages::Decimal1::from_tenths(320));
+                let resp = self
+                    .profiles
+                    .handle_composite(&req, tx, self.now(), unlimited);
+                Ok(super::rpc::encode_payload(&resp))
+            }
             "UnlockConnector" => {
                 let req: messages::UnlockConnectorRequest = decode(payload)?;
                 let status = self.unlock_connector(req.connector_id as i64);
@@ -1285,6 +1343,7 @@ impl Core {
         consider(self.tx_retry_at);
         consider(self.pending_start.as_ref().map(|p| p.expires));
         consider(self.reservation_deadline());
+        consider(self.limit_check_at);
         consider(self.heartbeat_at);
         consider(self.in_flight.as_ref().map(|f| f.deadline));
         for s in &self.status {
@@ -1331,6 +1390,10 @@ impl Core {
             self.tx_retry_at = None;
         }
         self.expire_reservation();
+        if self.limit_check_at.is_some_and(|t| t <= now) {
+            self.limit_check_at = None;
+            self.apply_offered_current();
+        }
         if self.sample_at.is_some_and(|t| t <= now) {
             self.on_sample_timer();
         }

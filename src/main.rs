@@ -7,7 +7,10 @@ fn main() {
     let _guard = match (&cli.global.log_file, &cli.command) {
         (Some(file), _) => {
             let dir = file.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-            let prefix = file.file_name().and_then(|n| n.to_str()).unwrap_or("chargectl");
+            let prefix = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("chargectl");
             chargectl::logging::init_file(&dir, prefix)
         }
         (None, None) => chargectl::logging::init_file(&env.paths.log_dir, "chargectl"),
@@ -18,7 +21,10 @@ fn main() {
 }
 
 fn run(cli: Cli, env: &cli::Env) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("chargectl: cannot start the async runtime: {e}");
@@ -49,7 +55,9 @@ fn run(cli: Cli, env: &cli::Env) -> ExitCode {
 async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
     use cli::commands;
     match cli.command {
-        Some(Command::Completions { shell }) => commands::completions::run(shell).map(|_| ExitCode::Ok),
+        Some(Command::Completions { shell }) => {
+            commands::completions::run(shell).map(|_| ExitCode::Ok)
+        }
         None => {
             anyhow::bail!(cli::Failure::new(
                 ExitCode::Usage,

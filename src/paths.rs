@@ -53,7 +53,13 @@ impl Paths {
     pub fn emulator_state_dir(&self, charge_point_id: &str) -> PathBuf {
         let safe: String = charge_point_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.data_dir.join("emulator").join(safe)
     }

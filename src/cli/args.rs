@@ -132,9 +132,7 @@ pub enum Command {
     #[command(subcommand)]
     Firmware(FirmwareCommand),
     /// Print a shell completion script.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,7 +235,12 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "N")]
     pub security_profile: Option<u8>,
     /// AuthorizationKey as hex (16 to 20 bytes), stored write-only in the configuration.
-    #[arg(long, value_name = "HEX", env = "CHARGECTL_AUTHORIZATION_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "HEX",
+        env = "CHARGECTL_AUTHORIZATION_KEY",
+        hide_env_values = true
+    )]
     pub authorization_key: Option<String>,
     /// How the HTTP Basic password is made from the AuthorizationKey.
     #[arg(long, value_enum, default_value_t = BasicAuthPassword::Bytes)]

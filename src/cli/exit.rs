@@ -64,7 +64,9 @@ impl ExitCode {
             }
             ExitCode::Refused => "the charger answered but refused the request",
             ExitCode::Verification => "a firmware image failed verification",
-            ExitCode::BadInput => "an input file is invalid (profile, keymap, image); the message names the line or field",
+            ExitCode::BadInput => {
+                "an input file is invalid (profile, keymap, image); the message names the line or field"
+            }
             ExitCode::Interrupted => "interrupted by a signal",
         }
     }

@@ -152,10 +152,7 @@ impl Frame {
             return Err(FrameError {
                 id: None,
                 is_call: false,
-                error: CallError::new(
-                    ErrorCode::FormationViolation,
-                    "message is not a JSON array",
-                ),
+                error: CallError::new(ErrorCode::FormationViolation, "message is not a JSON array"),
             });
         };
         let type_id = items.first().and_then(Value::as_u64);
@@ -300,7 +297,10 @@ mod tests {
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
         assert_eq!(e.id, None);
         let e = Frame::parse(r#"[2,"x","Reset"]"#).unwrap_err();
-        assert_eq!((e.error.code, e.id.as_deref()), (ErrorCode::ProtocolError, Some("x")));
+        assert_eq!(
+            (e.error.code, e.id.as_deref()),
+            (ErrorCode::ProtocolError, Some("x"))
+        );
         let e = Frame::parse(r#"[2,"x","Reset",[]]"#).unwrap_err();
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
         assert!(e.is_call);

@@ -47,7 +47,10 @@ mod tests {
         let s = Secret::new("00112233445566778899aabbccddeeff");
         assert_eq!(format!("{s}"), REDACTED);
         assert_eq!(format!("{s:?}"), REDACTED);
-        assert_eq!(format!("{:?}", Some(s.clone())), format!("Some({REDACTED})"));
+        assert_eq!(
+            format!("{:?}", Some(s.clone())),
+            format!("Some({REDACTED})")
+        );
         assert_eq!(s.expose(), "00112233445566778899aabbccddeeff");
     }
 }

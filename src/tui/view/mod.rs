@@ -5,7 +5,7 @@ mod connect;
 mod dashboard;
 mod emulator;
 mod firmware;
-mod help;
+pub mod help;
 mod logs;
 
 use ratatui::Frame;
@@ -52,8 +52,8 @@ fn render_tabs(state: &State, frame: &mut Frame, area: Rect) {
         }
     }
     let (mark, text, style) = match &state.link {
-        Link::Idle => ("○", "not connected".to_string(), t.dim()),
-        Link::Connecting(target) => ("◌", format!("connecting {}", target.describe()), t.warn()),
+        Link::Idle => ("○", "offline".to_string(), t.dim()),
+        Link::Connecting(_) => ("◌", "connecting".to_string(), t.warn()),
         Link::Connected { identity, .. } => ("●", identity.serial.clone(), t.ok()),
         Link::Lost { .. } => ("✕", "link lost".to_string(), t.error()),
     };

@@ -79,13 +79,58 @@ impl TuiOptions {
 /// Enters raw mode and the alternate screen with `ratatui::try_init` (whose panic hook restores
 /// the terminal before the panic is reported) and restores it on every exit path.
 pub async fn run(opts: TuiOptions, backend: impl Backend) -> anyhow::Result<()> {
-    let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            // Raw mode may already be on when entering the alternate screen failed.
+            let _ = ratatui::try_restore();
+            return Err(e).context("setting up the terminal");
+        }
+    };
     let input = crossterm::event::EventStream::new();
-    let result = run_with(&mut terminal, input, backend, opts).await;
+    let result = tokio::select! {
+        r = run_with(&mut terminal, input, backend, opts) => r.map(|_| ()),
+        signal = termination() => {
+            tracing::info!(signal, "stopping on signal");
+            Ok(())
+        }
+    };
     let restored = ratatui::try_restore().context("restoring the terminal");
     result?;
     restored?;
     Ok(())
+}
+
+/// Resolves when the process is asked to stop from outside (SIGINT, SIGTERM, SIGHUP), so the
+/// terminal is restored instead of left in raw mode.
+async fn termination() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let wait = |kind: SignalKind| async move {
+            match signal(kind) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot listen for a signal: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = wait(SignalKind::interrupt()) => "SIGINT",
+            _ = wait(SignalKind::terminate()) => "SIGTERM",
+            _ = wait(SignalKind::hangup()) => "SIGHUP",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "ctrl-c",
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 /// The event loop over any ratatui backend and input stream; returns the final state.

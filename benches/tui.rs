@@ -186,7 +186,7 @@ fn main() {
     bench("trace, 10000 messages, newest selected", &trace, (80, 24));
     bench("trace, 10000 messages, newest selected", &trace, (200, 60));
     trace.trace.selected = Some(5_001);
-    trace.trace.filter = "meter".into();
+    trace.trace.set_filter("meter");
     bench(
         "trace, 10000 messages, filtered, mid selection",
         &trace,

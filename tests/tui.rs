@@ -1403,3 +1403,39 @@ async fn ended_input_stream_stops_the_tui() {
 
 #[allow(dead_code)]
 fn _uses(_: &Path) {}
+
+#[test]
+fn filtered_indices_survive_the_rings_turning_over() {
+    use chargectl::tui::state::{LogBuffer, TraceState};
+    let mut tr = TraceState::with_capacity(3);
+    tr.set_filter("Heart");
+    for i in 0..5 {
+        let action = if i % 2 == 0 { "Heartbeat" } else { "Authorize" };
+        tr.push(Direction::Sent, t0(), call(&i.to_string(), action));
+    }
+    // Entries 2, 3, 4 remain; 2 and 4 are heartbeats.
+    assert_eq!(tr.visible(), vec![2, 4]);
+    assert_eq!(tr.shown_position(4), Some(1));
+    assert_eq!(tr.shown_position(3), None);
+    tr.set_filter("");
+    assert_eq!(tr.visible(), vec![2, 3, 4]);
+
+    let mut buf = LogBuffer::new(4);
+    buf.set_min_level(Level::Warn);
+    for i in 0..10 {
+        let level = if i % 3 == 0 {
+            Level::Error
+        } else {
+            Level::Info
+        };
+        buf.push_record(record(i, level, &format!("m{i}")));
+    }
+    // Lines 6..=9 remain; 6 and 9 are errors.
+    let shown: Vec<u64> = (0..buf.shown_len())
+        .map(|i| match buf.shown(i) {
+            Some(LogLine::Record(r)) => r.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shown, vec![6, 9]);
+}

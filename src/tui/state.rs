@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::keymap::{Context, Key, Keymap};
@@ -343,10 +344,21 @@ impl Default for FirmwareState {
     }
 }
 
+/// A charger log record as the buffer keeps it: the subsystem name is shared between lines and
+/// the message holds no spare capacity (100,000 of these are kept by default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+    pub level: Level,
+    pub target: Arc<str>,
+    pub message: Box<str>,
+}
+
 /// One line of the log buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogLine {
-    Record(LogRecord),
+    Record(LogEntry),
     /// The producer lost this many lines here.
     Dropped(u64),
 }
@@ -408,7 +420,12 @@ pub struct LogBuffer {
     shown: VecDeque<u64>,
     /// Lines the producer lost, in total.
     pub dropped_total: u64,
+    /// Shared subsystem names (bounded, so odd input cannot grow it without end).
+    targets: HashMap<Box<str>, Arc<str>>,
 }
+
+/// Most distinct subsystem names shared; others are stored per line.
+const MAX_SHARED_TARGETS: usize = 256;
 
 impl LogBuffer {
     pub fn new(capacity: usize) -> LogBuffer {
@@ -419,6 +436,7 @@ impl LogBuffer {
             min_level: Level::Trace,
             shown: VecDeque::new(),
             dropped_total: 0,
+            targets: HashMap::new(),
         }
     }
 
@@ -436,6 +454,27 @@ impl LogBuffer {
 
     pub fn min_level(&self) -> Level {
         self.min_level
+    }
+
+    /// Appends a charger record; returns whether it passes the filter.
+    pub fn push_record(&mut self, r: LogRecord) -> bool {
+        let target = match self.targets.get(r.target.as_str()) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = Arc::from(r.target.as_str());
+                if self.targets.len() < MAX_SHARED_TARGETS {
+                    self.targets.insert(r.target.into_boxed_str(), t.clone());
+                }
+                t
+            }
+        };
+        self.push(LogLine::Record(LogEntry {
+            seq: r.seq,
+            time: r.time,
+            level: r.level,
+            target,
+            message: r.message.into_boxed_str(),
+        }))
     }
 
     /// Appends a line; returns whether it passes the filter.
@@ -504,11 +543,12 @@ impl LogBuffer {
             .lines
             .iter()
             .map(|l| match l {
-                LogLine::Record(r) => r.target.capacity() + r.message.capacity(),
+                LogLine::Record(r) => r.message.len(),
                 LogLine::Dropped(_) => 0,
             })
             .sum();
-        lines + index + strings
+        let targets: usize = self.targets.keys().map(|k| 2 * k.len() + 16).sum();
+        lines + index + strings + targets
     }
 }
 
@@ -567,7 +607,10 @@ pub struct TraceState {
     pub capacity: usize,
     /// CALLs waiting for an answer: (direction of the CALL, id) → absolute index.
     pub open_calls: HashMap<(bool, String), u64>,
-    pub filter: String,
+    /// Text the action must contain (set with [`TraceState::set_filter`]).
+    filter: String,
+    /// Absolute indices of entries passing the filter, ascending.
+    shown: VecDeque<u64>,
     /// Absolute index of the selected entry; `None` follows the newest.
     pub selected: Option<u64>,
 }
@@ -586,6 +629,7 @@ impl TraceState {
             capacity: capacity.max(1),
             open_calls: HashMap::new(),
             filter: String::new(),
+            shown: VecDeque::new(),
             selected: None,
         }
     }
@@ -610,6 +654,9 @@ impl TraceState {
                 if self.open_calls.get(&key) == Some(&self.first) {
                     self.open_calls.remove(&key);
                 }
+            }
+            if self.shown.front() == Some(&self.first) {
+                self.shown.pop_front();
             }
             self.first += 1;
         }
@@ -645,18 +692,48 @@ impl TraceState {
                 }
             }
         }
+        if contains_ci(&entry.action, &self.filter) {
+            self.shown.push_back(abs);
+        }
         self.entries.push_back(entry);
+    }
+
+    pub fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    /// Shows only entries whose action contains `filter` (case-insensitive).
+    pub fn set_filter(&mut self, filter: &str) {
+        self.filter = filter.to_lowercase();
+        let first = self.first;
+        self.shown = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| contains_ci(&e.action, &self.filter))
+            .map(|(i, _)| first + i as u64)
+            .collect();
     }
 
     /// Absolute indices of entries whose action matches the filter.
     pub fn visible(&self) -> Vec<u64> {
-        let needle = self.filter.to_lowercase();
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| contains_ci(&e.action, &needle))
-            .map(|(i, _)| self.first + i as u64)
-            .collect()
+        self.shown.iter().copied().collect()
+    }
+
+    /// Number of entries passing the filter.
+    pub fn shown_len(&self) -> usize {
+        self.shown.len()
+    }
+
+    /// Absolute index of the `i`-th entry passing the filter.
+    pub fn shown_abs(&self, i: usize) -> Option<u64> {
+        self.shown.get(i).copied()
+    }
+
+    /// Position among the entries passing the filter of absolute index `abs`, if shown.
+    pub fn shown_position(&self, abs: u64) -> Option<usize> {
+        let i = self.shown.partition_point(|x| *x < abs);
+        (self.shown.get(i) == Some(&abs)).then_some(i)
     }
 }
 

@@ -179,7 +179,7 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             vec![]
         }
         Msg::Log(record) => {
-            state.logs.buffer.push(LogLine::Record(record));
+            state.logs.buffer.push_record(record);
             vec![]
         }
         Msg::LinesDropped(n) => {
@@ -445,7 +445,7 @@ fn dispatch(state: &mut State, action: Action, confirming: bool) -> Vec<Effect> 
                     clamp_config_selection(state);
                 }
                 Screen::Logs => state.logs.search.clear(),
-                Screen::Emulator => state.trace.filter.clear(),
+                Screen::Emulator => state.trace.set_filter(""),
                 _ => {}
             }
             state.notice = None;
@@ -479,7 +479,7 @@ fn dispatch(state: &mut State, action: Action, confirming: bool) -> Vec<Effect> 
                     open_prompt(state, PromptKind::ConfigFilter, f);
                 }
                 Screen::Emulator => {
-                    let f = state.trace.filter.clone();
+                    let f = state.trace.filter().to_string();
                     open_prompt(state, PromptKind::TraceFilter, f);
                 }
                 _ => {}
@@ -923,15 +923,14 @@ fn navigate(state: &mut State, action: Action) {
             state.logs.bottom = state.logs.buffer.shown_abs(target).unwrap_or(0);
         }
         Screen::Emulator => {
-            let visible = state.trace.visible();
-            if visible.is_empty() {
+            let n = state.trace.shown_len();
+            if n == 0 {
                 return;
             }
-            let n = visible.len();
             let pos = state
                 .trace
                 .selected
-                .and_then(|s| visible.iter().position(|v| *v == s))
+                .and_then(|s| state.trace.shown_position(s))
                 .unwrap_or(n - 1);
             let page = trace_page(state);
             if action == Action::Bottom {
@@ -939,7 +938,7 @@ fn navigate(state: &mut State, action: Action) {
                 return;
             }
             let new = move_index(pos, n, action, page);
-            state.trace.selected = Some(visible[new]);
+            state.trace.selected = state.trace.shown_abs(new);
         }
         Screen::Dashboard | Screen::Firmware => {}
     }
@@ -1015,7 +1014,7 @@ fn on_prompt_key(state: &mut State, ev: KeyEvent) -> Vec<Effect> {
                     clamp_config_selection(state);
                 }
                 PromptKind::LogSearch => state.logs.search.clear(),
-                PromptKind::TraceFilter => state.trace.filter.clear(),
+                PromptKind::TraceFilter => state.trace.set_filter(""),
                 _ => {}
             }
             return vec![];
@@ -1044,7 +1043,7 @@ fn on_prompt_key(state: &mut State, ev: KeyEvent) -> Vec<Effect> {
             }
             PromptKind::LogSearch => state.logs.search = text,
             PromptKind::TraceFilter => {
-                state.trace.filter = text;
+                state.trace.set_filter(&text);
                 state.trace.selected = None;
             }
             _ => {}

@@ -88,33 +88,33 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
 
     // Trace list: only the visible window is turned into rows.
     let tr = &state.trace;
-    let visible = tr.visible();
+    let shown = tr.shown_len();
     let block = Block::bordered().title(Line::from(vec![
         Span::styled(" OCPP trace ", t.title()),
-        Span::raw(if tr.filter.is_empty() {
+        Span::raw(if tr.filter().is_empty() {
             format!("{} messages ", tr.entries.len())
         } else {
             format!(
                 "action '{}': {} of {} ",
-                tr.filter,
-                visible.len(),
+                tr.filter(),
+                shown,
                 tr.entries.len()
             )
         }),
     ]));
     let height = usize::from(block.inner(trace_area).height.saturating_sub(1)).max(1);
     let selected_pos = match tr.selected {
-        Some(s) => visible.iter().position(|v| *v == s),
-        None => visible.len().checked_sub(1),
+        Some(s) => tr.shown_position(s),
+        None => shown.checked_sub(1),
     };
     let end = match selected_pos {
-        Some(p) => (p + 1).max(height.min(visible.len())),
+        Some(p) => (p + 1).max(height.min(shown)),
         None => 0,
     };
     let start = end.saturating_sub(height);
-    let rows: Vec<Row> = visible[start..end]
-        .iter()
-        .filter_map(|abs| tr.get(*abs))
+    let rows: Vec<Row> = (start..end)
+        .filter_map(|i| tr.shown_abs(i))
+        .filter_map(|abs| tr.get(abs))
         .map(|e| trace_row(e, t))
         .collect();
     let table = Table::new(
@@ -137,8 +137,8 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
 
     // Detail of the selected message and its pair.
     let sel = selected_pos
-        .and_then(|p| visible.get(p))
-        .and_then(|a| tr.get(*a));
+        .and_then(|p| tr.shown_abs(p))
+        .and_then(|a| tr.get(a));
     let mut detail: Vec<Line> = Vec::new();
     if let Some(e) = sel {
         detail.extend(json_lines(e, t));

@@ -12,7 +12,7 @@ use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::{Color, Modifier};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 // ---------------------------------------------------------------- helpers
@@ -837,6 +837,7 @@ fn vim_g_g_goes_to_the_top_of_the_log() {
     }
     press(&mut s, "g");
     assert_eq!(s.pending_keys.len(), 1);
+    assert!(find(&render(&s), "g …").is_some(), "pending key shown");
     press(&mut s, "g");
     assert!(!s.logs.follow);
     assert_eq!(s.logs.view_bottom(), Some(19));
@@ -1400,9 +1401,6 @@ async fn ended_input_stream_stops_the_tui() {
         .unwrap();
     assert!(!state.quit);
 }
-
-#[allow(dead_code)]
-fn _uses(_: &Path) {}
 
 #[test]
 fn filtered_indices_survive_the_rings_turning_over() {

@@ -116,6 +116,17 @@ fn render_status(state: &State, frame: &mut Frame, area: Rect) {
         return;
     }
     let ctx = state.screen.context();
+    if !state.pending_keys.is_empty() {
+        let keys = super::keymap::seq_to_string(&state.pending_keys);
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(format!("{keys} …"), t.key()),
+                Span::raw("  (waiting for the next key of a sequence)"),
+            ])),
+            area,
+        );
+        return;
+    }
     let mut hints: Vec<(Action, &str)> = vec![(Action::ToggleHelp, "help")];
     hints.extend(screen_hints(state.screen));
     hints.push((Action::NextScreen, "next"));

@@ -1437,3 +1437,10 @@ fn filtered_indices_survive_the_rings_turning_over() {
         .collect();
     assert_eq!(shown, vec![6, 9]);
 }
+
+#[test]
+fn snapshot_help_overlay() {
+    let mut s = default_state();
+    press(&mut s, "?");
+    insta::assert_snapshot!("help", render(&s).backend());
+}

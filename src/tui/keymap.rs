@@ -249,6 +249,7 @@ impl fmt::Display for Key {
             KeyCodeOrd::Char(' ') => f.write_str("space"),
             KeyCodeOrd::Char(c) => write!(f, "{c}"),
             KeyCodeOrd::F(n) => write!(f, "f{n}"),
+            KeyCodeOrd::Named(Named::BackTab) => f.write_str("shift-tab"),
             KeyCodeOrd::Named(n) => {
                 let name = NAMED
                     .iter()
@@ -524,7 +525,17 @@ mod tests {
     #[test]
     fn parses_and_prints_keys() {
         for s in [
-            "ctrl-s", "G", "g", "space", "pageup", "f5", "alt-x", "backtab", "?", "/", "-",
+            "ctrl-s",
+            "G",
+            "g",
+            "space",
+            "pageup",
+            "f5",
+            "alt-x",
+            "shift-tab",
+            "?",
+            "/",
+            "-",
         ] {
             assert_eq!(key(s).to_string(), s, "{s}");
         }

@@ -1,6 +1,24 @@
 //! The seam to the data sources: the runtime hands each [`Effect`] to a [`Backend`], which
 //! answers with [`Msg`]s through [`Events`]. A later integration plugs in the serial link client
 //! and the emulator; [`fake::FakeBackend`] serves tests and demos.
+//!
+//! What the TUI expects back for each effect:
+//!
+//! | effect | messages |
+//! | --- | --- |
+//! | `ListPorts` | `PortsListed` (or `Error`) |
+//! | `Connect` / `StartEmulator` | `Connected`, then a stream of `Log`, `LinesDropped`, `Status`, `Trace` (emulator); `LinkLost` when the session ends by itself |
+//! | `Disconnect` | nothing; no message of the old session may follow |
+//! | `ReadConfig { request }` | `ConfigRead { request, .. }` with the same `request` |
+//! | `ApplyConfig` | one `ConfigApplied` with an outcome per key, in one go |
+//! | `LoadProfile` | `ProfileLoaded` (keys, current and new values) or `Error` naming the line |
+//! | `InspectImage { request }` | `ImageInspected { request, .. }` or `Error` (context mentions "image") |
+//! | `StartFlash` | `FlashProgress`…, then `FlashFinished` or `FlashFailed` |
+//! | `Reboot` | `LinkLost`, then `Connected` with the running version |
+//! | `Hardware` | `Status` (and the resulting `Trace` frames) |
+//!
+//! `ExportLogs` and `Quit` are handled by the runtime itself. Charger log lines go through
+//! [`Events::log`], which never blocks and turns lines it cannot queue into a dropped marker.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,4 +1,4 @@
-//! The terminal UI: Elm-style [`State`] / [`Msg`] / [`update`] / [`view`] / [`Effect`], with a
+//! The terminal UI: Elm-style [`State`] / [`Msg`] / [`update()`] / [`view()`] / [`Effect`], with a
 //! [`runtime`] that alone touches the terminal, and key bindings from TOML [`keymap`]s.
 //!
 //! Data sources plug in through [`Backend`]: the runtime hands it every [`Effect`] and receives

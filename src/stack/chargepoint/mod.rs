@@ -1109,9 +1109,9 @@ impl Core {
                     self.connect_now().await;
                 }
             }
-            "CsmsUrl" | "ChargePointId" | "BasicAuthPassword" | "AuthorizationKey"
-                if (key != "AuthorizationKey" || self.config.security_profile() >= 1) =>
-            {
+            // CsmsUrl, ChargePointId and BasicAuthPassword answer RebootRequired: they take
+            // effect at the next boot, so a provisioning run does not reconnect per key.
+            "AuthorizationKey" if self.config.security_profile() >= 1 => {
                 self.connect_now().await;
             }
             _ => {}

@@ -711,7 +711,13 @@ impl Core {
                 });
                 self.log
                     .warn("ocpp", format!("malformed frame from the CSMS: {e}"));
-                if let (Some(id), true) = (e.id.clone(), e.is_call) {
+                // A message whose unique id cannot be read is answered with id "-1".
+                let id = match (e.id.clone(), e.is_call) {
+                    (Some(id), true) => Some(id),
+                    (None, _) => Some("-1".to_string()),
+                    (Some(_), false) => None,
+                };
+                if let Some(id) = id {
                     self.send_frame(Frame::CallError { id, error: e.error })
                         .await;
                 }

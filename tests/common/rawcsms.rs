@@ -22,7 +22,7 @@ pub struct RawCsms {
 
 /// What the server did with one handshake.
 pub enum Handshake {
-    Accepted(RawConn),
+    Accepted(Box<RawConn>),
     /// Refused with HTTP 401; the Authorization header the charge point sent.
     Refused {
         authorization: Option<String>,
@@ -56,7 +56,7 @@ impl RawCsms {
     /// Accepts the next connection (ocpp1.6 agreed).
     pub async fn accept(&self) -> RawConn {
         match self.handshake(false).await {
-            Handshake::Accepted(conn) => conn,
+            Handshake::Accepted(conn) => *conn,
             Handshake::Refused { .. } => unreachable!("refusal was not asked for"),
         }
     }
@@ -70,6 +70,8 @@ impl RawCsms {
             .expect("accept");
         let seen = std::sync::Arc::new(std::sync::Mutex::new((None::<String>, String::new())));
         let seen_cb = seen.clone();
+        // The error type is tungstenite's; its size is not ours to choose.
+        #[allow(clippy::result_large_err)]
         let callback = move |req: &Request, mut resp: Response| {
             let auth = req
                 .headers()
@@ -95,12 +97,12 @@ impl RawCsms {
                 .expect("handshake in time");
         let (authorization, path) = seen.lock().expect("lock").clone();
         match result {
-            Ok(ws) => Handshake::Accepted(RawConn {
+            Ok(ws) => Handshake::Accepted(Box::new(RawConn {
                 ws,
                 authorization,
                 path,
                 cp_calls: Vec::new(),
-            }),
+            })),
             Err(_) => Handshake::Refused { authorization },
         }
     }

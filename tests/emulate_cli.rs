@@ -232,8 +232,25 @@ async fn emulator_and_sandbox_processes_show_the_same_conversation() {
         .wait_json("boot", |v| is_call(v, "sent", "BootNotification"))
         .await;
     assert_eq!(emu_boot["data"]["frame"][1], boot["data"]["id"]);
-    // The charger's log is on stdout too.
-    emu.wait_json("log line", |v| v["type"] == "log").await;
+    // Everything from the start is on stdout: the connection events and the charger's whole log
+    // (sequence numbers from 1 without a gap).
+    emu.wait_json("connected event", |v| {
+        v["type"] == "connection" && v["data"]["state"] == "connected"
+    })
+    .await;
+    let seqs: Vec<u64> = emu
+        .stdout()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "log")
+        .filter_map(|v| v["data"]["seq"].as_u64())
+        .collect();
+    assert!(!seqs.is_empty());
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "log lines from the start"
+    );
 
     emu.signal("TERM");
     assert!(
@@ -371,12 +388,12 @@ async fn no_secret_appears_in_any_output_or_file() {
     args.extend(["--security-profile", "1", "--authorization-key", &key_hex]);
     let mut emu = Proc::start(&args, home.path());
     booted(&csms, "CPSEC", 0).await;
+    // The charger reconnects with the (same) new key; wait until it is back.
+    let cursor = csms.cursor();
     assert_eq!(
         change_key(&csms, "CPSEC", "AuthorizationKey", &key_hex).await,
         "Accepted"
     );
-    // The charger reconnects with the (same) new key; wait until it is back.
-    let cursor = csms.cursor();
     csms.wait_for_from(
         cursor,
         |e| matches!(&e.kind, chargectl::csms::EventKind::Connected { cp_id, .. } if cp_id == "CPSEC"),

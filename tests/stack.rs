@@ -985,3 +985,58 @@ async fn reconnects_with_backoff_without_a_new_boot_and_sends_what_was_queued() 
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_transaction_started_offline_is_delivered_first_after_the_reconnect() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPQ").await;
+    let mut events = emu.handle.subscribe();
+    booted(&csms, "CPQ", 0).await;
+    assert_eq!(
+        change_key(&csms, "CPQ", "FreeCharging", "true").await,
+        "Accepted"
+    );
+    let addr = csms.local_addr();
+    let next_tx = csms.peek_transaction_id();
+    csms.shutdown().await;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Event::Connection {
+                state: "disconnected",
+                ..
+            }) = events.recv().await
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the charger sees the disconnect");
+    // Plugged in while offline: free charging starts a transaction that waits in the journal.
+    emu.act(HwEvent::Plug).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let csms = sandbox(SandboxOptions {
+        listen: addr,
+        first_transaction_id: next_tx,
+        ..policy(RegistrationStatus::Accepted, 3600)
+    })
+    .await;
+    let (start, _) = wait_call_from(&csms, "CPQ", "StartTransaction", 0, |_| true).await;
+    assert_eq!(start["connectorId"], 1);
+    assert_eq!(start["idTag"], "FreeCharging");
+    assert!(start["meterStart"].is_i64());
+    let (status, _) = wait_call_from(&csms, "CPQ", "StatusNotification", 0, |p| {
+        p["connectorId"] == 1
+    })
+    .await;
+    assert_eq!(status["status"], "Charging");
+    let calls = cp_calls_from(&csms, "CPQ", 0);
+    assert_eq!(
+        actions(&calls[..2]),
+        ["StartTransaction", "StatusNotification"],
+        "the transaction message goes first, no BootNotification"
+    );
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}

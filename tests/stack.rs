@@ -40,6 +40,15 @@ fn assert_within(what: &str, got: f64, low: f64, high: f64) {
     );
 }
 
+/// Seconds from the OCPP timestamp `a` to `b`.
+fn stamp_secs(a: &Value, b: &Value) -> f64 {
+    let parse = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp string"))
+            .expect("an RFC 3339 timestamp")
+    };
+    (parse(b) - parse(a)).num_milliseconds() as f64 / 1000.0
+}
+
 fn actions(calls: &[(String, Value)]) -> Vec<&str> {
     calls.iter().map(|(a, _)| a.as_str()).collect()
 }
@@ -98,6 +107,18 @@ async fn boot_accepted_reports_both_connectors_then_heartbeats_every_interval() 
         get_key(&csms, "CP1", "HeartbeatInterval").await.as_deref(),
         Some("60")
     );
+    // A new HeartbeatInterval applies from the change on.
+    let c = csms.cursor();
+    assert_eq!(
+        change_key(&csms, "CP1", "HeartbeatInterval", "15").await,
+        "Accepted"
+    );
+    let changed = Instant::now();
+    let (_, c) = wait_call_from(&csms, "CP1", "Heartbeat", c, |_| true).await;
+    let t3 = Instant::now();
+    wait_call_from(&csms, "CP1", "Heartbeat", c, |_| true).await;
+    assert_within("after the change", secs_between(changed, t3), 14.5, 15.5);
+    assert_within("new interval", secs_between(t3, Instant::now()), 14.5, 15.5);
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
@@ -656,6 +677,15 @@ async fn reset_reboots_with_configuration_kept_and_availability_persists() {
         .await
         .unwrap();
     assert_eq!(answer["status"], "UnknownVendorId");
+    let answer = csms
+        .call(
+            "CPX",
+            "DataTransfer",
+            json!({"vendorId": "Zaptec", "messageId": "nope"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "UnknownMessageId");
     let answer = csms.call("CPX", "ClearCache", json!({})).await.unwrap();
     assert_eq!(answer, json!({"status": "Accepted"}));
 
@@ -696,6 +726,7 @@ async fn reset_reboots_with_configuration_kept_and_availability_persists() {
 async fn a_status_that_changes_back_within_minimum_status_duration_is_not_reported() {
     let csms = sandbox(policy(RegistrationStatus::Accepted, 3600)).await;
     let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
     let emu = emulator(dir.path(), &csms.url(), "CPM").await;
     booted(&csms, "CPM", 0).await;
     assert_eq!(
@@ -722,6 +753,14 @@ async fn a_status_that_changes_back_within_minimum_status_duration_is_not_report
         secs_between(t0, Instant::now()),
         10.0,
         10.5,
+    );
+    // The report carries the time the status changed, not the time it was sent.
+    let boot_status = &cp_calls_from(&csms, "CPM", 0)[1].1;
+    assert_within(
+        "timestamp of the debounced status",
+        stamp_secs(&boot_status["timestamp"], &status["timestamp"]),
+        secs_between(start, t0) - 1.0,
+        secs_between(start, t0) + 1.0,
     );
     assert_eq!(
         actions(&cp_calls_from(&csms, "CPM", c)),
@@ -931,9 +970,11 @@ async fn wss_with_a_self_signed_certificate_works_with_profile_1() {
 async fn reconnects_with_backoff_without_a_new_boot_and_sends_what_was_queued() {
     let csms = sandbox(policy(RegistrationStatus::Accepted, 3600)).await;
     let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
     let emu = emulator(dir.path(), &csms.url(), "CPN").await;
     let mut events = emu.handle.subscribe();
     booted(&csms, "CPN", 0).await;
+    let boot_stamp = cp_calls_from(&csms, "CPN", 0)[1].1["timestamp"].clone();
     let addr = csms.local_addr();
     csms.shutdown().await;
     let t0 = Instant::now();
@@ -962,7 +1003,8 @@ async fn reconnects_with_backoff_without_a_new_boot_and_sends_what_was_queued() 
     csms.wait_for_connection("CPN", WAIT)
         .await
         .expect("reconnected");
-    let back = secs_between(t0, Instant::now());
+    let online = Instant::now();
+    let back = secs_between(t0, online);
     // Attempts at about 1, 3, 7 and 15 s (1 s doubling, up to 25 % jitter each).
     assert_within("reconnect with backoff", back, 15.0, 18.8);
     let mut failed = 0;
@@ -981,6 +1023,13 @@ async fn reconnects_with_backoff_without_a_new_boot_and_sends_what_was_queued() 
     let (status, _) = wait_call_from(&csms, "CPN", "StatusNotification", 0, |_| true).await;
     assert_eq!(status["connectorId"], 1);
     assert_eq!(status["status"], "Preparing");
+    // Release notes: a transition while offline carries the time the charger came online.
+    assert_within(
+        "timestamp of the offline transition",
+        stamp_secs(&boot_stamp, &status["timestamp"]),
+        secs_between(start, online) - 1.0,
+        secs_between(start, online) + 1.0,
+    );
     assert!(!actions(&cp_calls_from(&csms, "CPN", 0)).contains(&"BootNotification"));
     emu.shutdown().await.unwrap();
     csms.shutdown().await;

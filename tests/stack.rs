@@ -119,6 +119,7 @@ async fn boot_accepted_reports_both_connectors_then_heartbeats_every_interval() 
     wait_call_from(&csms, "CP1", "Heartbeat", c, |_| true).await;
     assert_within("after the change", secs_between(changed, t3), 14.5, 15.5);
     assert_within("new interval", secs_between(t3, Instant::now()), 14.5, 15.5);
+    assert_one_call_in_flight(&csms, "CP1");
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
@@ -173,6 +174,7 @@ async fn boot_pending_is_retried_after_the_interval_and_csms_calls_are_answered_
     })
     .await;
     assert_eq!(status["status"], "Preparing");
+    assert_one_call_in_flight(&csms, "CPP");
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
@@ -206,6 +208,7 @@ async fn boot_rejected_is_retried_after_the_interval() {
             "StatusNotification"
         ]
     );
+    assert_one_call_in_flight(&csms, "CPR");
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
@@ -393,6 +396,25 @@ async fn every_callerror_code_from_crafted_frames_and_the_stack_keeps_working() 
         assert_eq!(ok[0], 3, "after {text}: {ok}");
         assert_eq!(ok[1], ok_id.as_str());
         assert_eq!(ok[2]["configurationKey"][0]["key"], "HeartbeatInterval");
+    }
+    // Answers nobody asked for, and broken ones, are never answered: the next frame from the
+    // charger is the answer to the following valid CALL.
+    for stray in [
+        r#"[3,"nobody-asked",{}]"#,
+        r#"[4,"nobody-asked","GenericError","",{}]"#,
+        r#"[3,"short"]"#,
+        r#"[4,"short","GenericError"]"#,
+        r#"[3,"cut",{"#,
+    ] {
+        conn.send_text(stray).await;
+        let ok = conn
+            .exchange(r#"[2,"after-stray","GetConfiguration",{"key":["HeartbeatInterval"]}]"#)
+            .await;
+        assert_eq!(
+            (&ok[0], &ok[1]),
+            (&json!(3), &json!("after-stray")),
+            "after {stray}: {ok}"
+        );
     }
     // The description names the field at fault.
     let reply = conn
@@ -602,6 +624,7 @@ async fn get_and_change_configuration_follow_the_release_notes() {
         change_key(&csms, "CPC", "UnlockConnectorOnEVSideDisconnect", "false").await,
         "Accepted"
     );
+    assert_one_call_in_flight(&csms, "CPC");
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
@@ -716,6 +739,7 @@ async fn reset_reboots_with_configuration_kept_and_availability_persists() {
         .await;
         assert_eq!(status["status"], "Available");
     }
+    assert_one_call_in_flight(&csms, "CPX");
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
@@ -766,6 +790,7 @@ async fn a_status_that_changes_back_within_minimum_status_duration_is_not_report
         actions(&cp_calls_from(&csms, "CPM", c)),
         ["StatusNotification"]
     );
+    assert_one_call_in_flight(&csms, "CPM");
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
@@ -849,6 +874,7 @@ async fn security_profile_1_set_over_ocpp_reconnects_with_basic_auth() {
         change_key(&csms, "CPS", "SecurityProfile", "0").await,
         "Rejected"
     );
+    assert_one_call_in_flight(&csms, "CPS");
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
@@ -1031,6 +1057,7 @@ async fn reconnects_with_backoff_without_a_new_boot_and_sends_what_was_queued() 
         secs_between(start, online) + 1.0,
     );
     assert!(!actions(&cp_calls_from(&csms, "CPN", 0)).contains(&"BootNotification"));
+    assert_one_call_in_flight(&csms, "CPN");
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
@@ -1086,6 +1113,7 @@ async fn a_transaction_started_offline_is_delivered_first_after_the_reconnect() 
         ["StartTransaction", "StatusNotification"],
         "the transaction message goes first, no BootNotification"
     );
+    assert_one_call_in_flight(&csms, "CPQ");
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }

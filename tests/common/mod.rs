@@ -158,3 +158,31 @@ pub async fn change_key(csms: &SandboxHandle, cp_id: &str, key: &str, value: &st
         .expect("ChangeConfiguration answered");
     answer["status"].as_str().unwrap_or_default().to_string()
 }
+
+/// Asserts that `cp_id` never had two CALLs of its own awaiting an answer at once (a connection
+/// that ends forgets the one in flight).
+pub fn assert_one_call_in_flight(csms: &SandboxHandle, cp_id: &str) {
+    let mut in_flight: Option<String> = None;
+    for event in csms.events().iter().filter(|e| e.cp_id() == cp_id) {
+        match &event.kind {
+            EventKind::Received {
+                frame: Frame::Call { id, action, .. },
+                ..
+            } => {
+                if let Some(waiting) = &in_flight {
+                    panic!(
+                        "{cp_id} sent {action} ({id}) while {waiting} was unanswered: {:#?}",
+                        wire_from(csms, cp_id, 0)
+                    );
+                }
+                in_flight = Some(id.clone());
+            }
+            EventKind::Sent {
+                frame: Frame::CallResult { id, .. } | Frame::CallError { id, .. },
+                ..
+            } if in_flight.as_ref() == Some(id) => in_flight = None,
+            EventKind::Disconnected { .. } => in_flight = None,
+            _ => {}
+        }
+    }
+}

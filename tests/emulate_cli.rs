@@ -343,6 +343,22 @@ async fn bad_input_lines_are_reported_and_sigterm_stops_cleanly_with_state_kept(
     let config: Value =
         serde_json::from_slice(&std::fs::read(state.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["values"]["MeterValueSampleInterval"], "777");
+    // The simulated hardware was saved too: restarted, the charger still has the EV plugged in.
+    let cursor = csms.cursor();
+    let mut again = Proc::start(&emulate_args(&url, "CPI", state_s), home.path());
+    let (status, _) = common::wait_call_from(&csms, "CPI", "StatusNotification", cursor, |p| {
+        p["connectorId"] == 1
+    })
+    .await;
+    assert_eq!(status["status"], "Preparing");
+    assert_eq!(
+        get_key(&csms, "CPI", "MeterValueSampleInterval")
+            .await
+            .as_deref(),
+        Some("777")
+    );
+    again.signal("TERM");
+    assert!(again.wait_exit().await.success());
     csms.shutdown().await;
 }
 

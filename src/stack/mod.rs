@@ -14,4 +14,5 @@ pub mod messages;
 pub mod rpc;
 pub mod secret;
 pub mod storage;
+pub mod transfer;
 pub mod transport;

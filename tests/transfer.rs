@@ -944,3 +944,37 @@ async fn https_download_checks_the_certificate() {
         .expect("https download");
     assert_eq!(got, body);
 }
+
+/// The charge point runs its end-to-end tests on the paused clock with the default options: a
+/// transfer over loopback must not see its idle timeout fire while the server is answering.
+#[tokio::test(start_paused = true)]
+async fn default_timeouts_hold_on_a_paused_clock_over_loopback() {
+    let body = image(200_000);
+    let served = body.clone();
+    let server = Server::start(move |_, _| ok(&served)).await;
+    let started = Instant::now();
+    for _ in 0..10 {
+        let (tx, _rx) = mpsc::channel(16);
+        let got = download(&server.url("/fw.bin"), 0, Duration::ZERO, 1 << 20, tx)
+            .await
+            .expect("download");
+        assert_eq!(got, body);
+        let (tx, _rx) = mpsc::channel(16);
+        upload_diagnostics(
+            &server.url("/up"),
+            "d.log",
+            body.clone(),
+            0,
+            Duration::ZERO,
+            tx,
+        )
+        .await
+        .expect("upload");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the paused clock jumped to a client timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.requests().len(), 20);
+}

@@ -1,4 +1,7 @@
-use chargectl::cli::{self, Cli, ExitCode, args::Command};
+use chargectl::cli::{
+    self, Cli, ExitCode,
+    args::{Command, ConfigCommand},
+};
 use clap::Parser;
 
 fn main() {
@@ -58,6 +61,27 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
         Some(Command::Completions { shell }) => {
             commands::completions::run(shell).map(|_| ExitCode::Ok)
         }
+        Some(Command::Ports { all }) => commands::ports::run(all, env).await,
+        Some(Command::Info { port }) => commands::info::run(&port, env).await,
+        Some(Command::Config(ConfigCommand::Get { keys, port })) => {
+            commands::config::get(keys, &port, env).await
+        }
+        Some(Command::Config(ConfigCommand::Set { assignments, port })) => {
+            commands::config::set(assignments, &port, env).await
+        }
+        Some(Command::Logs {
+            port,
+            level,
+            follow,
+            output,
+        }) => commands::logs::run(&port, &level, follow, output.as_deref(), env).await,
+        Some(Command::Reboot { port }) => commands::reboot::run(&port, env).await,
+        Some(Command::Flash {
+            image,
+            port,
+            no_compress,
+            no_reboot,
+        }) => commands::flash::run(&image, &port, no_compress, no_reboot, env).await,
         Some(Command::Firmware(cmd)) => commands::firmware::run(cmd, env).await,
         Some(Command::Csms { listen }) => commands::csms::run(listen, env).await,
         Some(Command::Emulate(args)) => commands::emulate::run(args, env).await,

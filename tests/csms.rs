@@ -323,6 +323,21 @@ async fn wss_with_a_self_signed_certificate() {
     assert_eq!(cp.boot().await[2]["status"], json!("Accepted"));
     let event = csms.wait_for_connection("CPTLS", WAIT).await.unwrap();
     assert!(matches!(event.kind, EventKind::Connected { tls: true, .. }));
+    cp.ws
+        .close(Some(tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+    let gone = csms
+        .wait_for(|e| matches!(e.kind, EventKind::Disconnected { .. }), WAIT)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&gone.kind, EventKind::Disconnected { reason, .. } if reason == "closed by the charge point (code 1000: bye)"),
+        "{gone:?}"
+    );
     csms.shutdown().await;
 }
 
@@ -664,4 +679,337 @@ mod binary {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("already in use"), "{stderr}");
     }
+}
+
+/// The third-party peers in tests/interop (installed by tests/interop/setup.sh), driven by a
+/// tiny scripted charge point, so they are known to work before the emulator meets them.
+mod peers {
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::process::Command;
+
+    fn interop_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+    }
+
+    fn python() -> Option<PathBuf> {
+        let venv = std::env::var_os("CHARGECTL_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+        let python = venv.join("bin/python");
+        if python.exists() {
+            Some(python)
+        } else {
+            eprintln!(
+                "skipped: no Python venv at {} (run tests/interop/setup.sh)",
+                venv.display()
+            );
+            None
+        }
+    }
+
+    fn node() -> Option<PathBuf> {
+        if !interop_dir().join("node_modules/ocpp-rpc").exists() {
+            eprintln!("skipped: ocpp-rpc is not installed (run tests/interop/setup.sh)");
+            return None;
+        }
+        Some(PathBuf::from("node"))
+    }
+
+    /// Starts a peer on a free port; returns it with its URL.
+    async fn start_peer(
+        program: &Path,
+        script: &str,
+        scenario: &str,
+        report: &Path,
+    ) -> (tokio::process::Child, String) {
+        let mut child = Command::new(program)
+            .arg(interop_dir().join(script))
+            .args(["--port", "0", "--timeout", "30", "--scenario"])
+            .arg(interop_dir().join("scenarios").join(scenario))
+            .arg("--report")
+            .arg(report)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("peer did not start in time")
+            .unwrap()
+            .expect("peer printed nothing");
+        let listening: Value = serde_json::from_str(&line).unwrap();
+        let port = listening["listening"].as_u64().unwrap();
+        (child, format!("ws://127.0.0.1:{port}"))
+    }
+
+    /// Sends every charge point message the sandbox answers, checks each is answered with a
+    /// CALLRESULT, then serves the peer's CALLs until it closes the connection.
+    async fn play_charge_point(cp: &mut Cp) {
+        let now = "2026-03-01T10:00:00Z";
+        let calls = [
+            (
+                "BootNotification",
+                json!({"chargePointVendor": "Zaptec", "chargePointModel": "Go", "firmwareVersion": "1.2.3"}),
+            ),
+            (
+                "StatusNotification",
+                json!({"connectorId": 0, "errorCode": "NoError", "status": "Available"}),
+            ),
+            ("Heartbeat", json!({})),
+            ("Authorize", json!({"idTag": "TAG1"})),
+            (
+                "StartTransaction",
+                json!({"connectorId": 1, "idTag": "TAG1", "meterStart": 0, "timestamp": now}),
+            ),
+            (
+                "MeterValues",
+                json!({"connectorId": 1, "transactionId": 1, "meterValue": [{"timestamp": now, "sampledValue": [{"value": "10", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}]}),
+            ),
+            (
+                "StopTransaction",
+                json!({"meterStop": 10, "timestamp": now, "transactionId": 1, "idTag": "TAG1", "reason": "Local"}),
+            ),
+            ("DataTransfer", json!({"vendorId": "com.zaptec"})),
+            ("FirmwareStatusNotification", json!({"status": "Idle"})),
+            ("DiagnosticsStatusNotification", json!({"status": "Idle"})),
+        ];
+        let mut pending_calls = Vec::new();
+        for (action, payload) in calls {
+            let id = format!("cp-{}", cp.next);
+            cp.next += 1;
+            cp.send_text(&json!([2, id, action, payload]).to_string())
+                .await;
+            // The peer may send its own CALLs as soon as the boot is answered.
+            loop {
+                let msg = cp.recv().await;
+                if msg[0] == json!(2) {
+                    pending_calls.push(msg);
+                    continue;
+                }
+                assert_eq!(msg[1], json!(id));
+                assert_eq!(msg[0], json!(3), "{action} answered {msg}");
+                break;
+            }
+        }
+        let mut heartbeat_interval = "300".to_string();
+        loop {
+            let msg = match pending_calls.pop() {
+                Some(m) => m,
+                None => match tokio::time::timeout(WAIT, cp.ws.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str(t.as_str()).unwrap(),
+                    Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
+                    Ok(Some(Ok(_))) => continue,
+                    Err(_) => panic!("the peer neither called nor closed"),
+                },
+            };
+            if msg[0] != json!(2) {
+                continue;
+            }
+            let id = msg[1].clone();
+            let reply = match msg[2].as_str().unwrap() {
+                "ChangeConfiguration" => {
+                    heartbeat_interval = msg[3]["value"].as_str().unwrap().to_string();
+                    cp.send_text(&json!([3, id, {"status": "Accepted"}]).to_string())
+                        .await;
+                    json!([2, "cp-status", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}])
+                }
+                "GetConfiguration" => {
+                    json!([3, id, {"configurationKey": [{"key": "HeartbeatInterval", "readonly": false, "value": heartbeat_interval}]}])
+                }
+                "Reset" => json!([4, id, "NotSupported", "no reset here", {}]),
+                other => json!([4, id, "NotImplemented", other, {}]),
+            };
+            cp.send_text(&reply.to_string()).await;
+        }
+    }
+
+    async fn smoke(program: PathBuf, script: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let report_path = dir.path().join("report.json");
+        let (mut child, url) = start_peer(&program, script, "smoke.json", &report_path).await;
+        let mut cp = connect(&format!("{url}/ocpp/SMOKE-1")).await;
+        play_charge_point(&mut cp).await;
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("peer did not stop")
+            .unwrap();
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+        assert!(status.success(), "{script} failed: {report:#}");
+        assert_eq!(report["ok"], json!(true));
+        assert_eq!(report["charge_point"], json!("SMOKE-1"));
+        assert_eq!(report["subprotocol"], json!("ocpp1.6"));
+        assert_eq!(report["steps"].as_array().unwrap().len(), 4);
+        let messages = report["messages"].as_array().unwrap();
+        let boot_answer = messages
+            .iter()
+            .find(|m| m["direction"] == "sent" && m["action"] == "BootNotification")
+            .unwrap();
+        assert_eq!(boot_answer["payload"]["status"], json!("Accepted"));
+        let tx = messages
+            .iter()
+            .find(|m| m["direction"] == "sent" && m["action"] == "StartTransaction")
+            .unwrap();
+        assert_eq!(tx["payload"]["transactionId"], json!(1));
+    }
+
+    /// Validation stays on: a schema-invalid StatusNotification fails the run.
+    async fn rejects_invalid(program: PathBuf, script: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let report_path = dir.path().join("report.json");
+        let (mut child, url) =
+            start_peer(&program, script, "invalid_status.json", &report_path).await;
+        let mut cp = connect(&format!("{url}/BAD-1")).await;
+        assert_eq!(cp.boot().await[0], json!(3));
+        cp.send_text(
+            r#"[2,"bad-1","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Charging2"}]"#,
+        )
+        .await;
+        let reply = tokio::time::timeout(WAIT, cp.ws.next()).await;
+        cp.send_text(r#"[2,"hb-1","Heartbeat",{}]"#).await;
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("peer did not stop")
+            .unwrap();
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+        let reply = match reply {
+            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Value>(t.as_str()).unwrap(),
+            other => panic!("no answer to the invalid StatusNotification: {other:?}; {report:#}"),
+        };
+        assert_eq!(
+            reply[0],
+            json!(4),
+            "{script} accepted an invalid status: {reply}"
+        );
+        assert_eq!(status.code(), Some(1), "{report:#}");
+        assert_eq!(report["ok"], json!(false));
+        assert!(!report["validation_errors"].as_array().unwrap().is_empty());
+        assert_eq!(report["steps"][0]["ok"], json!(true));
+    }
+
+    #[tokio::test]
+    async fn python_ocpp_peer_runs_a_scenario() {
+        if let Some(python) = python() {
+            smoke(python, "ocpp_csms.py").await;
+        }
+    }
+
+    #[tokio::test]
+    async fn python_ocpp_peer_rejects_invalid_messages() {
+        if let Some(python) = python() {
+            rejects_invalid(python, "ocpp_csms.py").await;
+        }
+    }
+
+    #[tokio::test]
+    async fn ocpp_rpc_peer_runs_a_scenario() {
+        if let Some(node) = node() {
+            smoke(node, "ocpp_rpc_csms.js").await;
+        }
+    }
+
+    #[tokio::test]
+    async fn ocpp_rpc_peer_rejects_invalid_messages() {
+        if let Some(node) = node() {
+            rejects_invalid(node, "ocpp_rpc_csms.js").await;
+        }
+    }
+}
+
+#[test]
+fn the_csms_library_has_no_terminal_code() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/csms");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for forbidden in [
+            "ratatui::",
+            "crossterm::",
+            "clap::",
+            "println!",
+            "eprintln!",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3);
+}
+
+#[test]
+fn human_lines_show_time_id_direction_action_and_payload() {
+    use chargectl::cli::commands::csms::human_line;
+    use chargectl::csms::CsmsEvent;
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00.250Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let received = CsmsEvent {
+        at,
+        kind: EventKind::Received {
+            cp_id: "CP1".into(),
+            frame: Frame::Call {
+                id: "1".into(),
+                action: "Heartbeat".into(),
+                payload: json!({}),
+            },
+            action: Some("Heartbeat".into()),
+        },
+    };
+    assert_eq!(
+        human_line(&received),
+        "10:00:00.250  CP1  <-  Heartbeat  {}"
+    );
+    let sent = CsmsEvent {
+        at,
+        kind: EventKind::Sent {
+            cp_id: "CP1".into(),
+            frame: Frame::CallResult {
+                id: "1".into(),
+                payload: json!({"currentTime": "2026-03-01T10:00:00.250Z"}),
+            },
+            action: Some("Heartbeat".into()),
+        },
+    };
+    assert_eq!(
+        human_line(&sent),
+        r#"10:00:00.250  CP1  ->  Heartbeat result  {"currentTime":"2026-03-01T10:00:00.250Z"}"#
+    );
+}
+
+#[tokio::test]
+async fn disconnect_closes_one_charge_point() {
+    let csms = sandbox(SandboxOptions::default()).await;
+    let mut one = connect(&format!("{}/CP1", csms.url())).await;
+    let mut two = connect(&format!("{}/CP2", csms.url())).await;
+    one.boot().await;
+    two.boot().await;
+    assert!(!csms.disconnect("NOPE").await);
+    assert!(csms.disconnect("CP1").await);
+    let mut code = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(WAIT, one.ws.next()).await {
+        if let Message::Close(Some(frame)) = msg {
+            code = Some(frame.code);
+        }
+    }
+    assert_eq!(code, Some(CloseCode::Normal));
+    csms.wait_for(
+        |e| matches!(&e.kind, EventKind::Disconnected { cp_id, .. } if cp_id == "CP1"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(csms.connected(), vec!["CP2".to_string()]);
+    assert_eq!(two.call("Heartbeat", json!({})).await[0], json!(3));
+    csms.shutdown().await;
 }

@@ -332,3 +332,50 @@ impl EventLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disconnected(n: usize) -> EventKind {
+        EventKind::Disconnected {
+            cp_id: format!("CP{n}"),
+            reason: String::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_log_drops_the_oldest_and_cursors_stay_valid() {
+        let log = EventLog::new(3, 16);
+        for n in 0..5 {
+            log.push(disconnected(n));
+        }
+        let ids: Vec<String> = log.events().iter().map(|e| e.cp_id().to_string()).collect();
+        assert_eq!(ids, ["CP2", "CP3", "CP4"]);
+        assert_eq!(log.cursor(), 5);
+        // A cursor before the oldest kept event starts at the oldest.
+        let first = log
+            .wait_for_from(0, |_| true, Duration::from_secs(1))
+            .await
+            .map(|e| e.cp_id().to_string());
+        assert_eq!(first.as_deref().ok(), Some("CP2"));
+        // From the cursor on, only new events count; a later push wakes the waiter.
+        let cursor = log.cursor();
+        let waiting = log.wait_for_from(cursor, |e| e.cp_id() == "CP3", Duration::from_secs(60));
+        let pushing = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            log.push(disconnected(9));
+            log.push(disconnected(3));
+        };
+        let started = tokio::time::Instant::now();
+        let (found, ()) = tokio::join!(waiting, pushing);
+        assert!(found.is_ok());
+        // Found the new CP3, not the old one before the cursor.
+        assert!(started.elapsed() >= Duration::from_secs(5));
+        assert_eq!(log.cursor(), 7);
+        let none = log
+            .wait_for_from(log.cursor(), |_| true, Duration::from_secs(60))
+            .await;
+        assert!(none.is_err());
+    }
+}

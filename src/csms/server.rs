@@ -121,17 +121,7 @@ impl Sandbox {
                 addr: opts.listen,
                 source,
             })?;
-        let shared = Arc::new(Shared {
-            log: EventLog::new(opts.log_capacity, opts.broadcast_capacity),
-            policy: RwLock::new(opts.policy),
-            next_transaction: AtomicI64::new(opts.first_transaction_id),
-            next_message: AtomicU64::new(1),
-            next_generation: AtomicU64::new(1),
-            connections: Mutex::new(HashMap::new()),
-            passwords: opts.passwords,
-            require_basic_auth: opts.require_basic_auth,
-            handshake_timeout: opts.handshake_timeout,
-        });
+        let shared = Arc::new(Shared::new(&opts));
         let cancel = CancellationToken::new();
         let tls = opts.tls.map(tokio_rustls::TlsAcceptor::from);
         let scheme = if tls.is_some() { "wss" } else { "ws" };
@@ -418,6 +408,20 @@ enum Command {
 }
 
 impl Shared {
+    fn new(opts: &SandboxOptions) -> Self {
+        Self {
+            log: EventLog::new(opts.log_capacity, opts.broadcast_capacity),
+            policy: RwLock::new(opts.policy.clone()),
+            next_transaction: AtomicI64::new(opts.first_transaction_id),
+            next_message: AtomicU64::new(1),
+            next_generation: AtomicU64::new(1),
+            connections: Mutex::new(HashMap::new()),
+            passwords: opts.passwords.clone(),
+            require_basic_auth: opts.require_basic_auth,
+            handshake_timeout: opts.handshake_timeout,
+        }
+    }
+
     // The guarded data stays consistent if a holder panics (plain inserts and reads), so
     // poisoned locks are used as they are.
     fn policy(&self) -> std::sync::RwLockReadGuard<'_, Policy> {
@@ -753,6 +757,8 @@ impl Session {
     {
         // Delayed answers come back through this channel so the read loop never sleeps.
         let (later_tx, mut later_rx) = mpsc::unbounded_channel::<(Frame, Option<String>)>();
+        // The charge point's close frame, reported when the stream ends.
+        let mut closed_by_peer: Option<String> = None;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -784,7 +790,10 @@ impl Session {
                     }
                 }
                 message = ws.next() => match message {
-                    None => return "connection closed".into(),
+                    None => {
+                        return closed_by_peer
+                            .unwrap_or_else(|| "connection closed without a close frame".into());
+                    }
                     Some(Err(e)) => return format!("connection error: {e}"),
                     Some(Ok(Message::Text(text))) => {
                         if let Err(e) = self.on_text(ws, text.as_str(), &later_tx).await {
@@ -804,6 +813,17 @@ impl Session {
                     }
                     Some(Ok(Message::Close(frame))) => {
                         tracing::debug!(cp_id = self.cp_id, ?frame, "close from charge point");
+                        closed_by_peer = Some(match frame {
+                            Some(f) if f.reason.is_empty() => {
+                                format!("closed by the charge point (code {})", u16::from(f.code))
+                            }
+                            Some(f) => format!(
+                                "closed by the charge point (code {}: {})",
+                                u16::from(f.code),
+                                f.reason
+                            ),
+                            None => "closed by the charge point".into(),
+                        });
                     }
                     Some(Ok(_)) => {}
                 },
@@ -989,6 +1009,81 @@ mod tests {
         assert_eq!(percent_decode("CP%201"), "CP 1");
         assert_eq!(percent_decode("CP%2"), "CP%2");
         assert_eq!(percent_decode("plain"), "plain");
+    }
+
+    /// Runs one session over an in-memory stream, so the paused clock drives the delays.
+    async fn session(policy: Policy) -> (Arc<Shared>, Ws<tokio::io::DuplexStream>) {
+        let shared = Arc::new(Shared::new(&SandboxOptions {
+            policy,
+            ..SandboxOptions::default()
+        }));
+        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+        tokio::spawn(serve(
+            server_end,
+            peer,
+            false,
+            shared.clone(),
+            CancellationToken::new(),
+        ));
+        let (client, _) = tokio_tungstenite::client_async("ws://sandbox/CP1", client_end)
+            .await
+            .unwrap();
+        (shared, client)
+    }
+
+    async fn next_frame(ws: &mut Ws<tokio::io::DuplexStream>) -> Frame {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => return Frame::parse(t.as_str()).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delayed_answers_do_not_hold_up_others() {
+        let mut policy = Policy::default();
+        policy
+            .delays
+            .insert("DataTransfer".into(), Duration::from_secs(30));
+        let (shared, mut ws) = session(policy).await;
+        let started = tokio::time::Instant::now();
+        ws.send(Message::text(r#"[2,"dt","DataTransfer",{"vendorId":"x"}]"#))
+            .await
+            .unwrap();
+        ws.send(Message::text(r#"[2,"hb","Heartbeat",{}]"#))
+            .await
+            .unwrap();
+        let first = next_frame(&mut ws).await;
+        assert_eq!(first.id(), "hb");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        let second = next_frame(&mut ws).await;
+        assert_eq!(second.id(), "dt");
+        assert!(started.elapsed() >= Duration::from_secs(30));
+        // The log holds each frame once, in the order it went over the wire.
+        let ids: Vec<String> = shared
+            .log
+            .events()
+            .iter()
+            .filter_map(|e| e.frame().map(|(d, f)| format!("{}:{}", d.as_str(), f.id())))
+            .collect();
+        assert_eq!(ids, ["received:dt", "received:hb", "sent:hb", "sent:dt"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unanswered_actions_stay_unanswered() {
+        let mut policy = Policy::default();
+        policy.unanswered.insert("StatusNotification".into());
+        let (_shared, mut ws) = session(policy).await;
+        ws.send(Message::text(
+            r#"[2,"sn","StatusNotification",{"connectorId":0,"errorCode":"NoError","status":"Available"}]"#,
+        ))
+        .await
+        .unwrap();
+        let silence = tokio::time::timeout(Duration::from_secs(3600), next_frame(&mut ws)).await;
+        assert!(silence.is_err(), "answered: {silence:?}");
     }
 
     #[test]

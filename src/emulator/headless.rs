@@ -100,6 +100,21 @@ where
                 Ok(Some(line)) => {
                     line_no += 1;
                     if line.trim().is_empty() { continue; }
+                    if serde_json::from_str::<Value>(&line).ok().and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_string)).as_deref() == Some("usb_replug") {
+                        match emulator.replug_service_port() {
+                            Ok(device) => if json_output {
+                                emit(&mut output, "usb_replug", json!({"device": device.display().to_string()}))?;
+                            } else {
+                                writeln!(output, "service port re-enumerated as {}", device.display())?;
+                            },
+                            Err(e) => if json_output {
+                                emit(&mut output, "error", json!({"line": line_no, "message": format!("{e:#}")}))?;
+                            } else {
+                                writeln!(output, "input line {line_no}: {e:#}")?;
+                            },
+                        }
+                        continue;
+                    }
                     match parse_action(&line) {
                         Ok(ev) => {
                             if json_output {

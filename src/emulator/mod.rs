@@ -3,6 +3,7 @@
 
 pub mod hardware;
 pub mod headless;
+pub mod service_port;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,8 @@ pub struct BootSettings {
     pub authorization_key: Option<crate::stack::secret::Secret>,
     /// `bytes` or `hex`.
     pub basic_auth_password: Option<String>,
+    /// Public keys the charger trusts for firmware images.
+    pub trusted_keys: Vec<crate::firmware::VerifyingKey>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,9 +48,15 @@ struct IdentityFile {
 /// A running emulated charger.
 pub struct Emulator {
     pub handle: Handle,
+    /// The charger's A/B firmware slots (the serial flash and OCPP UpdateFirmware write here).
+    pub slots: Arc<std::sync::Mutex<crate::firmware::Slots>>,
+    pub trusted_keys: Arc<Vec<crate::firmware::VerifyingKey>>,
     pub hardware: Arc<SimHardware>,
     pub logbook: LogBook,
     pub state_dir: PathBuf,
+    pub serial_number: String,
+    /// The pseudo-terminal service port, when one is attached.
+    service_port: std::sync::Mutex<Option<service_port::ServicePort>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -61,12 +70,17 @@ impl Emulator {
         let clock: SharedClock = Arc::new(TokioClock::new());
         let logbook = LogBook::new(10_000, clock.clone());
         let hardware = Arc::new(SimHardware::open(Some(state_dir)));
+        let mut slots = crate::firmware::Slots::open(&state_dir.join("slots"), FACTORY_FIRMWARE)
+            .with_context(|| format!("opening firmware slots in {}", state_dir.display()))?;
+        let outcome = slots.boot().context("booting the firmware slots")?;
+        logbook.info("boot", format!("firmware slots: {outcome:?}"));
         let identity = Identity {
             vendor: VENDOR.into(),
             model: MODEL.into(),
-            serial_number,
-            firmware_version: FACTORY_FIRMWARE.into(),
+            serial_number: serial_number.clone(),
+            firmware_version: slots.active_version(),
         };
+        let slots = Arc::new(std::sync::Mutex::new(slots));
         let opts = chargepoint::Options {
             identity: identity.clone(),
             state_dir: state_dir.to_path_buf(),
@@ -75,16 +89,31 @@ impl Emulator {
             connect_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
         };
-        let reboot_identity = identity.clone();
-        let (handle, task) =
-            chargepoint::spawn(opts, hardware.clone(), move |_kind: RebootKind| {
-                reboot_identity.clone()
-            });
+        let mut reboot_identity = identity.clone();
+        let reboot_slots = slots.clone();
+        let reboot_log = logbook.clone();
+        let (handle, task) = chargepoint::spawn(opts, hardware.clone(), move |kind: RebootKind| {
+            // Power-on: a verified image in the inactive slot becomes active.
+            let mut slots = reboot_slots.lock().unwrap_or_else(|e| e.into_inner());
+            match slots.boot() {
+                Ok(outcome) => reboot_log.info(
+                    "boot",
+                    format!("{kind:?} reboot, firmware slots: {outcome:?}"),
+                ),
+                Err(e) => reboot_log.error("boot", format!("firmware slots: {e}")),
+            }
+            reboot_identity.firmware_version = slots.active_version();
+            reboot_identity.clone()
+        });
         Ok(Emulator {
             handle,
+            slots,
+            trusted_keys: Arc::new(settings.trusted_keys.clone()),
             hardware,
             logbook,
             state_dir: state_dir.to_path_buf(),
+            serial_number,
+            service_port: std::sync::Mutex::new(None),
             task,
         })
     }
@@ -100,8 +129,49 @@ impl Emulator {
         self.handle.hardware(event).await;
     }
 
+    /// Exposes the service port on a pseudo-terminal and makes `link_path` a symlink to it.
+    /// Returns the device path.
+    pub fn attach_service_port(
+        &self,
+        link_path: &Path,
+        shaper: crate::link::pty::LineShaper,
+    ) -> anyhow::Result<PathBuf> {
+        let backend = service_port::ChargerBackend::new(self);
+        let port = service_port::ServicePort::open(link_path, backend, shaper)
+            .with_context(|| format!("opening the service port at {}", link_path.display()))?;
+        let device = port.device();
+        *self.service_port.lock().unwrap_or_else(|e| e.into_inner()) = Some(port);
+        self.logbook.info(
+            "link",
+            format!(
+                "service port on {} (linked from {})",
+                device.display(),
+                link_path.display()
+            ),
+        );
+        Ok(device)
+    }
+
+    /// Simulates pulling and replugging the USB cable of the service port.
+    pub fn replug_service_port(&self) -> anyhow::Result<PathBuf> {
+        let mut guard = self.service_port.lock().unwrap_or_else(|e| e.into_inner());
+        let port = guard
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no service port (start with --serial-link PATH)"))?;
+        let device = port.replug()?;
+        self.logbook.info(
+            "link",
+            format!("service port re-enumerated as {}", device.display()),
+        );
+        Ok(device)
+    }
+
     /// Stops the charger cleanly: state persisted, connection closed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.service_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         self.handle.shutdown().await;
         self.hardware.flush();
         match tokio::time::timeout(Duration::from_secs(5), self.task).await {

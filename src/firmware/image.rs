@@ -96,6 +96,13 @@ pub fn pack_with(payload: &[u8], opts: &PackOptions<'_>, key: &SigningKey) -> Re
     if payload.is_empty() {
         return Err(Error::EmptyPayload);
     }
+    let size = (HEADER_LEN + payload.len()) as u64;
+    if size > super::slots::MAX_IMAGE_SIZE {
+        return Err(Error::TooLarge {
+            size,
+            max: super::slots::MAX_IMAGE_SIZE,
+        });
+    }
     let mut image = Vec::with_capacity(HEADER_LEN + payload.len());
     image.resize(HEADER_LEN, 0);
     let h = &mut image[..HEADER_LEN];

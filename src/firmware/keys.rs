@@ -130,8 +130,23 @@ pub fn public_key_text(key: &VerifyingKey) -> String {
     format!("{PUBLIC_TAG} {}\n", STANDARD.encode(key.as_bytes()))
 }
 
+/// Longest key file accepted; a key line is about 70 bytes.
+const MAX_KEY_FILE: u64 = 4096;
+
 fn read_text(path: &Path) -> Result<Zeroizing<String>> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(Error::io(path))?);
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(Error::io(path))?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io(path))?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(Error::KeyFile {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: format!("larger than {MAX_KEY_FILE} bytes; not a key file"),
+        });
+    }
     match std::str::from_utf8(&bytes) {
         Ok(s) => Ok(Zeroizing::new(s.to_owned())),
         Err(e) => {

@@ -210,6 +210,9 @@ impl Meta {
                 ));
             }
             parse_sha(&s.image_sha256).ok_or("staging image_sha256 is not 64 hex digits")?;
+            if self.pending == Some(s.slot) {
+                return Err(format!("slot {} is both pending and staging", s.slot));
+            }
         }
         Ok(())
     }
@@ -371,10 +374,16 @@ impl Slots {
         }
         let target = self.meta.active.other();
         let sha_hex = hex::encode(image_sha256);
-        if let Some(s) = self.meta.staging.clone()
-            && s.image_sha256 == sha_hex
-            && s.size == image_size
-        {
+        let same = self
+            .meta
+            .staging
+            .as_ref()
+            .is_some_and(|s| s.image_sha256 == sha_hex && s.size == image_size);
+        if same && self.file.is_some() {
+            // The link dropped but the charger kept running: keep what arrived.
+            self.sync()?;
+        }
+        if let Some(s) = self.meta.staging.clone().filter(|_| same) {
             self.file = None;
             if let Some(file) = open_partial(&self.partial_path(target), s.offset)? {
                 self.file = Some(file);

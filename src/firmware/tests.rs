@@ -367,6 +367,10 @@ fn malformed_key_files_name_path_and_line_without_leaking_the_key() {
             "{file} leaks key material: {msg}"
         );
     }
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'A'; 5000]).unwrap();
+    let err = keys::read_verifying_key(&big).unwrap_err().to_string();
+    assert!(err.contains("not a key file"), "{err}");
 }
 
 // ---- slots ----
@@ -772,4 +776,64 @@ fn metadata_survives_reopen_and_corruption_is_reported() {
     .unwrap();
     let err = Slots::open(dir.path(), "1.0.0").unwrap_err().to_string();
     assert!(err.contains("pending slot A is the active slot"), "{err}");
+}
+
+#[test]
+fn begin_again_without_power_loss_resumes_at_everything_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slots = Slots::open(dir.path(), "1.0.0").unwrap();
+    let img = image(10_000, "2.0.0", &key(1));
+    slots.begin(sha(&img), img.len() as u64).unwrap();
+    slots.write(0, &img[..7777]).unwrap();
+    assert_eq!(slots.begin(sha(&img), img.len() as u64).unwrap(), 7777);
+    send(&mut slots, &img, 7777, 1000);
+    slots.finish(&trusted()).unwrap();
+}
+
+/// Cuts the power after every chunk of a transfer (as MCUboot's simulator interrupts every
+/// flash operation): the old slot must still boot, and the transfer must resume and complete.
+#[test]
+fn power_cut_after_any_chunk_keeps_the_old_slot_and_resumes() {
+    let img = image(5 * PERSIST_EVERY as usize + 1234, "2.0.0", &key(1));
+    let chunk = 16 * 1024;
+    let chunks = img.len().div_ceil(chunk);
+    for cut in 0..=chunks {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut slots = Slots::open(dir.path(), "1.0.0").unwrap();
+            slots.begin(sha(&img), img.len() as u64).unwrap();
+            for i in 0..cut {
+                let end = ((i + 1) * chunk).min(img.len());
+                slots
+                    .write((i * chunk) as u64, &img[i * chunk..end])
+                    .unwrap();
+            }
+        }
+        let mut slots = Slots::open(dir.path(), "1.0.0").unwrap();
+        assert_eq!(
+            slots.boot().unwrap(),
+            BootOutcome::Unchanged {
+                slot: SlotName::A,
+                version: "1.0.0".into()
+            },
+            "cut after chunk {cut}"
+        );
+        let resume = slots.begin(sha(&img), img.len() as u64).unwrap();
+        let sent = (cut * chunk).min(img.len()) as u64;
+        assert!(
+            resume <= sent && sent - resume <= PERSIST_EVERY,
+            "cut {cut}: resume {resume}"
+        );
+        send(&mut slots, &img, resume, 10_000);
+        slots.finish(&trusted()).unwrap();
+        assert!(
+            matches!(slots.boot().unwrap(), BootOutcome::Switched { .. }),
+            "cut {cut}"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("B.img")).unwrap(),
+            img,
+            "cut {cut}"
+        );
+    }
 }

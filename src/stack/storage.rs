@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically (write, fsync, rename, fsync directory).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
     let tmp = temp_path(path);
     {
@@ -28,7 +28,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Like [`write_atomic`] but the file is created readable by its owner only (mode 0600).
 pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
     let tmp = temp_path(path);
     {
@@ -64,6 +64,14 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
     let _ = dir;
     Ok(())
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 fn temp_path(path: &Path) -> PathBuf {

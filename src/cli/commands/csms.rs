@@ -14,6 +14,8 @@ pub async fn run(listen: String, env: &Env) -> anyhow::Result<ExitCode> {
     let addr = resolve(&listen).await?;
     let options = SandboxOptions {
         listen: addr,
+        // Output comes from the broadcast; a long-running server keeps only a short history.
+        log_capacity: 1024,
         ..SandboxOptions::default()
     };
     let sandbox = Sandbox::start(options).await.map_err(|e| match e {

@@ -56,7 +56,14 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
             url
         }
     };
+    let mut trusted_keys = Vec::new();
+    for path in &args.trust_keys {
+        let key = crate::firmware::keys::read_verifying_key(path)
+            .map_err(|e| Failure::new(ExitCode::BadInput, anyhow::anyhow!("--trust-key: {e}")))?;
+        trusted_keys.push(key);
+    }
     let settings = BootSettings {
+        trusted_keys,
         csms_url: Some(csms_url.clone()),
         charge_point_id: id,
         security_profile: args.security_profile,
@@ -72,6 +79,32 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
     let emulator = Emulator::start(&state_dir, &settings)
         .await
         .map_err(|e| Failure::new(ExitCode::BadInput, e))?;
+    if let Some(link) = &args.serial_link {
+        let shaper = crate::link::pty::LineShaper {
+            baud: args.serial_baud,
+            drop_rate: args.serial_drop_rate,
+            flip_rate: args.serial_flip_rate,
+            ..Default::default()
+        };
+        for (name, rate) in [
+            ("--serial-drop-rate", shaper.drop_rate),
+            ("--serial-flip-rate", shaper.flip_rate),
+        ] {
+            if !(0.0..1.0).contains(&rate) {
+                return Err(Failure::new(
+                    ExitCode::Usage,
+                    anyhow::anyhow!("{name} {rate}: must be at least 0 and below 1"),
+                )
+                .into());
+            }
+        }
+        let device = emulator
+            .attach_service_port(link, shaper)
+            .map_err(|e| Failure::new(ExitCode::Failure, e))?;
+        if !env.json {
+            eprintln!("service port: {} -> {}", link.display(), device.display());
+        }
+    }
     if !env.json {
         let mut err = std::io::stderr();
         let _ = writeln!(

@@ -43,8 +43,8 @@ fn keygen(name: &Path, force: bool, env: &Env) -> anyhow::Result<ExitCode> {
     let fingerprint = keys::fingerprint(&vk);
     if env.json {
         output::print_json(&json!({
-            "secret_key": secret,
-            "public_key": public,
+            "secret_key": secret.display().to_string(),
+            "public_key": public.display().to_string(),
             "fingerprint": fingerprint,
         }))?;
     } else {
@@ -94,7 +94,7 @@ async fn pack(
         .with_context(|| format!("writing image {}", output_path.display()))?;
     if env.json {
         output::print_json(&json!({
-            "image": output_path,
+            "image": output_path.display().to_string(),
             "image_size": image.len(),
             "firmware_version": header.firmware_version,
             "model": header.model,
@@ -163,7 +163,7 @@ async fn inspect(
         print_inspection(image_path, image.len(), &inspection, ok)?;
     }
     if !ok {
-        tracing::warn!(image = %image_path.display(), "firmware image does not verify");
+        tracing::debug!(image = %image_path.display(), "firmware image does not verify");
         if !env.json {
             eprintln!(
                 "chargectl: {}: {}",
@@ -207,7 +207,7 @@ fn inspection_json(path: &Path, image_size: usize, i: &Inspection, ok: bool) -> 
         _ => None,
     };
     json!({
-        "image": path,
+        "image": path.display().to_string(),
         "image_size": image_size,
         "format_version": h.format_version,
         "firmware_version": h.firmware_version,

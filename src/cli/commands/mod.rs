@@ -1,6 +1,12 @@
 //! One file per subcommand.
 
 pub mod completions;
+pub mod config;
 pub mod csms;
 pub mod emulate;
 pub mod firmware;
+pub mod flash;
+pub mod info;
+pub mod logs;
+pub mod ports;
+pub mod reboot;

@@ -26,6 +26,7 @@ use super::rpc::{CallError, ErrorCode, Frame};
 use super::storage;
 use super::transport::Endpoint;
 
+mod profiles;
 mod session;
 
 pub use session::SUPPORTED_MEASURANDS;
@@ -320,13 +321,18 @@ struct Core {
     pending_start: Option<PendingStart>,
     authorizing: Option<(String, AuthSource, Option<Value>)>,
     auth_cache: super::auth::AuthCache,
-    local_list: super::auth::EmptyList,
+    local_list: super::local_list::LocalAuthList,
+    profiles: super::smart_charging::ProfileStore,
+    /// When the charging limit must be looked at again (next schedule period boundary).
+    limit_check_at: Option<Instant>,
     /// A transaction ended and the EV is still plugged in.
     finishing: bool,
     sample_at: Option<Instant>,
     aligned_at: Option<Instant>,
     last_aligned_wh: Option<f64>,
     tx_retry_at: Option<Instant>,
+    reservation: Option<profiles::Reservation>,
+    transfer_status: profiles::TransferStatus,
 }
 
 const AVAILABILITY_FILE: &str = "availability.json";
@@ -344,6 +350,7 @@ impl Core {
             super::journal::Journal::open(&opts.state_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
         let auth_cache = super::auth::AuthCache::open(&opts.state_dir);
         let leftover_tx = Core::load_tx(&opts.state_dir);
+        let reservation = Core::load_reservation(&opts.state_dir);
         let (ctl_tx, ctl_rx) = mpsc::channel(8);
         let (out_tx, out_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
@@ -404,12 +411,19 @@ impl Core {
             pending_start: None,
             authorizing: None,
             auth_cache,
-            local_list: super::auth::EmptyList,
+            local_list: super::local_list::LocalAuthList::open_or_empty(
+                &opts.state_dir,
+                super::local_list::ListLimits::default(),
+            ),
+            profiles: super::smart_charging::ProfileStore::open_or_empty(&opts.state_dir),
+            limit_check_at: None,
             finishing: false,
             sample_at: None,
             aligned_at: None,
             last_aligned_wh: None,
             tx_retry_at: None,
+            reservation,
+            transfer_status: profiles::TransferStatus::default(),
             opts,
         };
         if core.journal.recovered_torn_bytes > 0 {
@@ -423,6 +437,8 @@ impl Core {
         }
         core.hw.set_offered_current(0.0);
         core.recover_transaction();
+        core.expire_reservation();
+        core.cancel_reservation_for_free_charging();
         core.schedule_aligned();
         let s0 = core.derive_status(0);
         let s1 = core.derive_status(1);
@@ -951,6 +967,71 @@ impl Core {
                 let status = self.remote_stop(req.transaction_id as i64);
                 Ok(json!({ "status": status }))
             }
+            "ReserveNow" => {
+                let req: messages::ReserveNowRequest = decode(payload)?;
+                let status = self.reserve_now(&req);
+                Ok(json!({ "status": status }))
+            }
+            "CancelReservation" => {
+                let req: messages::CancelReservationRequest = decode(payload)?;
+                let status = self.cancel_reservation(req.reservation_id as i64);
+                Ok(json!({ "status": status }))
+            }
+            "TriggerMessage" => {
+                let req: messages::TriggerMessageRequest = decode(payload)?;
+                let status = self.trigger(&req);
+                Ok(json!({ "status": status }))
+            }
+            "SendLocalList" => {
+                let req: messages::SendLocalListRequest = decode(payload)?;
+                let enabled = self.config.bool("LocalAuthListEnabled");
+                let resp = self.local_list.handle(&req, enabled);
+                self.log.info(
+                    "auth",
+                    format!(
+                        "SendLocalList {:?} version {}: {}",
+                        req.update_type, req.list_version, resp.status
+                    ),
+                );
+                Ok(super::rpc::encode_payload(&resp))
+            }
+            "GetLocalListVersion" => {
+                let _req: messages::GetLocalListVersionRequest = decode(payload)?;
+                let enabled = self.config.bool("LocalAuthListEnabled");
+                Ok(super::rpc::encode_payload(
+                    &self.local_list.version_response(enabled),
+                ))
+            }
+            "SetChargingProfile" => {
+                let req: messages::SetChargingProfileRequest = decode(payload)?;
+                let ctx = self.smart_context();
+                let resp = self.profiles.handle_set(&req, &ctx);
+                self.log.info(
+                    "smart",
+                    format!(
+                        "SetChargingProfile {} on connector {}: {}",
+                        req.cs_charging_profiles.charging_profile_id, req.connector_id, resp.status
+                    ),
+                );
+                self.apply_offered_current();
+                Ok(super::rpc::encode_payload(&resp))
+            }
+            "ClearChargingProfile" => {
+                let req: messages::ClearChargingProfileRequest = decode(payload)?;
+                let resp = self.profiles.handle_clear(&req);
+                self.apply_offered_current();
+                Ok(super::rpc::encode_payload(&resp))
+            }
+            "GetCompositeSchedule" => {
+                let req: messages::GetCompositeScheduleRequest = decode(payload)?;
+                let tx = self.smart_tx();
+                let unlimited = messages::Decimal1::new(session::HARDWARE_MAX_AMPS)
+                    .unwrap_or_else(|_| messages::Decimal1::from_tenths(320));
+                let resp = self
+                    .profiles
+                    .handle_composite(&req, tx, self.now(), unlimited);
+                Ok(super::rpc::encode_payload(&resp))
+            }
             "UnlockConnector" => {
                 let req: messages::UnlockConnectorRequest = decode(payload)?;
                 let status = self.unlock_connector(req.connector_id as i64);
@@ -1009,6 +1090,7 @@ impl Core {
         match key {
             "HeartbeatInterval" => self.schedule_heartbeat(),
             "MeterValueSampleInterval" => self.schedule_sampling(),
+            "FreeCharging" => self.cancel_reservation_for_free_charging(),
             "ClockAlignedDataInterval" => self.schedule_aligned(),
             "WebSocketPingInterval" => {
                 let _ = self
@@ -1172,6 +1254,9 @@ impl Core {
             if self.finishing && self.plugged {
                 return ("Finishing".into(), error);
             }
+            if self.reservation.is_some() {
+                return ("Reserved".into(), error);
+            }
             if self.plugged || self.pending_start.is_some() || self.authorizing.is_some() {
                 return ("Preparing".into(), error);
             }
@@ -1257,6 +1342,8 @@ impl Core {
         consider(self.aligned_at);
         consider(self.tx_retry_at);
         consider(self.pending_start.as_ref().map(|p| p.expires));
+        consider(self.reservation_deadline());
+        consider(self.limit_check_at);
         consider(self.heartbeat_at);
         consider(self.in_flight.as_ref().map(|f| f.deadline));
         for s in &self.status {
@@ -1301,6 +1388,11 @@ impl Core {
         }
         if self.tx_retry_at.is_some_and(|t| t <= now) {
             self.tx_retry_at = None;
+        }
+        self.expire_reservation();
+        if self.limit_check_at.is_some_and(|t| t <= now) {
+            self.limit_check_at = None;
+            self.apply_offered_current();
         }
         if self.sample_at.is_some_and(|t| t <= now) {
             self.on_sample_timer();

@@ -304,8 +304,15 @@ impl Core {
         if self.tx.is_some() {
             return;
         }
+        let reservation_id = match self.reservation_check(&id_tag, &info) {
+            Ok(r) => r,
+            Err(why) => {
+                self.log.warn("auth", format!("{id_tag} refused: {why}"));
+                return;
+            }
+        };
         if self.plugged {
-            self.start_transaction(id_tag, info.parent_id_tag, charging_profile, None);
+            self.start_transaction(id_tag, info.parent_id_tag, charging_profile, reservation_id);
         } else {
             let timeout = self.config.int("ConnectionTimeOut").max(1) as u64;
             self.log.info(
@@ -331,7 +338,13 @@ impl Core {
             return;
         }
         if let Some(p) = self.pending_start.take() {
-            self.start_transaction(p.id_tag, p.parent_id_tag, p.charging_profile, None);
+            let reservation_id = self.reservation.as_ref().map(|r| r.reservation_id);
+            self.start_transaction(
+                p.id_tag,
+                p.parent_id_tag,
+                p.charging_profile,
+                reservation_id,
+            );
             return;
         }
         if self.config.bool("FreeCharging") && self.connector_usable() {
@@ -411,8 +424,12 @@ impl Core {
         }
         self.tx = Some(tx);
         self.pending_start = None;
+        if let Some(r) = reservation_id {
+            self.consume_reservation(r);
+        }
         self.save_tx();
         self.hw.set_cable_lock(true);
+        self.install_remote_start_profile();
         self.apply_offered_current();
         self.schedule_sampling();
         self.log.info(
@@ -472,6 +489,11 @@ impl Core {
         }
         self.save_tx();
         self.hw.set_offered_current(0.0);
+        self.limit_check_at = None;
+        if let Err(e) = self.profiles.clear_tx_profiles(1) {
+            self.log
+                .error("smart", format!("cannot clear the TxProfile: {e}"));
+        }
         self.sample_at = None;
         self.finishing = self.plugged;
         let keep_locked = self.config.bool("LockCablePermanently")
@@ -498,17 +520,97 @@ impl Core {
         self.refresh_status();
     }
 
-    /// The current the EV may draw now.
+    /// Transaction context for smart charging (Relative profiles start with the transaction).
+    pub(super) fn smart_tx(&self) -> Option<crate::stack::smart_charging::TxContext> {
+        self.tx
+            .as_ref()
+            .map(|t| crate::stack::smart_charging::TxContext {
+                started: t.started_at,
+            })
+    }
+
+    pub(super) fn smart_context(&self) -> crate::stack::smart_charging::SetContext {
+        use crate::stack::smart_charging::{ActiveTransaction, Limits, SetContext};
+        SetContext {
+            limits: Limits {
+                max_stack_level: self.config.int("ChargeProfileMaxStackLevel").max(0) as u32,
+                max_periods: self.config.int("ChargingScheduleMaxPeriods").max(0) as usize,
+                max_profiles: self.config.int("MaxChargingProfilesInstalled").max(0) as usize,
+            },
+            transaction: self.tx.as_ref().map(|t| ActiveTransaction {
+                connector_id: 1,
+                transaction_id: t.transaction_id,
+                started: t.started_at,
+            }),
+            now: self.now(),
+        }
+    }
+
+    /// The current the EV may draw now: the hardware maximum, limited by the composite
+    /// charging schedule; 0 without a running (authorized) transaction.
     pub(super) fn offered_limit(&self) -> f64 {
         match &self.tx {
-            Some(tx) if !tx.deauthorized => HARDWARE_MAX_AMPS,
+            Some(tx) if !tx.deauthorized => {
+                let limit = self
+                    .profiles
+                    .limit_at(1, self.now(), self.smart_tx())
+                    .map(|(amps, _phases)| amps);
+                limit.map_or(HARDWARE_MAX_AMPS, |l| l.min(HARDWARE_MAX_AMPS).max(0.0))
+            }
             _ => 0.0,
         }
     }
 
     pub(super) fn apply_offered_current(&mut self) {
         let amps = self.offered_limit();
+        let before = self.hw.meter().offered_a;
         self.hw.set_offered_current(amps);
+        if (before - amps).abs() > f64::EPSILON {
+            self.log.info(
+                "smart",
+                format!("offered current {before:.1} A -> {amps:.1} A"),
+            );
+        }
+        // Look again at the next period boundary of the schedule (at most an hour ahead).
+        self.limit_check_at = None;
+        if self.tx.is_some() {
+            let now = self.now();
+            if let Ok(c) = self.profiles.composite(1, now, 3600, self.smart_tx(), now) {
+                if let Some(next) = c.periods.iter().map(|p| p.start_period).find(|s| *s > 0) {
+                    self.limit_check_at = Some(Instant::now() + Duration::from_secs(next as u64));
+                } else if c.is_limited() || !self.profiles.is_empty() {
+                    self.limit_check_at = Some(Instant::now() + Duration::from_secs(3600));
+                }
+            }
+        }
+        self.refresh_status();
+    }
+
+    /// The chargingProfile of a RemoteStartTransaction becomes the transaction's TxProfile.
+    fn install_remote_start_profile(&mut self) {
+        let Some(profile) = self.tx.as_ref().and_then(|t| t.charging_profile.clone()) else {
+            return;
+        };
+        let parsed: Result<messages::ChargingProfile, _> =
+            crate::stack::rpc::decode_payload(&profile);
+        match parsed {
+            Ok(p) => {
+                let ctx = self.smart_context();
+                match self.profiles.set(1, p, &ctx) {
+                    Ok(()) => self
+                        .log
+                        .info("smart", "TxProfile from RemoteStartTransaction installed"),
+                    Err(e) => self.log.warn(
+                        "smart",
+                        format!("TxProfile from RemoteStartTransaction refused: {e}"),
+                    ),
+                }
+            }
+            Err(e) => self.log.warn(
+                "smart",
+                format!("RemoteStartTransaction chargingProfile: {e}"),
+            ),
+        }
     }
 
     pub(super) fn remote_start(&mut self, payload: &Value) -> &'static str {
@@ -523,10 +625,22 @@ impl Core {
             return "Rejected";
         }
         let profile = payload.get("chargingProfile").cloned();
-        if let Some(p) = &profile
-            && p.get("chargingProfilePurpose").and_then(Value::as_str) != Some("TxProfile")
-        {
-            return "Rejected";
+        if let Some(p) = &profile {
+            if p.get("chargingProfilePurpose").and_then(Value::as_str) != Some("TxProfile") {
+                return "Rejected";
+            }
+            // The seed's rules for profiles apply here too (only A, ...): refuse up front.
+            let parsed: Result<messages::ChargingProfile, _> = crate::stack::rpc::decode_payload(p);
+            match parsed {
+                Ok(cp)
+                    if cp.charging_schedule.charging_rate_unit
+                        != messages::ChargingRateUnitType::A =>
+                {
+                    return "Rejected";
+                }
+                Err(_) => return "Rejected",
+                _ => {}
+            }
         }
         let id_tag = id_tag.to_string();
         if self.config.bool("AuthorizeRemoteTxRequests") {

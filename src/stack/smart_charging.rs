@@ -1,0 +1,923 @@
+//! Smart Charging (OCPP 1.6 §3.13, §5.16 SetChargingProfile, §5.5 ClearChargingProfile, §5.7
+//! GetCompositeSchedule): the installed charging profiles, persisted in the state directory, and
+//! the composite schedule that decides the current offered to the EV.
+//!
+//! Charger limitations (release notes, Smart Charging profile):
+//! - only `A` is allowed as chargingRateUnit: a profile in `W` is Rejected, and so is a
+//!   GetCompositeSchedule asking for `W`. Converting amperes to watts would need a supply voltage
+//!   and a phase count per period that the charger would have to assume, so it answers Rejected
+//!   rather than report numbers it does not control (ChargingScheduleAllowedChargingRateUnit is
+//!   `Current`, OCPP 1.6 errata §3.88);
+//! - startSchedule is required on Recurring profiles;
+//! - ConnectorSwitch3to1PhaseSupported is not a configuration key; numberPhases (1 to 3) is
+//!   accepted and carried into the composite schedule and [`ProfileStore::limit_at`].
+//!
+//! How the composite is computed (§3.13.2 "Stacking charging profiles", §3.13.3 "Combining
+//! charging profile purposes"): at each moment the TxProfile with the highest stackLevel that is
+//! valid and has a period running at that moment applies; without one, the TxDefaultProfile the
+//! same way (one installed on connector 0 applies to every connector; at equal stackLevel the one
+//! on the connector wins). The result is then capped by the valid ChargePointMaxProfile with the
+//! highest stackLevel. The window is cut at every moment any profile can change (validFrom,
+//! validTo, every period start, every schedule end, every recurrence), each piece is evaluated,
+//! and adjacent pieces with the same limit, phases and minimum rate are merged.
+//!
+//! Schedule anchors: Absolute starts at startSchedule (or, when absent, validFrom, else the moment
+//! the profile was installed); Recurring repeats every 24 h (Daily) or 7 days (Weekly) counted from
+//! startSchedule (OCPP 1.6 errata §3.79) and applies from startSchedule on; Relative starts with
+//! the transaction, or, with no transaction, at `now` (the schedule a transaction starting now
+//! would get). A schedule with a duration stops applying at its end, letting a lower stack level
+//! (or nothing) apply; a profile stops applying exactly at validTo.
+//!
+//! The charger has one connector; the composite for connector 0 (the whole charge point) is the
+//! composite of that connector.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::messages::{
+    ChargingProfile, ChargingProfileKindType, ChargingProfilePurposeType, ChargingProfileStatus,
+    ChargingRateUnitType, ChargingSchedule, ChargingSchedulePeriod, ClearChargingProfileRequest,
+    ClearChargingProfileResponse, ClearChargingProfileStatus, Decimal1,
+    GetCompositeScheduleRequest, GetCompositeScheduleResponse, GetCompositeScheduleStatus,
+    RecurrencyKindType, SetChargingProfileRequest, SetChargingProfileResponse, Timestamp,
+};
+use super::storage;
+
+/// File in the state directory holding the installed profiles.
+pub const FILE_NAME: &str = "charging_profiles.json";
+/// Connectors of the charger (ids 1..=CONNECTORS; 0 is the charge point as a whole).
+pub const CONNECTORS: u32 = 1;
+/// Longest composite computed, in seconds (366 days). A longer request is answered for this long
+/// and the schedule's `duration` says so; it bounds the work a single request can cause.
+pub const MAX_COMPOSITE_S: u32 = 366 * 24 * 3600;
+/// Phases assumed where a period does not say (OCPP 1.6 ChargingSchedulePeriod: default 3).
+pub const DEFAULT_PHASES: u32 = 3;
+
+const DAY_S: i64 = 24 * 3600;
+const WEEK_S: i64 = 7 * DAY_S;
+
+/// Limits from configuration (ChargeProfileMaxStackLevel, ChargingScheduleMaxPeriods,
+/// MaxChargingProfilesInstalled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_stack_level: u32,
+    pub max_periods: usize,
+    pub max_profiles: usize,
+}
+
+impl Default for Limits {
+    /// The configuration defaults: stack levels 0..=8, 24 periods, 10 profiles.
+    fn default() -> Self {
+        Limits {
+            max_stack_level: 8,
+            max_periods: 24,
+            max_profiles: 10,
+        }
+    }
+}
+
+/// The transaction running on a connector, as SetChargingProfile needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveTransaction {
+    pub connector_id: u32,
+    /// The id from StartTransaction.conf (as the charge point core keeps it); None while it is
+    /// not known yet, when a TxProfile naming a transactionId is rejected.
+    pub transaction_id: Option<i64>,
+    pub started: DateTime<Utc>,
+}
+
+/// What SetChargingProfile checks a profile against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetContext {
+    pub limits: Limits,
+    /// The running transaction, if any (the charger runs at most one).
+    pub transaction: Option<ActiveTransaction>,
+    pub now: DateTime<Utc>,
+}
+
+/// The transaction a composite is computed for (Relative profiles start with it; TxProfiles
+/// apply only while there is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxContext {
+    pub started: DateTime<Utc>,
+}
+
+impl From<ActiveTransaction> for TxContext {
+    fn from(tx: ActiveTransaction) -> Self {
+        TxContext {
+            started: tx.started,
+        }
+    }
+}
+
+/// Why a SetChargingProfile was rejected. Nothing was installed or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("connector {connector_id} does not exist (0 or 1)")]
+    UnknownConnector { connector_id: u32 },
+    #[error("profile {profile_id}: chargingRateUnit {unit} is not supported, only A")]
+    UnitNotSupported {
+        profile_id: i32,
+        unit: ChargingRateUnitType,
+    },
+    #[error("profile {profile_id}: a Recurring profile needs startSchedule")]
+    RecurringWithoutStartSchedule { profile_id: i32 },
+    #[error("profile {profile_id}: a Recurring profile needs recurrencyKind")]
+    RecurringWithoutKind { profile_id: i32 },
+    #[error("profile {profile_id}: ChargePointMaxProfile only on connector 0, not {connector_id}")]
+    MaxProfileNotOnConnectorZero { profile_id: i32, connector_id: u32 },
+    #[error("profile {profile_id}: a TxProfile needs a connector above 0")]
+    TxProfileOnConnectorZero { profile_id: i32 },
+    #[error("profile {profile_id}: TxProfile but no transaction on connector {connector_id}")]
+    NoTransaction { profile_id: i32, connector_id: u32 },
+    #[error(
+        "profile {profile_id}: transactionId {requested} does not match the running transaction ({running})"
+    )]
+    TransactionMismatch {
+        profile_id: i32,
+        requested: i32,
+        running: String,
+    },
+    #[error(
+        "profile {profile_id}: stackLevel {stack_level} above ChargeProfileMaxStackLevel {max}"
+    )]
+    StackLevelTooHigh {
+        profile_id: i32,
+        stack_level: u32,
+        max: u32,
+    },
+    #[error("profile {profile_id}: {count} periods, more than ChargingScheduleMaxPeriods {max}")]
+    TooManyPeriods {
+        profile_id: i32,
+        count: usize,
+        max: usize,
+    },
+    #[error(
+        "profile {profile_id}: would be profile {count}, more than MaxChargingProfilesInstalled {max}"
+    )]
+    TooManyProfiles {
+        profile_id: i32,
+        count: usize,
+        max: usize,
+    },
+    #[error("profile {profile_id}: the first period starts at {start_period} s, not 0")]
+    FirstPeriodNotZero { profile_id: i32, start_period: u32 },
+    #[error(
+        "profile {profile_id}: period {index} starts at {start_period} s, not after the previous one ({previous} s)"
+    )]
+    PeriodsNotIncreasing {
+        profile_id: i32,
+        index: usize,
+        start_period: u32,
+        previous: u32,
+    },
+    #[error("profile {profile_id}: period {index} has a negative limit {limit}")]
+    NegativeLimit {
+        profile_id: i32,
+        index: usize,
+        limit: Decimal1,
+    },
+    #[error("profile {profile_id}: period {index} has numberPhases {phases}, expected 1 to 3")]
+    BadNumberPhases {
+        profile_id: i32,
+        index: usize,
+        phases: u32,
+    },
+    #[error("profile {profile_id}: negative minChargingRate {rate}")]
+    NegativeMinChargingRate { profile_id: i32, rate: Decimal1 },
+    #[error("profile {profile_id}: validFrom {valid_from} is not before validTo {valid_to}")]
+    EmptyValidity {
+        profile_id: i32,
+        valid_from: Timestamp,
+        valid_to: Timestamp,
+    },
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+impl Rejection {
+    /// The SetChargingProfile.conf status: the charger supports Smart Charging, so every refusal
+    /// is `Rejected`.
+    pub fn status(&self) -> ChargingProfileStatus {
+        ChargingProfileStatus::Rejected
+    }
+}
+
+/// The profiles file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} line {line} column {column}: {message}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// A GetCompositeSchedule the charger cannot answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompositeError {
+    #[error("connector {connector_id} does not exist (0 or 1)")]
+    UnknownConnector { connector_id: u32 },
+    #[error("chargingRateUnit {unit} is not supported, only A")]
+    UnitNotSupported { unit: ChargingRateUnitType },
+}
+
+/// A profile as installed: the connector it was set on, when, and the profile as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstalledProfile {
+    pub connector_id: u32,
+    pub installed_at: DateTime<Utc>,
+    pub profile: ChargingProfile,
+}
+
+impl InstalledProfile {
+    fn purpose(&self) -> ChargingProfilePurposeType {
+        self.profile.charging_profile_purpose
+    }
+
+    fn id(&self) -> i32 {
+        self.profile.charging_profile_id
+    }
+
+    fn valid_at(&self, t: DateTime<Utc>) -> bool {
+        self.profile.valid_from.is_none_or(|f| f.as_datetime() <= t)
+            && self.profile.valid_to.is_none_or(|v| t < v.as_datetime())
+    }
+
+    fn cycle(&self) -> Option<Duration> {
+        match self.profile.recurrency_kind? {
+            RecurrencyKindType::Daily => Some(Duration::seconds(DAY_S)),
+            RecurrencyKindType::Weekly => Some(Duration::seconds(WEEK_S)),
+        }
+    }
+
+    /// Where the schedule's periods count from for moment `t`.
+    fn base_at(
+        &self,
+        t: DateTime<Utc>,
+        tx: Option<TxContext>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let s = &self.profile.charging_schedule;
+        match self.profile.charging_profile_kind {
+            ChargingProfileKindType::Absolute => Some(
+                s.start_schedule
+                    .or(self.profile.valid_from)
+                    .map(|t| t.as_datetime())
+                    .unwrap_or(self.installed_at),
+            ),
+            ChargingProfileKindType::Relative => Some(tx.map(|x| x.started).unwrap_or(now)),
+            ChargingProfileKindType::Recurring => {
+                let start = s.start_schedule?.as_datetime();
+                let cycle = self.cycle()?;
+                if t < start {
+                    return None;
+                }
+                let n = (t - start).num_milliseconds() / cycle.num_milliseconds();
+                Some(start + cycle * i32::try_from(n).ok()?)
+            }
+        }
+    }
+
+    /// Every schedule anchor that matters for the window `[from, to)`.
+    fn bases_in(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        tx: Option<TxContext>,
+        now: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
+        if self.profile.charging_profile_kind != ChargingProfileKindType::Recurring {
+            return self.base_at(from, tx, now).into_iter().collect();
+        }
+        let (Some(start), Some(cycle)) =
+            (self.profile.charging_schedule.start_schedule, self.cycle())
+        else {
+            return Vec::new();
+        };
+        let start = start.as_datetime();
+        let mut base = self.base_at(from, tx, now).unwrap_or(start);
+        let mut out = Vec::new();
+        while base < to {
+            out.push(base);
+            base += cycle;
+        }
+        out
+    }
+
+    /// The limit this profile sets at `t`, if it applies then.
+    fn slot_at(&self, t: DateTime<Utc>, tx: Option<TxContext>, now: DateTime<Utc>) -> Option<Slot> {
+        if !self.valid_at(t) {
+            return None;
+        }
+        let base = self.base_at(t, tx, now)?;
+        if t < base {
+            return None;
+        }
+        let offset = t - base;
+        let s = &self.profile.charging_schedule;
+        if let Some(d) = s.duration
+            && offset >= Duration::seconds(i64::from(d))
+        {
+            return None;
+        }
+        let period = s
+            .charging_schedule_period
+            .iter()
+            .take_while(|p| Duration::seconds(i64::from(p.start_period)) <= offset)
+            .last()?;
+        Some(Slot {
+            limit: period.limit,
+            phases: period.number_phases,
+            min_rate: s.min_charging_rate,
+        })
+    }
+}
+
+/// What applies at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    limit: Decimal1,
+    phases: Option<u32>,
+    min_rate: Option<Decimal1>,
+}
+
+/// One period of a composite schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompositePeriod {
+    /// Seconds from the schedule start.
+    pub start_period: u32,
+    /// The limit in A; None where no profile applies (the charger's own maximum then holds).
+    pub limit: Option<Decimal1>,
+    /// As the applying periods say (the smaller of the two when capped); None = not stated (3).
+    pub number_phases: Option<u32>,
+    /// minChargingRate of the TxProfile or TxDefaultProfile that applies.
+    pub min_charging_rate: Option<Decimal1>,
+}
+
+/// The composite schedule of a connector over a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompositeSchedule {
+    pub connector_id: u32,
+    pub start: DateTime<Utc>,
+    /// Seconds covered (the request's, at most [`MAX_COMPOSITE_S`]).
+    pub duration_s: u32,
+    /// Ordered by start, the first at 0, adjacent periods always different.
+    pub periods: Vec<CompositePeriod>,
+}
+
+impl CompositeSchedule {
+    /// Whether any profile limits the connector within the window.
+    pub fn is_limited(&self) -> bool {
+        self.periods.iter().any(|p| p.limit.is_some())
+    }
+
+    /// The schedule as GetCompositeSchedule.conf carries it, in A. Where no profile applies the
+    /// period carries `unlimited` (the charger's maximum current), since the message cannot say
+    /// "no limit"; adjacent equal periods are merged again after that substitution. The
+    /// schedule-level minChargingRate is that of the first period stating one.
+    pub fn to_charging_schedule(&self, unlimited: Decimal1) -> ChargingSchedule {
+        let mut periods: Vec<ChargingSchedulePeriod> = Vec::new();
+        for p in &self.periods {
+            let limit = p.limit.unwrap_or(unlimited);
+            if let Some(last) = periods.last()
+                && last.limit == limit
+                && last.number_phases == p.number_phases
+            {
+                continue;
+            }
+            periods.push(ChargingSchedulePeriod {
+                start_period: p.start_period,
+                limit,
+                number_phases: p.number_phases,
+            });
+        }
+        if periods.is_empty() {
+            periods.push(ChargingSchedulePeriod {
+                start_period: 0,
+                limit: unlimited,
+                number_phases: None,
+            });
+        }
+        ChargingSchedule {
+            duration: Some(self.duration_s),
+            start_schedule: Some(Timestamp::new(self.start)),
+            charging_rate_unit: ChargingRateUnitType::A,
+            charging_schedule_period: periods,
+            min_charging_rate: self.periods.iter().find_map(|p| p.min_charging_rate),
+        }
+    }
+}
+
+/// The installed charging profiles, persisted in the state directory.
+#[derive(Debug)]
+pub struct ProfileStore {
+    path: PathBuf,
+    profiles: Vec<InstalledProfile>,
+}
+
+impl ProfileStore {
+    /// Opens the profiles kept in `state_dir` (none when there is no file yet).
+    pub fn open(state_dir: &Path) -> Result<ProfileStore, StoreError> {
+        let path = state_dir.join(FILE_NAME);
+        let bytes = storage::read_optional(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let profiles = match bytes {
+            None => Vec::new(),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })?,
+        };
+        Ok(ProfileStore { path, profiles })
+    }
+
+    /// Like [`ProfileStore::open`], but an unreadable file gives no profiles (the problem is
+    /// logged): the charger then charges without limits until the CSMS sets profiles again.
+    pub fn open_or_empty(state_dir: &Path) -> ProfileStore {
+        match ProfileStore::open(state_dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "charging profiles unreadable, starting without");
+                ProfileStore {
+                    path: state_dir.join(FILE_NAME),
+                    profiles: Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// The installed profiles, in installation order.
+    pub fn profiles(&self) -> &[InstalledProfile] {
+        &self.profiles
+    }
+
+    pub fn len(&self) -> usize {
+        self.profiles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+    }
+
+    /// Installs `profile` on `connector_id` (SetChargingProfile). A profile with the same
+    /// chargingProfileId, or the same purpose and stackLevel on the same connector, is replaced
+    /// (OCPP 1.6 §5.16). Profiles whose validTo has passed can never apply again; they are
+    /// dropped here so they do not count against MaxChargingProfilesInstalled. On `Err` nothing
+    /// changed.
+    pub fn set(
+        &mut self,
+        connector_id: u32,
+        profile: ChargingProfile,
+        ctx: &SetContext,
+    ) -> Result<(), Rejection> {
+        validate(connector_id, &profile, ctx)?;
+        let profile_id = profile.charging_profile_id;
+        let mut next: Vec<InstalledProfile> = self
+            .profiles
+            .iter()
+            .filter(|p| {
+                p.profile.valid_to.is_none_or(|v| v.as_datetime() > ctx.now)
+                    && !(p.id() == profile_id
+                        || (p.connector_id == connector_id
+                            && p.purpose() == profile.charging_profile_purpose
+                            && p.profile.stack_level == profile.stack_level))
+            })
+            .cloned()
+            .collect();
+        if next.len() + 1 > ctx.limits.max_profiles {
+            return Err(Rejection::TooManyProfiles {
+                profile_id,
+                count: next.len() + 1,
+                max: ctx.limits.max_profiles,
+            });
+        }
+        next.push(InstalledProfile {
+            connector_id,
+            installed_at: ctx.now,
+            profile,
+        });
+        self.commit(next)?;
+        tracing::info!(profile_id, connector_id, "charging profile installed");
+        Ok(())
+    }
+
+    /// SetChargingProfile.conf for a request (a rejection is logged with its reason).
+    pub fn handle_set(
+        &mut self,
+        req: &SetChargingProfileRequest,
+        ctx: &SetContext,
+    ) -> SetChargingProfileResponse {
+        let status = match self.set(req.connector_id, req.cs_charging_profiles.clone(), ctx) {
+            Ok(()) => ChargingProfileStatus::Accepted,
+            Err(e) => {
+                tracing::warn!(reason = %e, "SetChargingProfile rejected");
+                e.status()
+            }
+        };
+        SetChargingProfileResponse { status }
+    }
+
+    /// ClearChargingProfile: with `id`, the profile with that id (the other criteria are then
+    /// ignored, OCPP 1.6 §5.5); otherwise every profile matching all given criteria (none given
+    /// clears all). Connector 0 matches the profiles installed on connector 0. `Ok(false)` when
+    /// nothing matched (status Unknown). On `Err` nothing changed.
+    pub fn clear(
+        &mut self,
+        id: Option<i32>,
+        connector_id: Option<u32>,
+        purpose: Option<ChargingProfilePurposeType>,
+        stack_level: Option<u32>,
+    ) -> Result<bool, StoreError> {
+        let matches = |p: &InstalledProfile| match id {
+            Some(id) => p.id() == id,
+            None => {
+                connector_id.is_none_or(|c| p.connector_id == c)
+                    && purpose.is_none_or(|u| p.purpose() == u)
+                    && stack_level.is_none_or(|s| p.profile.stack_level == s)
+            }
+        };
+        self.remove_where(matches)
+    }
+
+    /// ClearChargingProfile.conf for a request. A failed write leaves the profiles installed and
+    /// answers Unknown (logged).
+    pub fn handle_clear(
+        &mut self,
+        req: &ClearChargingProfileRequest,
+    ) -> ClearChargingProfileResponse {
+        let status = match self.clear(
+            req.id,
+            req.connector_id,
+            req.charging_profile_purpose,
+            req.stack_level,
+        ) {
+            Ok(true) => ClearChargingProfileStatus::Accepted,
+            Ok(false) => ClearChargingProfileStatus::Unknown,
+            Err(e) => {
+                tracing::warn!(error = %e, "ClearChargingProfile could not be saved");
+                ClearChargingProfileStatus::Unknown
+            }
+        };
+        ClearChargingProfileResponse { status }
+    }
+
+    /// Removes the TxProfiles of `connector_id` (at the end of its transaction). Returns whether
+    /// any was removed.
+    pub fn clear_tx_profiles(&mut self, connector_id: u32) -> Result<bool, StoreError> {
+        self.remove_where(|p| {
+            p.connector_id == connector_id && p.purpose() == ChargingProfilePurposeType::TxProfile
+        })
+    }
+
+    fn remove_where(
+        &mut self,
+        pred: impl Fn(&InstalledProfile) -> bool,
+    ) -> Result<bool, StoreError> {
+        let next: Vec<InstalledProfile> =
+            self.profiles.iter().filter(|p| !pred(p)).cloned().collect();
+        if next.len() == self.profiles.len() {
+            return Ok(false);
+        }
+        self.commit(next)?;
+        Ok(true)
+    }
+
+    fn commit(&mut self, next: Vec<InstalledProfile>) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| io(std::io::Error::other(e)))?;
+        storage::write_atomic(&self.path, &bytes).map_err(io)?;
+        self.profiles = next;
+        Ok(())
+    }
+
+    /// The composite schedule of `connector_id` over `[start, start + duration_s)` (see the
+    /// module documentation). `tx` is the transaction on the connector, if any; `now` anchors
+    /// Relative profiles when there is none.
+    pub fn composite(
+        &self,
+        connector_id: u32,
+        start: DateTime<Utc>,
+        duration_s: u32,
+        tx: Option<TxContext>,
+        now: DateTime<Utc>,
+    ) -> Result<CompositeSchedule, CompositeError> {
+        if connector_id > CONNECTORS {
+            return Err(CompositeError::UnknownConnector { connector_id });
+        }
+        let duration_s = duration_s.min(MAX_COMPOSITE_S);
+        let end = start + Duration::seconds(i64::from(duration_s));
+        let relevant = self.relevant(connector_id, tx);
+
+        let mut cuts = BTreeSet::new();
+        cuts.insert(start);
+        for p in &relevant {
+            let pr = &p.profile;
+            for t in [pr.valid_from, pr.valid_to].into_iter().flatten() {
+                cuts.insert(t.as_datetime());
+            }
+            for base in p.bases_in(start, end, tx, now) {
+                let s = &pr.charging_schedule;
+                for period in &s.charging_schedule_period {
+                    cuts.insert(base + Duration::seconds(i64::from(period.start_period)));
+                }
+                if let Some(d) = s.duration {
+                    cuts.insert(base + Duration::seconds(i64::from(d)));
+                }
+            }
+        }
+
+        let mut periods: Vec<CompositePeriod> = Vec::new();
+        for t in cuts.range(start..end) {
+            let slot = self.slot_for(connector_id, *t, tx, now);
+            let start_period = u32::try_from((*t - start).num_seconds()).unwrap_or(u32::MAX);
+            let period = CompositePeriod {
+                start_period,
+                limit: slot.map(|s| s.limit),
+                number_phases: slot.and_then(|s| s.phases),
+                min_charging_rate: slot.and_then(|s| s.min_rate),
+            };
+            // A cut inside the same whole second replaces the previous one.
+            if periods
+                .last()
+                .is_some_and(|l| l.start_period == start_period)
+            {
+                periods.pop();
+            }
+            if let Some(last) = periods.last()
+                && (last.limit, last.number_phases, last.min_charging_rate)
+                    == (period.limit, period.number_phases, period.min_charging_rate)
+            {
+                continue;
+            }
+            periods.push(period);
+        }
+        if periods.is_empty() {
+            // A zero-length window: what applies at its start.
+            let slot = self.slot_for(connector_id, start, tx, now);
+            periods.push(CompositePeriod {
+                start_period: 0,
+                limit: slot.map(|s| s.limit),
+                number_phases: slot.and_then(|s| s.phases),
+                min_charging_rate: slot.and_then(|s| s.min_rate),
+            });
+        }
+        Ok(CompositeSchedule {
+            connector_id,
+            start,
+            duration_s,
+            periods,
+        })
+    }
+
+    /// GetCompositeSchedule.conf: Rejected for an unknown connector or a request in W (see the
+    /// module documentation); otherwise Accepted with the composite from `now`, where
+    /// `unlimited` (the charger's maximum current) fills the periods no profile limits.
+    pub fn handle_composite(
+        &self,
+        req: &GetCompositeScheduleRequest,
+        tx: Option<TxContext>,
+        now: DateTime<Utc>,
+        unlimited: Decimal1,
+    ) -> GetCompositeScheduleResponse {
+        let result = match req.charging_rate_unit {
+            Some(ChargingRateUnitType::W) => Err(CompositeError::UnitNotSupported {
+                unit: ChargingRateUnitType::W,
+            }),
+            _ => self.composite(req.connector_id, now, req.duration, tx, now),
+        };
+        match result {
+            Ok(c) => GetCompositeScheduleResponse {
+                status: GetCompositeScheduleStatus::Accepted,
+                connector_id: Some(req.connector_id),
+                schedule_start: Some(Timestamp::new(now)),
+                charging_schedule: Some(c.to_charging_schedule(unlimited)),
+            },
+            Err(e) => {
+                tracing::warn!(reason = %e, "GetCompositeSchedule rejected");
+                GetCompositeScheduleResponse {
+                    status: GetCompositeScheduleStatus::Rejected,
+                    connector_id: None,
+                    schedule_start: None,
+                    charging_schedule: None,
+                }
+            }
+        }
+    }
+
+    /// The limit on `connector_id` at `now` in A, with the number of phases (3 when the profile
+    /// does not say); None when no profile applies.
+    pub fn limit_at(
+        &self,
+        connector_id: u32,
+        now: DateTime<Utc>,
+        tx: Option<TxContext>,
+    ) -> Option<(f64, u32)> {
+        self.slot_for(connector_id, now, tx, now)
+            .map(|s| (s.limit.value(), s.phases.unwrap_or(DEFAULT_PHASES)))
+    }
+
+    /// The profiles that can apply to `connector_id` (the charger's only connector when asked
+    /// for 0), highest stackLevel first.
+    fn relevant(&self, connector_id: u32, tx: Option<TxContext>) -> Vec<&InstalledProfile> {
+        let connector = connector_id.max(1);
+        let mut out: Vec<&InstalledProfile> = self
+            .profiles
+            .iter()
+            .filter(|p| match p.purpose() {
+                ChargingProfilePurposeType::ChargePointMaxProfile => p.connector_id == 0,
+                ChargingProfilePurposeType::TxDefaultProfile => {
+                    p.connector_id == 0 || p.connector_id == connector
+                }
+                ChargingProfilePurposeType::TxProfile => {
+                    tx.is_some() && p.connector_id == connector
+                }
+            })
+            .collect();
+        // Highest stackLevel first; at equal level a profile on the connector before one on 0.
+        out.sort_by_key(|p| {
+            (
+                std::cmp::Reverse(p.profile.stack_level),
+                std::cmp::Reverse(p.connector_id),
+            )
+        });
+        out
+    }
+
+    fn slot_for(
+        &self,
+        connector_id: u32,
+        t: DateTime<Utc>,
+        tx: Option<TxContext>,
+        now: DateTime<Utc>,
+    ) -> Option<Slot> {
+        let relevant = self.relevant(connector_id, tx);
+        let first = |purpose| {
+            relevant
+                .iter()
+                .filter(|p| p.purpose() == purpose)
+                .find_map(|p| p.slot_at(t, tx, now))
+        };
+        let tx_slot = first(ChargingProfilePurposeType::TxProfile)
+            .or_else(|| first(ChargingProfilePurposeType::TxDefaultProfile));
+        let max_slot = first(ChargingProfilePurposeType::ChargePointMaxProfile);
+        match (tx_slot, max_slot) {
+            (Some(a), Some(m)) => Some(Slot {
+                limit: a.limit.min(m.limit),
+                phases: match (a.phases, m.phases) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                },
+                min_rate: a.min_rate,
+            }),
+            (Some(a), None) => Some(a),
+            (None, Some(m)) => Some(Slot {
+                min_rate: None,
+                ..m
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The SetChargingProfile rules that do not depend on the other installed profiles.
+fn validate(connector_id: u32, p: &ChargingProfile, ctx: &SetContext) -> Result<(), Rejection> {
+    let profile_id = p.charging_profile_id;
+    if connector_id > CONNECTORS {
+        return Err(Rejection::UnknownConnector { connector_id });
+    }
+    let s = &p.charging_schedule;
+    if s.charging_rate_unit != ChargingRateUnitType::A {
+        return Err(Rejection::UnitNotSupported {
+            profile_id,
+            unit: s.charging_rate_unit,
+        });
+    }
+    if p.charging_profile_kind == ChargingProfileKindType::Recurring {
+        if s.start_schedule.is_none() {
+            return Err(Rejection::RecurringWithoutStartSchedule { profile_id });
+        }
+        if p.recurrency_kind.is_none() {
+            return Err(Rejection::RecurringWithoutKind { profile_id });
+        }
+    }
+    if p.stack_level > ctx.limits.max_stack_level {
+        return Err(Rejection::StackLevelTooHigh {
+            profile_id,
+            stack_level: p.stack_level,
+            max: ctx.limits.max_stack_level,
+        });
+    }
+    let periods = &s.charging_schedule_period;
+    if periods.len() > ctx.limits.max_periods {
+        return Err(Rejection::TooManyPeriods {
+            profile_id,
+            count: periods.len(),
+            max: ctx.limits.max_periods,
+        });
+    }
+    let mut previous: Option<u32> = None;
+    for (index, period) in periods.iter().enumerate() {
+        match previous {
+            None if period.start_period != 0 => {
+                return Err(Rejection::FirstPeriodNotZero {
+                    profile_id,
+                    start_period: period.start_period,
+                });
+            }
+            Some(prev) if period.start_period <= prev => {
+                return Err(Rejection::PeriodsNotIncreasing {
+                    profile_id,
+                    index,
+                    start_period: period.start_period,
+                    previous: prev,
+                });
+            }
+            _ => {}
+        }
+        previous = Some(period.start_period);
+        if period.limit < Decimal1::ZERO {
+            return Err(Rejection::NegativeLimit {
+                profile_id,
+                index,
+                limit: period.limit,
+            });
+        }
+        if let Some(phases) = period.number_phases
+            && !(1..=3).contains(&phases)
+        {
+            return Err(Rejection::BadNumberPhases {
+                profile_id,
+                index,
+                phases,
+            });
+        }
+    }
+    if let Some(rate) = s.min_charging_rate
+        && rate < Decimal1::ZERO
+    {
+        return Err(Rejection::NegativeMinChargingRate { profile_id, rate });
+    }
+    if let (Some(valid_from), Some(valid_to)) = (p.valid_from, p.valid_to)
+        && valid_from >= valid_to
+    {
+        return Err(Rejection::EmptyValidity {
+            profile_id,
+            valid_from,
+            valid_to,
+        });
+    }
+    match p.charging_profile_purpose {
+        ChargingProfilePurposeType::ChargePointMaxProfile if connector_id != 0 => {
+            Err(Rejection::MaxProfileNotOnConnectorZero {
+                profile_id,
+                connector_id,
+            })
+        }
+        ChargingProfilePurposeType::TxProfile if connector_id == 0 => {
+            Err(Rejection::TxProfileOnConnectorZero { profile_id })
+        }
+        ChargingProfilePurposeType::TxProfile => {
+            let Some(tx) = ctx.transaction.filter(|t| t.connector_id == connector_id) else {
+                return Err(Rejection::NoTransaction {
+                    profile_id,
+                    connector_id,
+                });
+            };
+            match (p.transaction_id, tx.transaction_id) {
+                (Some(requested), running) if running != Some(i64::from(requested)) => {
+                    Err(Rejection::TransactionMismatch {
+                        profile_id,
+                        requested,
+                        running: running
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|| "id not yet known".into()),
+                    })
+                }
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

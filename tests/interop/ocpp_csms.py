@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""An OCPP 1.6J CSMS built on the Python `ocpp` package, which validates every message against the
+official OCPP 1.6 JSON schemas (validation stays on).
+
+It accepts one charge point (any path; the id is the last segment), answers every charge point
+message like the chargectl sandbox CSMS, and once BootNotification has been answered runs a
+scenario: a JSON list of steps
+
+    {"call": "ChangeConfiguration", "payload": {...}, "expect": {...subset of the response...}}
+    {"call": "Reset", "payload": {...}, "expect_error": "NotSupported"}
+    {"wait_for": "StatusNotification", "match": {...subset of the payload...}, "timeout": 10}
+
+`wait_for` looks at charge point CALLs not yet consumed by an earlier `wait_for`, including those
+that arrived before the step started.
+
+It writes a JSON report (every message received and sent with its action and payload, each
+step's result, every schema validation error) and exits 0 only if every step met its
+expectation and no message failed validation; 1 otherwise; 2 on bad arguments or scenario.
+It stops by itself after --timeout seconds. Once listening it prints {"listening": PORT} on
+stdout (useful with --port 0).
+"""
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import sys
+import time
+
+import websockets
+from websockets.asyncio.server import serve
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.exceptions import OCPPError
+
+LOG = logging.getLogger("ocpp_csms")
+
+
+def now_iso():
+    return (
+        datetime.datetime.now(datetime.timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def is_subset(expected, actual):
+    """True when every key of `expected` is in `actual` with a matching value (recursively)."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and is_subset(v, actual[k]) for k, v in expected.items()
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list)
+            and len(expected) == len(actual)
+            and all(is_subset(e, a) for e, a in zip(expected, actual))
+        )
+    return expected == actual
+
+
+def camel_to_snake(key):
+    out = []
+    for ch in key:
+        if ch.isupper():
+            out.append("_")
+            out.append(ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class Report:
+    def __init__(self):
+        self.started = time.time()
+        self.charge_point = None
+        self.path = None
+        self.subprotocol = None
+        self.messages = []
+        self.steps = []
+        self.validation_errors = []
+        self.errors = []
+        self.actions_by_id = {}
+        self.cursor = 0
+        self.changed = asyncio.Event()
+
+    def record(self, direction, raw):
+        entry = {"time": now_iso(), "direction": direction, "raw": raw}
+        try:
+            msg = json.loads(raw)
+            kind = {2: "Call", 3: "CallResult", 4: "CallError"}.get(msg[0], "Invalid")
+            entry["message_type"] = kind
+            entry["id"] = msg[1]
+            if kind == "Call":
+                entry["action"] = msg[2]
+                entry["payload"] = msg[3]
+                self.actions_by_id[(direction, msg[1])] = msg[2]
+            elif kind == "CallResult":
+                other = "received" if direction == "sent" else "sent"
+                entry["action"] = self.actions_by_id.get((other, msg[1]))
+                entry["payload"] = msg[2]
+            elif kind == "CallError":
+                other = "received" if direction == "sent" else "sent"
+                entry["action"] = self.actions_by_id.get((other, msg[1]))
+                entry["payload"] = {
+                    "errorCode": msg[2],
+                    "errorDescription": msg[3],
+                    "errorDetails": msg[4],
+                }
+                if direction == "sent":
+                    # We only answer with CALLERROR when the charge point's message failed
+                    # schema validation or was not understood.
+                    self.validation_errors.append(
+                        {
+                            "direction": "received",
+                            "id": msg[1],
+                            "action": entry["action"],
+                            "error": entry["payload"],
+                        }
+                    )
+        except (ValueError, IndexError, TypeError, KeyError) as e:
+            entry["message_type"] = "Invalid"
+            entry["error"] = str(e)
+            self.validation_errors.append(
+                {"direction": direction, "raw": raw, "error": f"not OCPP-J: {e}"}
+            )
+        self.messages.append(entry)
+        self.changed.set()
+
+    def response_to(self, unique_id):
+        for m in self.messages:
+            if m["direction"] == "received" and m.get("id") == unique_id and m.get(
+                "message_type"
+            ) in ("CallResult", "CallError"):
+                return m
+        return None
+
+    def ok(self):
+        return (
+            self.charge_point is not None
+            and not self.validation_errors
+            and not self.errors
+            and all(s["ok"] for s in self.steps)
+        )
+
+    def to_json(self):
+        return {
+            "peer": "python-ocpp",
+            "ok": self.ok(),
+            "charge_point": self.charge_point,
+            "path": self.path,
+            "subprotocol": self.subprotocol,
+            "messages": [
+                {k: v for k, v in m.items() if k != "raw"} for m in self.messages
+            ],
+            "steps": self.steps,
+            "validation_errors": self.validation_errors,
+            "errors": self.errors,
+            "duration_s": round(time.time() - self.started, 3),
+        }
+
+
+class RecordingConnection:
+    """Wraps the websocket so every raw message lands in the report."""
+
+    def __init__(self, ws, report):
+        self.ws = ws
+        self.report = report
+
+    async def recv(self):
+        raw = await self.ws.recv()
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        self.report.record("received", raw)
+        return raw
+
+    async def send(self, raw):
+        await self.ws.send(raw)
+        self.report.record("sent", raw)
+
+
+class SandboxLikeCsms(ChargePoint):
+    def __init__(self, cp_id, connection, report, interval, response_timeout):
+        super().__init__(cp_id, connection, response_timeout=response_timeout)
+        self.report = report
+        self.interval = interval
+        self.booted = asyncio.Event()
+        self.next_transaction_id = 1
+        self.step_ids = 0
+        self._unique_id_generator = self._next_id
+
+    def _next_id(self):
+        self.step_ids += 1
+        return f"peer-{self.step_ids}"
+
+    @on("BootNotification")
+    def on_boot(self, **_):
+        self.booted.set()
+        return call_result.BootNotification(
+            current_time=now_iso(), interval=self.interval, status="Accepted"
+        )
+
+    @on("Heartbeat")
+    def on_heartbeat(self, **_):
+        return call_result.Heartbeat(current_time=now_iso())
+
+    @on("StatusNotification")
+    def on_status(self, **_):
+        return call_result.StatusNotification()
+
+    @on("Authorize")
+    def on_authorize(self, **_):
+        return call_result.Authorize(id_tag_info={"status": "Accepted"})
+
+    @on("StartTransaction")
+    def on_start(self, **_):
+        tx = self.next_transaction_id
+        self.next_transaction_id += 1
+        return call_result.StartTransaction(
+            transaction_id=tx, id_tag_info={"status": "Accepted"}
+        )
+
+    @on("StopTransaction")
+    def on_stop(self, id_tag=None, **_):
+        if id_tag is None:
+            return call_result.StopTransaction()
+        return call_result.StopTransaction(id_tag_info={"status": "Accepted"})
+
+    @on("MeterValues")
+    def on_meter_values(self, **_):
+        return call_result.MeterValues()
+
+    @on("DataTransfer")
+    def on_data_transfer(self, **_):
+        return call_result.DataTransfer(status="UnknownVendorId")
+
+    @on("FirmwareStatusNotification")
+    def on_firmware_status(self, **_):
+        return call_result.FirmwareStatusNotification()
+
+    @on("DiagnosticsStatusNotification")
+    def on_diagnostics_status(self, **_):
+        return call_result.DiagnosticsStatusNotification()
+
+    async def serve_messages(self):
+        """Like ChargePoint.start(), but a failure to handle one message is reported instead of
+        ending the connection."""
+        while True:
+            raw = await self._connection.recv()
+            try:
+                await self.route_message(raw)
+            except Exception as e:  # noqa: BLE001 - any failure is a finding for the report
+                self.report.errors.append(f"handling {raw[:200]!r}: {e!r}")
+
+
+async def run_call_step(cp, report, step):
+    action = step["call"]
+    payload = step.get("payload", {})
+    cls = getattr(call, action, None)
+    if cls is None:
+        return {"ok": False, "error": f"unknown OCPP 1.6 action {action!r}"}
+    try:
+        request = cls(**{camel_to_snake(k): v for k, v in payload.items()})
+    except TypeError as e:
+        return {"ok": False, "error": f"payload does not fit {action}: {e}"}
+    unique_id = f"peer-{cp.step_ids + 1}"
+    try:
+        await cp.call(request, suppress=False)
+        error = None
+    except OCPPError as e:
+        error = e
+    except asyncio.TimeoutError:
+        return {"ok": False, "id": unique_id, "error": f"no answer to {action}"}
+    answer = report.response_to(unique_id)
+    result = {"id": unique_id}
+    if answer is None:
+        result.update(ok=False, error=f"{action} was not sent: {error!r}")
+        if error is not None:
+            report.validation_errors.append(
+                {"direction": "sent", "action": action, "error": repr(error)}
+            )
+        return result
+    result["response"] = answer["payload"]
+    if answer["message_type"] == "CallError":
+        want = step.get("expect_error")
+        result["ok"] = want is not None and answer["payload"]["errorCode"] == want
+        if not result["ok"]:
+            result["error"] = f"CALLERROR {answer['payload']}"
+        return result
+    if error is not None:
+        # The CALLRESULT arrived but failed schema validation.
+        report.validation_errors.append(
+            {"direction": "received", "id": unique_id, "action": action, "error": repr(error)}
+        )
+        result.update(ok=False, error=f"response failed validation: {error!r}")
+        return result
+    if "expect_error" in step:
+        result.update(ok=False, error=f"expected CALLERROR {step['expect_error']}")
+        return result
+    expect = step.get("expect", {})
+    result["ok"] = is_subset(expect, answer["payload"])
+    if not result["ok"]:
+        result["error"] = f"response {answer['payload']} does not contain {expect}"
+    return result
+
+
+async def run_wait_step(report, step):
+    action = step["wait_for"]
+    match = step.get("match", {})
+    deadline = time.monotonic() + float(step.get("timeout", 10))
+    while True:
+        for i in range(report.cursor, len(report.messages)):
+            m = report.messages[i]
+            if (
+                m["direction"] == "received"
+                and m.get("message_type") == "Call"
+                and m.get("action") == action
+                and is_subset(match, m.get("payload"))
+            ):
+                report.cursor = i + 1
+                return {"ok": True, "id": m["id"], "payload": m["payload"]}
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {"ok": False, "error": f"no {action} matching {match}"}
+        report.changed.clear()
+        try:
+            await asyncio.wait_for(report.changed.wait(), left)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def run_scenario(cp, report, steps):
+    await cp.booted.wait()
+    for index, step in enumerate(steps):
+        if "call" in step:
+            result = await run_call_step(cp, report, step)
+        else:
+            result = await run_wait_step(report, step)
+        result = {"index": index, "step": step, **result}
+        report.steps.append(result)
+        LOG.info("step %d: %s", index, "ok" if result["ok"] else result.get("error"))
+
+
+def load_scenario(path):
+    with open(path, encoding="utf-8") as f:
+        steps = json.load(f)
+    if not isinstance(steps, list):
+        raise ValueError("the scenario must be a JSON list of steps")
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or not ("call" in step or "wait_for" in step):
+            raise ValueError(f"step {i}: needs \"call\" or \"wait_for\": {step!r}")
+    return steps
+
+
+async def main_async(args, steps, report):
+    done = asyncio.Event()
+    busy = False
+
+    async def handler(ws):
+        nonlocal busy
+        if busy:
+            await ws.close(1008, "this CSMS accepts one charge point")
+            return
+        busy = True
+        path = ws.request.path if ws.request is not None else "/"
+        cp_id = [s for s in path.split("/") if s][-1:] or [""]
+        report.charge_point = cp_id[0]
+        report.path = path
+        report.subprotocol = ws.subprotocol
+        if ws.subprotocol != "ocpp1.6":
+            report.errors.append(f"subprotocol {ws.subprotocol!r}, expected 'ocpp1.6'")
+        cp = SandboxLikeCsms(
+            cp_id[0],
+            RecordingConnection(ws, report),
+            report,
+            args.interval,
+            args.call_timeout,
+        )
+        serving = asyncio.create_task(cp.serve_messages())
+        scenario = asyncio.create_task(run_scenario(cp, report, steps))
+        finished, _ = await asyncio.wait(
+            {serving, scenario}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if serving in finished and scenario not in finished:
+            exc = serving.exception()
+            report.errors.append(f"the charge point disconnected before the scenario ended: {exc!r}")
+            scenario.cancel()
+        if scenario in finished and scenario.exception() is not None:
+            report.errors.append(f"scenario failed: {scenario.exception()!r}")
+        serving.cancel()
+        await ws.close()
+        done.set()
+
+    async with serve(
+        handler, args.host, args.port, subprotocols=["ocpp1.6"], close_timeout=2
+    ) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        print(json.dumps({"listening": port}), flush=True)
+        await done.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--scenario", required=True, help="JSON list of steps")
+    parser.add_argument("--report", required=True, help="where to write the JSON report")
+    parser.add_argument("--timeout", type=float, default=60, help="overall limit, seconds")
+    parser.add_argument("--interval", type=int, default=300, help="BootNotification interval")
+    parser.add_argument("--call-timeout", type=float, default=15, help="per CALL, seconds")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr
+    )
+    if not args.verbose:
+        # The library logs every rejected message with a traceback; the report has them.
+        logging.getLogger("ocpp").setLevel(logging.CRITICAL)
+    try:
+        steps = load_scenario(args.scenario)
+    except (OSError, ValueError) as e:
+        print(f"ocpp_csms.py: {args.scenario}: {e}", file=sys.stderr)
+        return 2
+    report = Report()
+    try:
+        asyncio.run(asyncio.wait_for(main_async(args, steps, report), args.timeout))
+    except asyncio.TimeoutError:
+        report.errors.append(f"overall timeout of {args.timeout}s reached")
+    except OSError as e:
+        report.errors.append(f"cannot listen on {args.host}:{args.port}: {e}")
+    if report.charge_point is None:
+        report.errors.append("no charge point connected")
+    if len(report.steps) < len(steps):
+        report.errors.append(f"only {len(report.steps)} of {len(steps)} steps ran")
+    with open(args.report, "w", encoding="utf-8") as f:
+        json.dump(report.to_json(), f, indent=2)
+    return 0 if report.ok() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

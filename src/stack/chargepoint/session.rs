@@ -555,7 +555,7 @@ impl Core {
                     .profiles
                     .limit_at(1, self.now(), self.smart_tx())
                     .map(|(amps, _phases)| amps);
-                limit.map_or(HARDWARE_MAX_AMPS, |l| l.min(HARDWARE_MAX_AMPS).max(0.0))
+                limit.map_or(HARDWARE_MAX_AMPS, |l| l.clamp(0.0, HARDWARE_MAX_AMPS))
             }
             _ => 0.0,
         }

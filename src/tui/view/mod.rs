@@ -1,0 +1,211 @@
+//! Rendering: `view(&State, &mut Frame)`, one file per screen. Nothing here mutates state.
+
+mod config;
+mod connect;
+mod dashboard;
+mod emulator;
+mod firmware;
+pub mod help;
+mod logs;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::action::Action;
+use super::state::{Link, NoticeKind, Screen, State};
+
+/// Draws the whole screen.
+pub fn view(state: &State, frame: &mut Frame) {
+    let [tabs, body, status] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    render_tabs(state, frame, tabs);
+    match state.screen {
+        Screen::Connect => connect::render(state, frame, body),
+        Screen::Dashboard => dashboard::render(state, frame, body),
+        Screen::Config => config::render(state, frame, body),
+        Screen::Firmware => firmware::render(state, frame, body),
+        Screen::Logs => logs::render(state, frame, body),
+        Screen::Emulator => emulator::render(state, frame, body),
+    }
+    render_status(state, frame, status);
+    if let Some(scroll) = state.help {
+        help::render(state, frame, frame.area(), scroll);
+    }
+}
+
+fn render_tabs(state: &State, frame: &mut Frame, area: Rect) {
+    let t = &state.theme;
+    let mut spans = Vec::new();
+    for (i, s) in Screen::ALL.iter().enumerate() {
+        let label = format!(" {} {} ", i + 1, s.title());
+        if *s == state.screen {
+            spans.push(Span::styled(label, t.tab_active()));
+        } else {
+            spans.push(Span::raw(label));
+        }
+    }
+    let (mark, text, style) = match &state.link {
+        Link::Idle => ("○", "offline".to_string(), t.dim()),
+        Link::Connecting(_) => ("◌", "connecting".to_string(), t.warn()),
+        Link::Connected { identity, .. } => ("●", identity.serial.clone(), t.ok()),
+        Link::Lost { .. } => ("✕", "link lost".to_string(), t.error()),
+    };
+    let left = Line::from(spans);
+    let right = Line::from(vec![Span::styled(format!("{mark} {text}"), style)]).right_aligned();
+    let lw = left.width() as u16;
+    frame.render_widget(Paragraph::new(left), area);
+    if area.width > lw + 2 {
+        let r = Rect {
+            x: area.x + lw + 1,
+            width: area.width - lw - 1,
+            ..area
+        };
+        frame.render_widget(Paragraph::new(right), r);
+    }
+}
+
+fn render_status(state: &State, frame: &mut Frame, area: Rect) {
+    let t = &state.theme;
+    if let Some(p) = &state.prompt {
+        let label = format!("{}: ", p.kind.label());
+        let shown: String = if p.secret {
+            "•".repeat(p.text.chars().count())
+        } else {
+            p.text.clone()
+        };
+        let mut spans = vec![Span::styled(label.clone(), t.key()), Span::raw(shown)];
+        if let Some(e) = &p.error {
+            spans.push(Span::raw("  "));
+            spans.push(Span::styled(e.clone(), t.error()));
+        }
+        frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        let prefix: String = if p.secret {
+            "•".repeat(p.cursor)
+        } else {
+            p.text.chars().take(p.cursor).collect()
+        };
+        let x = area.x + (Line::raw(label).width() + Line::raw(prefix).width()) as u16;
+        frame.set_cursor_position((x.min(area.right().saturating_sub(1)), area.y));
+        return;
+    }
+    if let Some(n) = &state.notice {
+        let style = match n.kind {
+            NoticeKind::Info => Style::new(),
+            NoticeKind::Success => t.ok(),
+            NoticeKind::Error => t.error(),
+        };
+        let mark = match n.kind {
+            NoticeKind::Info => "· ",
+            NoticeKind::Success => "✓ ",
+            NoticeKind::Error => "✕ ",
+        };
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![Span::styled(
+                format!("{mark}{}", n.text),
+                style,
+            )])),
+            area,
+        );
+        return;
+    }
+    let ctx = state.screen.context();
+    if !state.pending_keys.is_empty() {
+        let keys = super::keymap::seq_to_string(&state.pending_keys);
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(format!("{keys} …"), t.key()),
+                Span::raw("  (waiting for the next key of a sequence)"),
+            ])),
+            area,
+        );
+        return;
+    }
+    let mut hints: Vec<(Action, &str)> = vec![(Action::ToggleHelp, "help")];
+    hints.extend(screen_hints(state.screen));
+    hints.push((Action::NextScreen, "next"));
+    hints.push((Action::Quit, "quit"));
+    let mut spans = Vec::new();
+    for (action, label) in hints {
+        if let Some(k) = state.keymap.keys_for(ctx, action) {
+            spans.push(Span::styled(k, t.key()));
+            spans.push(Span::raw(format!(" {label}  ")));
+        }
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn screen_hints(screen: Screen) -> Vec<(Action, &'static str)> {
+    match screen {
+        Screen::Connect => vec![
+            (Action::Select, "connect"),
+            (Action::StartSandbox, "sandbox"),
+            (Action::RefreshPorts, "refresh"),
+        ],
+        Screen::Dashboard => vec![(Action::Reconnect, "reconnect"), (Action::Reboot, "reboot")],
+        Screen::Config => vec![
+            (Action::Filter, "filter"),
+            (Action::EditValue, "edit"),
+            (Action::ApplyPending, "apply"),
+            (Action::LoadProfile, "profile"),
+        ],
+        Screen::Firmware => vec![
+            (Action::PickImage, "image"),
+            (Action::Flash, "flash"),
+            (Action::Reboot, "reboot"),
+        ],
+        Screen::Logs => vec![
+            (Action::TogglePause, "pause"),
+            (Action::CycleLevel, "level"),
+            (Action::Search, "search"),
+            (Action::ExportLogs, "export"),
+        ],
+        Screen::Emulator => vec![
+            (Action::Plug, "plug"),
+            (Action::PresentCard, "card"),
+            (Action::Filter, "filter"),
+        ],
+    }
+}
+
+/// `1.5 KiB`, `2.3 MiB`.
+pub(crate) fn human_bytes(n: f64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `1:02:03` or `2:03`.
+pub(crate) fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Cuts `s` to `width` columns, marking the cut with `…`.
+pub(crate) fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}

@@ -108,11 +108,11 @@ impl Core {
             let forward = tokio::spawn(async move {
                 let mut announced = false;
                 while let Some(ev) = prx.recv().await {
-                    if let TransferEvent::Uploading { .. } = ev {
-                        if !announced {
-                            announced = true;
-                            let _ = relay.send(Internal::DiagnosticsStatus("Uploading")).await;
-                        }
+                    if let TransferEvent::Uploading { .. } = ev
+                        && !announced
+                    {
+                        announced = true;
+                        let _ = relay.send(Internal::DiagnosticsStatus("Uploading")).await;
                     }
                 }
             });
@@ -205,14 +205,14 @@ impl Core {
                 let pending = PendingInstall {
                     version: header.firmware_version,
                 };
-                if let Ok(bytes) = serde_json::to_vec(&pending) {
-                    if let Err(e) = storage::write_atomic(
+                if let Ok(bytes) = serde_json::to_vec(&pending)
+                    && let Err(e) = storage::write_atomic(
                         &self.opts.state_dir.join(PENDING_INSTALL_FILE),
                         &bytes,
-                    ) {
-                        self.log
-                            .error("firmware", format!("cannot record the install: {e}"));
-                    }
+                    )
+                {
+                    self.log
+                        .error("firmware", format!("cannot record the install: {e}"));
                 }
                 self.exit = Some(Exit::Reboot(RebootKind::Service));
             }

@@ -1,0 +1,425 @@
+//! The emulated charger against third-party OCPP 1.6J central systems that validate every message
+//! against the official OCPP 1.6 JSON schemas: the Python `ocpp` package and npm `ocpp-rpc` in
+//! strict mode (tests/interop, installed by tests/interop/setup.sh).
+//!
+//! Each test starts a peer with a scenario from tests/interop/scenarios, boots the emulated
+//! charger in-process against it, performs the hardware actions the peer asks for (`act` steps,
+//! printed on the peer's stdout), and checks the peer's report: every step met its expectation,
+//! no message failed schema validation in either direction, and the exact answers the charger
+//! gave.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chargectl::emulator::{BootSettings, Emulator, headless};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+/// Everything one peer run may take, start to finish.
+const RUN_LIMIT: Duration = Duration::from_secs(45);
+const CHARGE_POINT_ID: &str = "INTEROP-1";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn interop_dir() -> PathBuf {
+    root().join("tests/interop")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Peer {
+    PythonOcpp,
+    OcppRpc,
+}
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::PythonOcpp => "python-ocpp",
+            Peer::OcppRpc => "ocpp-rpc",
+        }
+    }
+
+    /// The interpreter and script; panics with the setup command when the peer is not installed
+    /// (the interop suite never skips silently).
+    fn command(self) -> (PathBuf, PathBuf) {
+        let setup = format!("run {}", interop_dir().join("setup.sh").display());
+        match self {
+            Peer::PythonOcpp => {
+                let venv = std::env::var_os("CHARGECTL_VENV")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| root().join(".venv"));
+                let python = venv.join("bin/python");
+                assert!(
+                    python.exists(),
+                    "no Python venv with the `ocpp` package at {} ({setup}, or set CHARGECTL_VENV)",
+                    venv.display()
+                );
+                (python, interop_dir().join("ocpp_csms.py"))
+            }
+            Peer::OcppRpc => {
+                assert!(
+                    interop_dir().join("node_modules/ocpp-rpc").exists(),
+                    "npm package ocpp-rpc is not installed in {} ({setup})",
+                    interop_dir().join("node_modules").display()
+                );
+                (
+                    PathBuf::from("node"),
+                    interop_dir().join("ocpp_rpc_csms.js"),
+                )
+            }
+        }
+    }
+}
+
+/// What a peer run left behind.
+struct Run {
+    peer: Peer,
+    exit: Option<i32>,
+    report: Value,
+    /// Hardware actions performed, in order.
+    acted: Vec<Value>,
+}
+
+impl Run {
+    /// The peer's verdict: exit 0, report ok, every step ok, no validation error, no error.
+    fn assert_clean(&self, scenario_len: usize) {
+        let r = &self.report;
+        let name = self.peer.name();
+        assert_eq!(r["peer"], json!(name));
+        for step in r["steps"].as_array().into_iter().flatten() {
+            assert_eq!(step["ok"], json!(true), "{name}: step failed: {step:#}");
+        }
+        assert_eq!(
+            r["validation_errors"],
+            json!([]),
+            "{name}: messages failed schema validation"
+        );
+        assert_eq!(r["errors"], json!([]), "{name}: the peer reported errors");
+        assert_eq!(
+            r["steps"].as_array().map(Vec::len),
+            Some(scenario_len),
+            "{name}: not every step ran"
+        );
+        assert_eq!(r["ok"], json!(true));
+        assert_eq!(self.exit, Some(0), "{name} exit status");
+        assert_eq!(r["charge_point"], json!(CHARGE_POINT_ID));
+        assert_eq!(r["subprotocol"], json!("ocpp1.6"));
+    }
+
+    fn step(&self, index: usize) -> &Value {
+        &self.report["steps"][index]
+    }
+
+    /// The CALLRESULT payload of step `index`.
+    fn response(&self, index: usize) -> &Value {
+        &self.step(index)["response"]
+    }
+
+    /// The charge point's CALLs with this action, in order.
+    fn calls_from_charger(&self, action: &str) -> Vec<&Value> {
+        self.messages()
+            .filter(|m| {
+                m["direction"] == "received" && m["message_type"] == "Call" && m["action"] == action
+            })
+            .map(|m| &m["payload"])
+            .collect()
+    }
+
+    /// What the peer answered to the charge point's CALLs with this action.
+    fn answers_to_charger(&self, action: &str) -> Vec<&Value> {
+        self.messages()
+            .filter(|m| {
+                m["direction"] == "sent"
+                    && m["message_type"] == "CallResult"
+                    && m["action"] == action
+            })
+            .map(|m| &m["payload"])
+            .collect()
+    }
+
+    fn messages(&self) -> impl Iterator<Item = &Value> {
+        self.report["messages"].as_array().into_iter().flatten()
+    }
+
+    fn connections(&self) -> usize {
+        self.report["connections"].as_array().map_or(0, Vec::len)
+    }
+}
+
+fn scenario_path(scenario: &str) -> PathBuf {
+    interop_dir().join("scenarios").join(scenario)
+}
+
+fn scenario_len(scenario: &str) -> usize {
+    let text = std::fs::read_to_string(scenario_path(scenario))
+        .unwrap_or_else(|e| panic!("reading scenario {scenario}: {e}"));
+    let steps: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("scenario {scenario}: {e}"));
+    steps.as_array().map_or(0, Vec::len)
+}
+
+/// Runs `scenario` with `peer` against a freshly booted emulated charger.
+async fn run(peer: Peer, scenario: &str) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report_path = dir.path().join("report.json");
+    let (program, script) = peer.command();
+    let mut child = Command::new(&program)
+        .arg(&script)
+        .args(["--port", "0", "--timeout", "40", "--call-timeout", "10"])
+        .args(["--interval", "300", "--scenario"])
+        .arg(scenario_path(scenario))
+        .arg("--report")
+        .arg(&report_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{} did not start listening in 20 s", peer.name()));
+    let first = match first {
+        Ok(Some(line)) => line,
+        other => {
+            let _ = child.kill().await;
+            let stderr = stderr_task.await.unwrap_or_default();
+            panic!("{} printed no port ({other:?}): {stderr}", peer.name());
+        }
+    };
+    let listening: Value = serde_json::from_str(&first).expect("peer prints JSON");
+    let port = listening["listening"].as_u64().expect("listening port");
+
+    let state = dir.path().join("state");
+    let emulator = Emulator::start(
+        &state,
+        &BootSettings {
+            csms_url: Some(format!("ws://127.0.0.1:{port}/ocpp")),
+            charge_point_id: Some(CHARGE_POINT_ID.into()),
+            ..BootSettings::default()
+        },
+    )
+    .await
+    .expect("emulator starts");
+
+    let mut acted = Vec::new();
+    let deadline = tokio::time::Instant::now() + RUN_LIMIT;
+    let mut stdout_open = true;
+    let exit = loop {
+        tokio::select! {
+            line = lines.next_line(), if stdout_open => match line {
+                Ok(Some(line)) => {
+                    let msg: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("{} printed {line:?}: {e}", peer.name()));
+                    let act = &msg["act"];
+                    let event = headless::parse_action(&act.to_string())
+                        .unwrap_or_else(|e| panic!("scenario {scenario}: bad act {act}: {e}"));
+                    emulator.act(event).await;
+                    acted.push(act.clone());
+                }
+                _ => stdout_open = false,
+            },
+            status = child.wait() => break status.ok().and_then(|s| s.code()),
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = child.kill().await;
+                panic!("{} did not finish {scenario} within {RUN_LIMIT:?}", peer.name());
+            }
+        }
+    };
+    emulator.shutdown().await.expect("emulator shuts down");
+    let stderr = stderr_task.await.unwrap_or_default();
+    let text = std::fs::read_to_string(&report_path).unwrap_or_else(|e| {
+        panic!(
+            "{} wrote no report (exit {exit:?}): {e}\n{stderr}",
+            peer.name()
+        )
+    });
+    let report: Value = serde_json::from_str(&text).expect("report is JSON");
+    Run {
+        peer,
+        exit,
+        report,
+        acted,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Foundation: boot, configuration, reset, availability, data transfer, cache, security actions.
+
+async fn foundation(peer: Peer) {
+    const SCENARIO: &str = "foundation.json";
+    let run = run(peer, SCENARIO).await;
+    run.assert_clean(scenario_len(SCENARIO));
+    let boots = run.calls_from_charger("BootNotification");
+    assert_eq!(boots.len(), 2, "one boot, one after the soft reset");
+    for boot in &boots {
+        assert_eq!(boot["chargePointVendor"], json!("Zaptec"));
+        assert_eq!(boot["chargePointModel"], json!("Go"));
+    }
+    assert_eq!(run.connections(), 2, "the soft reset reconnects");
+    // GetConfiguration without keys lists every readable key, each once, and no unknown key.
+    let all = run.response(0);
+    let keys: Vec<&str> = all["configurationKey"]
+        .as_array()
+        .expect("configurationKey list")
+        .iter()
+        .map(|k| k["key"].as_str().expect("key"))
+        .collect();
+    let mut unique = keys.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), keys.len(), "duplicate keys: {keys:?}");
+    for key in [
+        "HeartbeatInterval",
+        "NumberOfConnectors",
+        "StopTransactionOnEVSideDisconnect",
+        "LocalAuthListEnabled",
+        "FreeCharging",
+        "MeterValueSampleInterval",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    // The write-only AuthorizationKey never shows a value; service-only keys never show.
+    for entry in all["configurationKey"].as_array().into_iter().flatten() {
+        if entry["key"] == "AuthorizationKey" {
+            assert!(entry.get("value").is_none(), "AuthorizationKey value shown");
+        }
+    }
+    for hidden in ["BasicAuthPassword", "CsmsUrl", "ChargePointId"] {
+        assert!(!keys.contains(&hidden), "service-only {hidden} listed");
+    }
+    assert!(all.get("unknownKey").is_none(), "{all}");
+    // No hardware was touched: every change came over OCPP.
+    assert_eq!(run.acted, Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn python_ocpp_foundation() {
+    foundation(Peer::PythonOcpp).await;
+}
+
+#[tokio::test]
+async fn ocpp_rpc_foundation() {
+    foundation(Peer::OcppRpc).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A charging session: plug + card, meter values, remote stop; then a remote start.
+
+async fn session(peer: Peer) {
+    const SCENARIO: &str = "session.json";
+    let run = run(peer, SCENARIO).await;
+    run.assert_clean(scenario_len(SCENARIO));
+    assert_eq!(run.connections(), 1);
+    assert_eq!(
+        run.acted,
+        vec![
+            json!({"action": "plug"}),
+            json!({"action": "card", "id_tag": "TAG1"}),
+            json!({"action": "unplug"}),
+            json!({"action": "plug"}),
+            json!({"action": "unplug"}),
+        ]
+    );
+    let ids: Vec<&Value> = run
+        .answers_to_charger("StartTransaction")
+        .into_iter()
+        .map(|a| &a["transactionId"])
+        .collect();
+    assert_eq!(ids, vec![&json!(1), &json!(2)]);
+    let starts = run.calls_from_charger("StartTransaction");
+    let stops = run.calls_from_charger("StopTransaction");
+    assert_eq!(starts.len(), 2);
+    assert_eq!(stops.len(), 2);
+    for (start, stop) in starts.iter().zip(&stops) {
+        let begin = start["meterStart"].as_i64().expect("meterStart");
+        let end = stop["meterStop"].as_i64().expect("meterStop");
+        assert!(end >= begin, "meterStop {end} < meterStart {begin}");
+        assert_eq!(stop["reason"], json!("Remote"));
+        // The CSMS, not a card, stopped it: no idTag (OCPP 1.6 StopTransaction.req).
+        assert!(stop.get("idTag").is_none(), "{stop}");
+    }
+    // Sampled meter values during the first transaction carry the energy register.
+    let samples = run.calls_from_charger("MeterValues");
+    let first = samples
+        .iter()
+        .find(|m| m["transactionId"] == json!(1))
+        .expect("MeterValues in transaction 1");
+    let measurands: Vec<&Value> = first["meterValue"][0]["sampledValue"]
+        .as_array()
+        .expect("sampledValue")
+        .iter()
+        .map(|s| &s["measurand"])
+        .collect();
+    assert!(
+        measurands.contains(&&json!("Energy.Active.Import.Register")),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn python_ocpp_session() {
+    session(Peer::PythonOcpp).await;
+}
+
+#[tokio::test]
+async fn ocpp_rpc_session() {
+    session(Peer::OcppRpc).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Local list, reservation, smart charging, remote trigger.
+
+async fn profiles(peer: Peer) {
+    const SCENARIO: &str = "profiles.json";
+    let run = run(peer, SCENARIO).await;
+    run.assert_clean(scenario_len(SCENARIO));
+    assert_eq!(run.connections(), 1);
+    // The composite schedule of the TxDefaultProfile in amperes: 10 A, then 6 A after 600 s.
+    let index = step_index(&run, "GetCompositeSchedule");
+    let schedule = &run.response(index)["chargingSchedule"];
+    assert_eq!(schedule["chargingRateUnit"], json!("A"), "{schedule}");
+    assert_eq!(schedule["duration"], json!(1800), "{schedule}");
+    let periods: Vec<(i64, f64)> = schedule["chargingSchedulePeriod"]
+        .as_array()
+        .expect("periods")
+        .iter()
+        .map(|p| {
+            (
+                p["startPeriod"].as_i64().expect("startPeriod"),
+                p["limit"].as_f64().expect("limit"),
+            )
+        })
+        .collect();
+    assert_eq!(periods, vec![(0, 10.0), (600, 6.0)]);
+}
+
+/// The index of the first step calling `action`.
+fn step_index(run: &Run, action: &str) -> usize {
+    run.report["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .position(|s| s["step"]["call"] == action)
+        .unwrap_or_else(|| panic!("no {action} step"))
+}
+
+#[tokio::test]
+async fn python_ocpp_profiles() {
+    profiles(Peer::PythonOcpp).await;
+}
+
+#[tokio::test]
+async fn ocpp_rpc_profiles() {
+    profiles(Peer::OcppRpc).await;
+}

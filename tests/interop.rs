@@ -321,14 +321,23 @@ async fn session(peer: Peer) {
     let run = run(peer, SCENARIO).await;
     run.assert_clean(scenario_len(SCENARIO));
     assert_eq!(run.connections(), 1);
+    let card = |tag: &str| json!({"action": "card", "id_tag": tag});
+    let (plug, unplug) = (json!({"action": "plug"}), json!({"action": "unplug"}));
     assert_eq!(
         run.acted,
         vec![
-            json!({"action": "plug"}),
-            json!({"action": "card", "id_tag": "TAG1"}),
-            json!({"action": "unplug"}),
-            json!({"action": "plug"}),
-            json!({"action": "unplug"}),
+            plug.clone(),
+            card("TAG1"),
+            unplug.clone(),
+            plug.clone(),
+            unplug.clone(),
+            plug.clone(),
+            card("TAG3"),
+            card("TAG3"),
+            unplug.clone(),
+            plug,
+            card("TAG4"),
+            unplug,
         ]
     );
     let ids: Vec<&Value> = run
@@ -336,18 +345,34 @@ async fn session(peer: Peer) {
         .into_iter()
         .map(|a| &a["transactionId"])
         .collect();
-    assert_eq!(ids, vec![&json!(1), &json!(2)]);
+    assert_eq!(ids, vec![&json!(1), &json!(2), &json!(3), &json!(4)]);
     let starts = run.calls_from_charger("StartTransaction");
     let stops = run.calls_from_charger("StopTransaction");
-    assert_eq!(starts.len(), 2);
-    assert_eq!(stops.len(), 2);
-    for (start, stop) in starts.iter().zip(&stops) {
+    let tags: Vec<&Value> = starts.iter().map(|s| &s["idTag"]).collect();
+    assert_eq!(
+        tags,
+        vec![
+            &json!("TAG1"),
+            &json!("TAG2"),
+            &json!("TAG3"),
+            &json!("TAG4")
+        ]
+    );
+    // Remote stops carry no idTag (the CSMS stopped them), the card stop carries the card's.
+    let expected_stops = [
+        (1, "Remote", None),
+        (2, "Remote", None),
+        (3, "Local", Some("TAG3")),
+        (4, "EVDisconnected", None),
+    ];
+    assert_eq!(stops.len(), expected_stops.len(), "{stops:#?}");
+    for ((start, stop), (tx, reason, tag)) in starts.iter().zip(&stops).zip(expected_stops) {
+        assert_eq!(stop["transactionId"], json!(tx), "{stop}");
+        assert_eq!(stop["reason"], json!(reason), "{stop}");
+        assert_eq!(stop.get("idTag"), tag.map(|t| json!(t)).as_ref(), "{stop}");
         let begin = start["meterStart"].as_i64().expect("meterStart");
         let end = stop["meterStop"].as_i64().expect("meterStop");
         assert!(end >= begin, "meterStop {end} < meterStart {begin}");
-        assert_eq!(stop["reason"], json!("Remote"));
-        // The CSMS, not a card, stopped it: no idTag (OCPP 1.6 StopTransaction.req).
-        assert!(stop.get("idTag").is_none(), "{stop}");
     }
     // Sampled meter values during the first transaction carry the energy register.
     let samples = run.calls_from_charger("MeterValues");
@@ -422,4 +447,32 @@ async fn python_ocpp_profiles() {
 #[tokio::test]
 async fn ocpp_rpc_profiles() {
     profiles(Peer::OcppRpc).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness itself: a wrong expectation fails the run, step by step.
+
+async fn wrong_expectations(peer: Peer) {
+    let run = run(peer, "wrong_expectations.json").await;
+    assert_eq!(run.exit, Some(1), "{:#}", run.report);
+    assert_eq!(run.report["ok"], json!(false));
+    let oks: Vec<&Value> = (0..4).map(|i| &run.step(i)["ok"]).collect();
+    assert_eq!(
+        oks,
+        vec![&json!(false), &json!(false), &json!(false), &json!(true)]
+    );
+    assert_eq!(run.response(0), &json!({"status": "NotSupported"}));
+    assert_eq!(run.response(1), &json!({"status": "Accepted"}));
+    // The charger's messages were all valid: only the expectations were wrong.
+    assert_eq!(run.report["validation_errors"], json!([]));
+}
+
+#[tokio::test]
+async fn python_ocpp_reports_wrong_expectations() {
+    wrong_expectations(Peer::PythonOcpp).await;
+}
+
+#[tokio::test]
+async fn ocpp_rpc_reports_wrong_expectations() {
+    wrong_expectations(Peer::OcppRpc).await;
 }

@@ -335,35 +335,34 @@ async fn session(peer: Peer) {
             card("TAG3"),
             card("TAG3"),
             unplug.clone(),
-            plug,
+            plug.clone(),
             card("TAG4"),
+            unplug.clone(),
+            plug,
+            card("TAG5"),
             unplug,
         ]
     );
-    let ids: Vec<&Value> = run
+    let ids: Vec<Option<i64>> = run
         .answers_to_charger("StartTransaction")
         .into_iter()
-        .map(|a| &a["transactionId"])
+        .map(|a| a["transactionId"].as_i64())
         .collect();
-    assert_eq!(ids, vec![&json!(1), &json!(2), &json!(3), &json!(4)]);
+    assert_eq!(ids, [1, 2, 3, 4, 5].map(Some));
     let starts = run.calls_from_charger("StartTransaction");
     let stops = run.calls_from_charger("StopTransaction");
-    let tags: Vec<&Value> = starts.iter().map(|s| &s["idTag"]).collect();
-    assert_eq!(
-        tags,
-        vec![
-            &json!("TAG1"),
-            &json!("TAG2"),
-            &json!("TAG3"),
-            &json!("TAG4")
-        ]
-    );
+    let tags: Vec<Option<&str>> = starts.iter().map(|s| s["idTag"].as_str()).collect();
+    assert_eq!(tags, ["TAG1", "TAG2", "TAG3", "TAG4", "TAG5"].map(Some));
+    // Only the transaction started on the reservation names it.
+    let reservations: Vec<Option<&Value>> = starts.iter().map(|s| s.get("reservationId")).collect();
+    assert_eq!(reservations, vec![None, None, None, None, Some(&json!(9))]);
     // Remote stops carry no idTag (the CSMS stopped them), the card stop carries the card's.
     let expected_stops = [
         (1, "Remote", None),
         (2, "Remote", None),
         (3, "Local", Some("TAG3")),
         (4, "EVDisconnected", None),
+        (5, "Remote", None),
     ];
     assert_eq!(stops.len(), expected_stops.len(), "{stops:#?}");
     for ((start, stop), (tx, reason, tag)) in starts.iter().zip(&stops).zip(expected_stops) {

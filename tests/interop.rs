@@ -245,6 +245,14 @@ async fn run(peer: Peer, scenario: &str) -> Run {
         )
     });
     let report: Value = serde_json::from_str(&text).expect("report is JSON");
+    // CHARGECTL_INTEROP_REPORTS=DIR keeps every report for a closer look.
+    if let Some(keep) = std::env::var_os("CHARGECTL_INTEROP_REPORTS") {
+        let name = format!("{}-{scenario}", peer.name());
+        let kept = Path::new(&keep).join(name);
+        if let Err(e) = std::fs::create_dir_all(&keep).and_then(|()| std::fs::write(&kept, &text)) {
+            eprintln!("cannot keep the report at {}: {e}", kept.display());
+        }
+    }
     Run {
         peer,
         exit,
@@ -299,8 +307,19 @@ async fn foundation(peer: Peer) {
         assert!(!keys.contains(&hidden), "service-only {hidden} listed");
     }
     assert!(all.get("unknownKey").is_none(), "{all}");
-    // No hardware was touched: every change came over OCPP.
-    assert_eq!(run.acted, Vec::<Value>::new());
+    assert_eq!(
+        run.acted,
+        vec![
+            json!({"action": "fault", "error_code": "GroundFailure", "info": "RCD tripped"}),
+            json!({"action": "clear_fault"}),
+        ]
+    );
+    let faulted = run
+        .calls_from_charger("StatusNotification")
+        .into_iter()
+        .find(|s| s["status"] == "Faulted")
+        .expect("a Faulted StatusNotification");
+    assert_eq!(faulted["info"], json!("RCD tripped"), "{faulted}");
 }
 
 #[tokio::test]
@@ -351,6 +370,7 @@ async fn session(peer: Peer) {
     assert_eq!(ids, [1, 2, 3, 4, 5].map(Some));
     let starts = run.calls_from_charger("StartTransaction");
     let stops = run.calls_from_charger("StopTransaction");
+    let samples = run.calls_from_charger("MeterValues");
     let tags: Vec<Option<&str>> = starts.iter().map(|s| s["idTag"].as_str()).collect();
     assert_eq!(tags, ["TAG1", "TAG2", "TAG3", "TAG4", "TAG5"].map(Some));
     // Only the transaction started on the reservation names it.
@@ -373,22 +393,77 @@ async fn session(peer: Peer) {
         let end = stop["meterStop"].as_i64().expect("meterStop");
         assert!(end >= begin, "meterStop {end} < meterStart {begin}");
     }
-    // Sampled meter values during the first transaction carry the energy register.
-    let samples = run.calls_from_charger("MeterValues");
-    let first = samples
+    // The TxProfile's 8 A is what the charger offers and what the EV (asking 16 A) draws.
+    let triggered: Vec<&Value> = samples
         .iter()
-        .find(|m| m["transactionId"] == json!(1))
-        .expect("MeterValues in transaction 1");
-    let measurands: Vec<&Value> = first["meterValue"][0]["sampledValue"]
-        .as_array()
-        .expect("sampledValue")
-        .iter()
-        .map(|s| &s["measurand"])
+        .copied()
+        .filter(|m| m["meterValue"][0]["sampledValue"][0]["context"] == "Trigger")
         .collect();
-    assert!(
-        measurands.contains(&&json!("Energy.Active.Import.Register")),
-        "{first}"
+    assert_eq!(triggered.len(), 1, "{samples:#?}");
+    assert_eq!(
+        sampled(&triggered, "Trigger", "Current.Offered"),
+        vec![&json!("8.0")]
     );
+    assert_eq!(
+        sampled(&triggered, "Trigger", "Current.Import"),
+        vec![&json!("8.0"); 3]
+    );
+    // Periodic samples carry every configured measurand, clock-aligned ones the register.
+    let periodic = sampled(&samples, "Sample.Periodic", "");
+    assert!(!periodic.is_empty(), "no periodic samples: {samples:#?}");
+    for measurand in [
+        "Energy.Active.Import.Register",
+        "Energy.Active.Import.Interval",
+        "Current.Import",
+        "Current.Offered",
+        "Voltage",
+        "Temperature",
+    ] {
+        assert!(
+            !sampled(&samples, "Sample.Periodic", measurand).is_empty(),
+            "no periodic {measurand}"
+        );
+    }
+    assert!(!sampled(&samples, "Sample.Clock", "Energy.Active.Import.Register").is_empty());
+    assert!(sampled(&samples, "Sample.Periodic", "Power.Active.Import").is_empty());
+    // StopTxnSampledData: the transaction's begin and end readings in every StopTransaction.
+    for stop in &stops {
+        let data = |context| {
+            readings(
+                &[*stop],
+                "transactionData",
+                context,
+                "Energy.Active.Import.Register",
+            )
+        };
+        assert_eq!(data("Transaction.Begin").len(), 1, "{stop}");
+        assert_eq!(data("Transaction.End").len(), 1, "{stop}");
+    }
+}
+
+/// The values sampled with this context and measurand (any measurand when empty) in these
+/// MeterValues payloads.
+fn sampled<'a>(samples: &[&'a Value], context: &str, measurand: &str) -> Vec<&'a Value> {
+    readings(samples, "meterValue", context, measurand)
+}
+
+/// The values sampled with this context and measurand (any when empty) in the MeterValue lists
+/// under `field` of these payloads.
+fn readings<'a>(
+    payloads: &[&'a Value],
+    field: &str,
+    context: &str,
+    measurand: &str,
+) -> Vec<&'a Value> {
+    payloads
+        .iter()
+        .flat_map(|m| m[field].as_array().into_iter().flatten())
+        .flat_map(|mv| mv["sampledValue"].as_array().into_iter().flatten())
+        .filter(|s| {
+            s["context"] == context && (measurand.is_empty() || s["measurand"] == measurand)
+        })
+        .map(|s| &s["value"])
+        .collect()
 }
 
 #[tokio::test]

@@ -260,6 +260,10 @@ class SandboxLikeCsms(ChargePoint):
             raw = await self._connection.recv()
             try:
                 await self.route_message(raw)
+            except websockets.exceptions.ConnectionClosed:
+                # The charge point went away (a reset) before our answer left: no protocol
+                # error. What it sent before closing is still to be read; recv() ends the loop.
+                continue
             except Exception as e:  # noqa: BLE001 - any failure is a finding for the report
                 self.report.errors.append(f"handling {raw[:200]!r}: {e!r}")
 

@@ -13,9 +13,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chargectl::emulator::{BootSettings, Emulator, headless};
+use chargectl::stack::chargepoint::{Event, RebootKind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
+use tokio::sync::broadcast::error::RecvError;
 
 /// Everything one peer run may take, start to finish.
 const RUN_LIMIT: Duration = Duration::from_secs(45);
@@ -82,6 +84,21 @@ struct Run {
     report: Value,
     /// Hardware actions performed, in order.
     acted: Vec<Value>,
+    /// What the charger itself saw, in order: frames sent and received, connection changes.
+    wire: Vec<Wire>,
+}
+
+/// One entry of the charger's own view of the connection.
+#[derive(Debug)]
+enum Wire {
+    Sent(Value),
+    Received(Value),
+    /// The connection changed state: whatever was in flight is gone.
+    Break,
+    /// The charger reboots: likewise.
+    Reboot(RebootKind),
+    /// The test fell behind the charger's event stream.
+    Lagged(u64),
 }
 
 impl Run {
@@ -108,6 +125,48 @@ impl Run {
         assert_eq!(self.exit, Some(0), "{name} exit status");
         assert_eq!(r["charge_point"], json!(CHARGE_POINT_ID));
         assert_eq!(r["subprotocol"], json!("ocpp1.6"));
+        self.assert_one_call_at_a_time();
+    }
+
+    /// OCPP-J: the charger sends a CALL only once its previous one was answered (or the
+    /// connection was lost), and answers every CALL it receives exactly once.
+    fn assert_one_call_at_a_time(&self) {
+        let name = self.peer.name();
+        let mut in_flight: Option<&Value> = None;
+        let mut unanswered: Vec<&Value> = Vec::new();
+        let mut calls = 0;
+        for entry in &self.wire {
+            match entry {
+                Wire::Sent(frame) if frame[0] == 2 => {
+                    assert!(
+                        in_flight.is_none(),
+                        "{name}: {frame} sent while {} awaits its answer",
+                        in_flight.map(Value::to_string).unwrap_or_default()
+                    );
+                    in_flight = Some(&frame[1]);
+                    calls += 1;
+                }
+                Wire::Sent(frame) => {
+                    let at = unanswered.iter().position(|id| **id == frame[1]);
+                    let at = at.unwrap_or_else(|| panic!("{name}: {frame} answers no CALL"));
+                    unanswered.remove(at);
+                }
+                Wire::Received(frame) if frame[0] == 2 => unanswered.push(&frame[1]),
+                Wire::Received(frame) => {
+                    if in_flight == Some(&frame[1]) {
+                        in_flight = None;
+                    }
+                }
+                Wire::Break | Wire::Reboot(_) => in_flight = None,
+                Wire::Lagged(n) => panic!("{name}: missed {n} charger events"),
+            }
+        }
+        assert!(calls > 0, "{name}: the charger sent no CALL");
+        assert_eq!(
+            unanswered,
+            Vec::<&Value>::new(),
+            "{name}: CALLs left unanswered"
+        );
     }
 
     fn step(&self, index: usize) -> &Value {
@@ -143,6 +202,17 @@ impl Run {
 
     fn messages(&self) -> impl Iterator<Item = &Value> {
         self.report["messages"].as_array().into_iter().flatten()
+    }
+
+    /// The charger's reboots, in order.
+    fn reboots(&self) -> Vec<RebootKind> {
+        self.wire
+            .iter()
+            .filter_map(|w| match w {
+                Wire::Reboot(kind) => Some(*kind),
+                _ => None,
+            })
+            .collect()
     }
 
     fn connections(&self) -> usize {
@@ -211,10 +281,14 @@ async fn run(peer: Peer, scenario: &str) -> Run {
     )
     .await
     .expect("emulator starts");
+    // Subscribed before the charger's task first runs, so nothing is missed.
+    let mut events = emulator.handle.subscribe();
+    let mut wire = Vec::new();
 
     let mut acted = Vec::new();
     let deadline = tokio::time::Instant::now() + RUN_LIMIT;
     let mut stdout_open = true;
+    let mut events_open = true;
     let exit = loop {
         tokio::select! {
             line = lines.next_line(), if stdout_open => match line {
@@ -228,6 +302,15 @@ async fn run(peer: Peer, scenario: &str) -> Run {
                     acted.push(act.clone());
                 }
                 _ => stdout_open = false,
+            },
+            event = events.recv(), if events_open => match event {
+                Ok(Event::Message { direction: "sent", frame }) => wire.push(Wire::Sent(frame)),
+                Ok(Event::Message { frame, .. }) => wire.push(Wire::Received(frame)),
+                Ok(Event::Connection { .. }) => wire.push(Wire::Break),
+                Ok(Event::Rebooting { kind }) => wire.push(Wire::Reboot(kind)),
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => wire.push(Wire::Lagged(n)),
+                Err(RecvError::Closed) => events_open = false,
             },
             status = child.wait() => break status.ok().and_then(|s| s.code()),
             _ = tokio::time::sleep_until(deadline) => {
@@ -258,6 +341,7 @@ async fn run(peer: Peer, scenario: &str) -> Run {
         exit,
         report,
         acted,
+        wire,
     }
 }
 
@@ -275,6 +359,7 @@ async fn foundation(peer: Peer) {
         assert_eq!(boot["chargePointModel"], json!("Go"));
     }
     assert_eq!(run.connections(), 2, "the soft reset reconnects");
+    assert_eq!(run.reboots(), [RebootKind::Soft]);
     // GetConfiguration without keys lists every readable key, each once, and no unknown key.
     let all = run.response(0);
     let keys: Vec<&str> = all["configurationKey"]
@@ -340,6 +425,7 @@ async fn session(peer: Peer) {
     let run = run(peer, SCENARIO).await;
     run.assert_clean(scenario_len(SCENARIO));
     assert_eq!(run.connections(), 1);
+    assert_eq!(run.reboots(), []);
     let card = |tag: &str| json!({"action": "card", "id_tag": tag});
     let (plug, unplug) = (json!({"action": "plug"}), json!({"action": "unplug"}));
     assert_eq!(
@@ -484,6 +570,7 @@ async fn profiles(peer: Peer) {
     let run = run(peer, SCENARIO).await;
     run.assert_clean(scenario_len(SCENARIO));
     assert_eq!(run.connections(), 1);
+    assert_eq!(run.reboots(), []);
     // The composite schedule of the TxDefaultProfile in amperes: 10 A, then 6 A after 600 s.
     let index = step_index(&run, "GetCompositeSchedule");
     let schedule = &run.response(index)["chargingSchedule"];
@@ -537,7 +624,9 @@ async fn wrong_expectations(peer: Peer) {
     );
     assert_eq!(run.response(0), &json!({"status": "NotSupported"}));
     assert_eq!(run.response(1), &json!({"status": "Accepted"}));
-    // The charger's messages were all valid: only the expectations were wrong.
+    // The Reset was accepted and done; the charger's messages were all valid: only the
+    // expectations were wrong.
+    assert_eq!(run.reboots(), [RebootKind::Hard]);
     assert_eq!(run.report["validation_errors"], json!([]));
 }
 

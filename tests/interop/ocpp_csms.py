@@ -9,9 +9,12 @@ scenario: a JSON list of steps
     {"call": "ChangeConfiguration", "payload": {...}, "expect": {...subset of the response...}}
     {"call": "Reset", "payload": {...}, "expect_error": "NotSupported"}
     {"wait_for": "StatusNotification", "match": {...subset of the payload...}, "timeout": 10}
+    {"act": {"action": "plug"}}     (printed on stdout for the test driving the charger)
+    {"sleep": 0.5}
 
-`wait_for` looks at charge point CALLs not yet consumed by an earlier `wait_for`, including those
-that arrived before the step started.
+`wait_for` looks at charge point CALLs after the one an earlier `wait_for` matched, including
+those that arrived before the step started. The charge point may reconnect (after a Reset): the
+scenario goes on over the new connection.
 
 It writes a JSON report (every message received and sent with its action and payload, each
 step's result, every schema validation error) and exits 0 only if every step met its
@@ -84,6 +87,18 @@ class Report:
         self.actions_by_id = {}
         self.cursor = 0
         self.changed = asyncio.Event()
+        self.connections = []
+        self.call_ids = 0
+        self.next_transaction_id = 1
+        # Set by the first BootNotification; the scenario starts then.
+        self.booted = asyncio.Event()
+        # The charge point's current connection (None between a disconnection and the next).
+        self.cp = None
+        self.connected = asyncio.Event()
+
+    def next_call_id(self):
+        self.call_ids += 1
+        return f"peer-{self.call_ids}"
 
     def record(self, direction, raw):
         entry = {"time": now_iso(), "direction": direction, "raw": raw}
@@ -151,6 +166,7 @@ class Report:
             "charge_point": self.charge_point,
             "path": self.path,
             "subprotocol": self.subprotocol,
+            "connections": self.connections,
             "messages": [
                 {k: v for k, v in m.items() if k != "raw"} for m in self.messages
             ],
@@ -185,18 +201,11 @@ class SandboxLikeCsms(ChargePoint):
         super().__init__(cp_id, connection, response_timeout=response_timeout)
         self.report = report
         self.interval = interval
-        self.booted = asyncio.Event()
-        self.next_transaction_id = 1
-        self.step_ids = 0
-        self._unique_id_generator = self._next_id
-
-    def _next_id(self):
-        self.step_ids += 1
-        return f"peer-{self.step_ids}"
+        self._unique_id_generator = report.next_call_id
 
     @on("BootNotification")
     def on_boot(self, **_):
-        self.booted.set()
+        self.report.booted.set()
         return call_result.BootNotification(
             current_time=now_iso(), interval=self.interval, status="Accepted"
         )
@@ -215,8 +224,9 @@ class SandboxLikeCsms(ChargePoint):
 
     @on("StartTransaction")
     def on_start(self, **_):
-        tx = self.next_transaction_id
-        self.next_transaction_id += 1
+        # Transaction ids run on across reconnections, like the sandbox's.
+        tx = self.report.next_transaction_id
+        self.report.next_transaction_id += 1
         return call_result.StartTransaction(
             transaction_id=tx, id_tag_info={"status": "Accepted"}
         )
@@ -250,11 +260,25 @@ class SandboxLikeCsms(ChargePoint):
             raw = await self._connection.recv()
             try:
                 await self.route_message(raw)
+            except websockets.exceptions.ConnectionClosed:
+                # The charge point went away (a reset) before our answer left: no protocol
+                # error. What it sent before closing is still to be read; recv() ends the loop.
+                continue
             except Exception as e:  # noqa: BLE001 - any failure is a finding for the report
                 self.report.errors.append(f"handling {raw[:200]!r}: {e!r}")
 
 
-async def run_call_step(cp, report, step):
+async def current_connection(report, timeout):
+    """The charge point's connection, waiting up to `timeout` for it to (re)connect."""
+    if report.cp is None:
+        try:
+            await asyncio.wait_for(report.connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            return None
+    return report.cp
+
+
+async def run_call_step(report, step, call_timeout):
     action = step["call"]
     payload = step.get("payload", {})
     cls = getattr(call, action, None)
@@ -264,7 +288,10 @@ async def run_call_step(cp, report, step):
         request = cls(**{camel_to_snake(k): v for k, v in payload.items()})
     except TypeError as e:
         return {"ok": False, "error": f"payload does not fit {action}: {e}"}
-    unique_id = f"peer-{cp.step_ids + 1}"
+    cp = await current_connection(report, call_timeout)
+    if cp is None:
+        return {"ok": False, "error": f"no charge point connected to send {action} to"}
+    unique_id = f"peer-{report.call_ids + 1}"
     try:
         await cp.call(request, suppress=False)
         error = None
@@ -273,10 +300,13 @@ async def run_call_step(cp, report, step):
     except asyncio.TimeoutError:
         return {"ok": False, "id": unique_id, "error": f"no answer to {action}"}
     answer = report.response_to(unique_id)
+    sent = any(
+        m["direction"] == "sent" and m.get("id") == unique_id for m in report.messages
+    )
     result = {"id": unique_id}
     if answer is None:
         result.update(ok=False, error=f"{action} was not sent: {error!r}")
-        if error is not None:
+        if error is not None and not sent:
             report.validation_errors.append(
                 {"direction": "sent", "action": action, "error": repr(error)}
             )
@@ -330,16 +360,26 @@ async def run_wait_step(report, step):
             pass
 
 
-async def run_scenario(cp, report, steps):
-    await cp.booted.wait()
+async def run_scenario(report, steps, call_timeout):
+    await report.booted.wait()
     for index, step in enumerate(steps):
         if "call" in step:
-            result = await run_call_step(cp, report, step)
-        else:
+            result = await run_call_step(report, step, call_timeout)
+        elif "wait_for" in step:
             result = await run_wait_step(report, step)
+        elif "act" in step:
+            # The test driving the charger performs the hardware action it reads here.
+            print(json.dumps({"act": step["act"], "index": index}), flush=True)
+            result = {"ok": True}
+        else:
+            await asyncio.sleep(float(step["sleep"]))
+            result = {"ok": True}
         result = {"index": index, "step": step, **result}
         report.steps.append(result)
         LOG.info("step %d: %s", index, "ok" if result["ok"] else result.get("error"))
+
+
+STEP_KINDS = ("call", "wait_for", "act", "sleep")
 
 
 def load_scenario(path):
@@ -348,56 +388,69 @@ def load_scenario(path):
     if not isinstance(steps, list):
         raise ValueError("the scenario must be a JSON list of steps")
     for i, step in enumerate(steps):
-        if not isinstance(step, dict) or not ("call" in step or "wait_for" in step):
-            raise ValueError(f"step {i}: needs \"call\" or \"wait_for\": {step!r}")
+        if not isinstance(step, dict) or sum(k in step for k in STEP_KINDS) != 1:
+            raise ValueError(f"step {i}: needs one of {', '.join(STEP_KINDS)}: {step!r}")
+        if "sleep" in step and not isinstance(step["sleep"], (int, float)):
+            raise ValueError(f"step {i}: \"sleep\" must be a number of seconds")
     return steps
 
 
 async def main_async(args, steps, report):
-    done = asyncio.Event()
-    busy = False
+    scenario = asyncio.create_task(run_scenario(report, steps, args.call_timeout))
 
     async def handler(ws):
-        nonlocal busy
-        if busy:
-            await ws.close(1008, "this CSMS accepts one charge point")
+        if report.cp is not None:
+            await ws.close(1008, "this CSMS accepts one charge point at a time")
             return
-        busy = True
         path = ws.request.path if ws.request is not None else "/"
-        cp_id = [s for s in path.split("/") if s][-1:] or [""]
-        report.charge_point = cp_id[0]
+        cp_id = ([s for s in path.split("/") if s][-1:] or [""])[0]
+        if report.charge_point is not None and cp_id != report.charge_point:
+            report.errors.append(f"charge point {cp_id!r} connected after {report.charge_point!r}")
+            await ws.close(1008, "another charge point")
+            return
+        report.charge_point = cp_id
         report.path = path
         report.subprotocol = ws.subprotocol
+        connection = {"opened": now_iso(), "path": path, "subprotocol": ws.subprotocol}
+        report.connections.append(connection)
         if ws.subprotocol != "ocpp1.6":
             report.errors.append(f"subprotocol {ws.subprotocol!r}, expected 'ocpp1.6'")
         cp = SandboxLikeCsms(
-            cp_id[0],
+            cp_id,
             RecordingConnection(ws, report),
             report,
             args.interval,
             args.call_timeout,
         )
+        report.cp = cp
+        report.connected.set()
         serving = asyncio.create_task(cp.serve_messages())
-        scenario = asyncio.create_task(run_scenario(cp, report, steps))
-        finished, _ = await asyncio.wait(
-            {serving, scenario}, return_when=asyncio.FIRST_COMPLETED
-        )
-        if serving in finished and scenario not in finished:
-            exc = serving.exception()
-            report.errors.append(f"the charge point disconnected before the scenario ended: {exc!r}")
-            scenario.cancel()
-        if scenario in finished and scenario.exception() is not None:
-            report.errors.append(f"scenario failed: {scenario.exception()!r}")
+        await asyncio.wait({serving, scenario}, return_when=asyncio.FIRST_COMPLETED)
+        # A charge point may reconnect (after a reset, say); the scenario goes on with the next
+        # connection and its steps fail if it does not come back in time.
+        report.cp = None
+        report.connected.clear()
+        connection["closed"] = now_iso()
+        if serving.done() and not serving.cancelled():
+            connection["closed_by"] = "charge point"
+        else:
+            connection["closed_by"] = "csms"
         serving.cancel()
         await ws.close()
-        done.set()
 
     async with serve(
         handler, args.host, args.port, subprotocols=["ocpp1.6"], close_timeout=2
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         print(json.dumps({"listening": port}), flush=True)
-        await done.wait()
+        try:
+            await scenario
+        except Exception as e:  # noqa: BLE001 - any failure is a finding for the report
+            report.errors.append(f"scenario failed: {e!r}")
+        if report.cp is not None:
+            await report.cp._connection.ws.close()
+        # Let the handler record the close.
+        await asyncio.sleep(0.1)
 
 
 def main():

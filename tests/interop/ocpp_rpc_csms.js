@@ -4,9 +4,11 @@
 //
 // Same command line, scenario and report format as ocpp_csms.py:
 //   node ocpp_rpc_csms.js --port N --scenario FILE --report FILE [--timeout S] [--interval S]
-// It accepts one charge point, answers every charge point message like the chargectl sandbox
-// CSMS, runs the scenario after BootNotification, writes the report and exits 0 only if every
-// step met its expectation and no message failed validation (1 otherwise, 2 on bad arguments).
+// It accepts one charge point (which may reconnect, after a Reset say), answers every charge point
+// message like the chargectl sandbox CSMS, runs the scenario after the first BootNotification
+// (steps: call, wait_for, act — printed on stdout for the test driving the charger —, sleep),
+// writes the report and exits 0 only if every step met its expectation and no message failed
+// validation (1 otherwise, 2 on bad arguments).
 // Once listening it prints {"listening": PORT} on stdout.
 'use strict';
 
@@ -56,12 +58,17 @@ function isSubset(expected, actual) {
     return expected === actual;
 }
 
+const STEP_KINDS = ['call', 'wait_for', 'act', 'sleep'];
+
 function loadScenario(path) {
     const steps = JSON.parse(fs.readFileSync(path, 'utf8'));
     if (!Array.isArray(steps)) throw new Error('the scenario must be a JSON list of steps');
     steps.forEach((step, i) => {
-        if (!step || typeof step !== 'object' || !('call' in step || 'wait_for' in step)) {
-            throw new Error(`step ${i}: needs "call" or "wait_for": ${JSON.stringify(step)}`);
+        if (!step || typeof step !== 'object' || STEP_KINDS.filter((k) => k in step).length !== 1) {
+            throw new Error(`step ${i}: needs one of ${STEP_KINDS.join(', ')}: ${JSON.stringify(step)}`);
+        }
+        if ('sleep' in step && typeof step.sleep !== 'number') {
+            throw new Error(`step ${i}: "sleep" must be a number of seconds`);
         }
     });
     return steps;
@@ -80,6 +87,7 @@ class Report {
         this.actionsById = new Map();
         this.cursor = 0;
         this.listeners = new Set();
+        this.connections = [];
     }
 
     record(direction, raw) {
@@ -134,6 +142,7 @@ class Report {
             charge_point: this.chargePoint,
             path: this.path,
             subprotocol: this.subprotocol,
+            connections: this.connections,
             messages: this.messages,
             steps: this.steps,
             validation_errors: this.validationErrors,
@@ -143,8 +152,10 @@ class Report {
     }
 }
 
+// Transaction ids run on across reconnections, like the sandbox's.
+let nextTransactionId = 1;
+
 function answers(args) {
-    let nextTransactionId = 1;
     const now = () => new Date().toISOString();
     return {
         BootNotification: () => ({ status: 'Accepted', currentTime: now(), interval: args.interval }),
@@ -160,7 +171,9 @@ function answers(args) {
     };
 }
 
-async function runCallStep(client, report, step, args) {
+async function runCallStep(conn, report, step, args) {
+    const client = await conn.current(args.callTimeout * 1000);
+    if (!client) return { ok: false, error: `no charge point connected to send ${step.call} to` };
     const before = report.messages.length;
     const result = {};
     let error = null;
@@ -226,6 +239,35 @@ function runWaitStep(report, step) {
     });
 }
 
+// The charge point's current connection (null between a disconnection and the next).
+class CurrentConnection {
+    constructor() {
+        this.client = null;
+        this.closing = false;
+        this.waiters = new Set();
+    }
+
+    set(client) {
+        this.client = client;
+        for (const wake of this.waiters) wake(client);
+        this.waiters.clear();
+    }
+
+    clear(client) {
+        if (this.client === client) this.client = null;
+    }
+
+    // Resolves with the connected client, waiting up to `ms` for one; null if none came.
+    current(ms) {
+        if (this.client) return Promise.resolve(this.client);
+        return new Promise((resolve) => {
+            const timer = setTimeout(() => { this.waiters.delete(wake); resolve(null); }, ms);
+            const wake = (c) => { clearTimeout(timer); resolve(c); };
+            this.waiters.add(wake);
+        });
+    }
+}
+
 async function main() {
     let args;
     let steps;
@@ -242,67 +284,83 @@ async function main() {
         strictMode: true,
         callTimeoutMs: args.callTimeout * 1000,
     });
-    let busy = false;
+    const conn = new CurrentConnection();
     server.auth((accept, reject, handshake) => {
-        if (busy) {
-            reject(409, 'this CSMS accepts one charge point');
+        if (conn.client) {
+            reject(409, 'this CSMS accepts one charge point at a time');
             return;
         }
-        busy = true;
         report.path = handshake.request.url;
         accept({});
     });
 
-    const finished = new Promise((resolve) => {
-        server.on('client', async (client) => {
-            report.chargePoint = client.identity;
-            report.subprotocol = client.protocol ?? null;
-            if (client.protocol !== 'ocpp1.6') {
-                report.errors.push(`subprotocol ${JSON.stringify(client.protocol)}, expected "ocpp1.6"`);
+    let booted;
+    const bootSeen = new Promise((r) => { booted = r; });
+    const scenario = (async () => {
+        await bootSeen;
+        for (const [index, step] of steps.entries()) {
+            let r;
+            if ('call' in step) {
+                r = await runCallStep(conn, report, step, args);
+            } else if ('wait_for' in step) {
+                r = await runWaitStep(report, step);
+            } else if ('act' in step) {
+                // The test driving the charger performs the hardware action it reads here.
+                process.stdout.write(`${JSON.stringify({ act: step.act, index })}\n`);
+                r = { ok: true };
+            } else {
+                await new Promise((done) => { setTimeout(done, step.sleep * 1000); });
+                r = { ok: true };
             }
-            client.on('message', ({ message, outbound }) => {
-                report.record(outbound ? 'sent' : 'received', message.toString());
-            });
-            client.on('strictValidationFailure', ({ error, method, outbound, isCall }) => {
-                report.validationErrors.push({
-                    direction: outbound ? 'sent' : 'received',
-                    action: method,
-                    message: isCall ? 'Call' : 'CallResult',
-                    error: String(error),
-                });
-            });
-            client.on('badMessage', ({ buffer, error }) => {
-                report.validationErrors.push({ direction: 'received', raw: buffer.toString(), error: String(error) });
-            });
-            let booted;
-            const bootSeen = new Promise((r) => { booted = r; });
-            for (const [action, answer] of Object.entries(answers(args))) {
-                client.handle(action, (call) => {
-                    if (action === 'BootNotification') booted();
-                    return answer(call);
-                });
-            }
-            client.handle(({ method }) => {
-                throw createRPCError('NotImplemented', `this CSMS does not handle ${method}`);
-            });
-            const closed = new Promise((r) => client.once('close', r));
-            const scenario = (async () => {
-                await bootSeen;
-                for (const [index, step] of steps.entries()) {
-                    const r = 'call' in step
-                        ? await runCallStep(client, report, step, args)
-                        : await runWaitStep(report, step);
-                    report.steps.push({ index, step, ...r });
-                }
-                return 'done';
-            })();
-            const outcome = await Promise.race([scenario, closed.then(() => 'closed')]);
-            if (outcome === 'closed') {
-                report.errors.push('the charge point disconnected before the scenario ended');
-            }
-            await settleWithin(client.close({ code: 1000, reason: 'scenario finished' }), 2000);
-            resolve();
+            report.steps.push({ index, step, ...r });
+        }
+    })();
+    const finished = scenario.catch((e) => { report.errors.push(`scenario failed: ${e}`); });
+
+    server.on('client', (client) => {
+        if (report.chargePoint !== null && client.identity !== report.chargePoint) {
+            report.errors.push(`charge point ${JSON.stringify(client.identity)} connected after ${JSON.stringify(report.chargePoint)}`);
+            client.close({ code: 1008, reason: 'another charge point' });
+            return;
+        }
+        report.chargePoint = client.identity;
+        report.subprotocol = client.protocol ?? null;
+        const connection = { opened: new Date().toISOString(), path: report.path, subprotocol: report.subprotocol };
+        report.connections.push(connection);
+        if (client.protocol !== 'ocpp1.6') {
+            report.errors.push(`subprotocol ${JSON.stringify(client.protocol)}, expected "ocpp1.6"`);
+        }
+        client.on('message', ({ message, outbound }) => {
+            report.record(outbound ? 'sent' : 'received', message.toString());
         });
+        client.on('strictValidationFailure', ({ error, method, outbound, isCall }) => {
+            report.validationErrors.push({
+                direction: outbound ? 'sent' : 'received',
+                action: method,
+                message: isCall ? 'Call' : 'CallResult',
+                error: String(error),
+            });
+        });
+        client.on('badMessage', ({ buffer, error }) => {
+            report.validationErrors.push({ direction: 'received', raw: buffer.toString(), error: String(error) });
+        });
+        for (const [action, answer] of Object.entries(answers(args))) {
+            client.handle(action, (call) => {
+                if (action === 'BootNotification') booted();
+                return answer(call);
+            });
+        }
+        client.handle(({ method }) => {
+            throw createRPCError('NotImplemented', `this CSMS does not handle ${method}`);
+        });
+        // A charge point may reconnect (after a reset, say); the scenario goes on with the next
+        // connection and its steps fail if it does not come back in time.
+        client.once('close', () => {
+            connection.closed = new Date().toISOString();
+            connection.closed_by = conn.closing ? 'csms' : 'charge point';
+            conn.clear(client);
+        });
+        conn.set(client);
     });
 
     try {
@@ -318,6 +376,10 @@ async function main() {
             report.errors.push(`overall timeout of ${args.timeout}s reached`);
         }
         clearTimeout(timer);
+        if (conn.client) {
+            conn.closing = true;
+            await settleWithin(conn.client.close({ code: 1000, reason: 'scenario finished' }), 2000);
+        }
     }
     await settleWithin(server.close({ force: true }), 2000);
     if (report.chargePoint === null) report.errors.push('no charge point connected');

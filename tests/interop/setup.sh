@@ -3,8 +3,8 @@
 # - a Python venv in .venv with the `ocpp` package (which validates every message against the
 #   official OCPP 1.6 JSON schemas), used by tests/interop/ocpp_csms.py;
 # - the npm package `ocpp-rpc` (strict mode validates against the same schemas) in
-#   tests/interop/node_modules, used by tests/interop/ocpp_rpc_csms.js. Skipped, with a message,
-#   when npm is not installed.
+#   tests/interop/node_modules, used by tests/interop/ocpp_rpc_csms.js. Needs npm: without it
+#   setup fails (the interop tests would fail anyway, naming this script).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -23,8 +23,8 @@ fi
 
 # Node peer.
 if ! command -v npm >/dev/null 2>&1; then
-  echo "setup.sh: npm not found; the ocpp-rpc interop peer is not installed (its tests will be skipped)" >&2
-  exit 0
+  echo "setup.sh: npm not found; install Node.js and npm for the ocpp-rpc interop peer" >&2
+  exit 1
 fi
 node_stamp="$here/node_modules/.chargectl-package-lock"
 lock_sum=$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d' ' -f1)

@@ -256,8 +256,9 @@ fn emulated_charger_configured_in_the_tui_is_seen_by_the_cli() {
         expected.display()
     );
     // The emulator saved the change in its state directory.
-    let saved = std::fs::read_to_string(data.join("emulator/CHARGECTL-EMU-1/config.json")).unwrap();
-    assert!(saved.contains("123"), "config.json: {saved}");
+    let saved = std::fs::read(data.join("emulator/CHARGECTL-EMU-1/config.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&saved).expect("config.json");
+    assert_eq!(saved["values"]["HeartbeatInterval"], "123", "{saved}");
 }
 
 #[test]

@@ -1284,3 +1284,515 @@ fn tui_outcome(o: link::SetOutcome) -> ApplyOutcome {
         link::SetOutcome::NotSupported => ApplyOutcome::NotSupported,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provision::Assignment;
+    use crate::stack::secret::Secret;
+    use serde_json::json;
+
+    fn message(direction: &'static str, frame: serde_json::Value) -> Event {
+        Event::Message { direction, frame }
+    }
+
+    #[test]
+    fn tracker_follows_registration_transactions_and_errors() {
+        let mut t = Tracker::default();
+        t.on_event(&Event::Connection {
+            state: "connecting",
+            url: Some("ws://127.0.0.1:9/CP1".into()),
+            detail: None,
+        });
+        assert_eq!(t.ocpp, Some(OcppConnection::Connecting));
+        t.on_event(&Event::Connection {
+            state: "connected",
+            url: None,
+            detail: None,
+        });
+        assert_eq!(
+            t.ocpp,
+            Some(OcppConnection::Connected {
+                boot_accepted: false
+            })
+        );
+        t.on_event(&Event::Registration {
+            status: Registration::Accepted,
+        });
+        assert_eq!(
+            t.ocpp,
+            Some(OcppConnection::Connected {
+                boot_accepted: true
+            })
+        );
+        assert_eq!(t.csms_url.as_deref(), Some("ws://127.0.0.1:9/CP1"));
+
+        let trace = t.on_event(&message(
+            "sent",
+            json!([2, "7", "StartTransaction", {"connectorId": 1}]),
+        ));
+        assert!(matches!(
+            trace,
+            Some(Msg::Trace {
+                direction: Direction::Sent,
+                ..
+            })
+        ));
+        // An unrelated answer does not set the transaction.
+        t.on_event(&message("received", json!([3, "6", {"transactionId": 1}])));
+        assert_eq!(t.transaction, None);
+        let trace = t.on_event(&message("received", json!([3, "7", {"transactionId": 42}])));
+        assert!(matches!(
+            trace,
+            Some(Msg::Trace {
+                direction: Direction::Received,
+                ..
+            })
+        ));
+        assert_eq!(t.transaction, Some(42));
+
+        t.on_event(&Event::Status {
+            connector_id: 1,
+            status: "Faulted".into(),
+            error_code: "GroundFailure".into(),
+        });
+        assert_eq!(t.connector.as_deref(), Some("Faulted"));
+        t.on_event(&message(
+            "received",
+            json!([4, "8", "NotImplemented", "no such action", {}]),
+        ));
+        assert_eq!(
+            t.errors,
+            vec![
+                "connector 1: GroundFailure".to_string(),
+                "CALLERROR NotImplemented: no such action".to_string()
+            ]
+        );
+        t.on_event(&message(
+            "sent",
+            json!([2, "9", "StopTransaction", {"transactionId": 42}]),
+        ));
+        assert_eq!(t.transaction, None);
+        // Not an OCPP frame: no trace message.
+        assert_eq!(t.on_event(&message("sent", json!({"x": 1}))), None);
+        for i in 0..10 {
+            t.error(format!("e{i}"));
+        }
+        assert_eq!(t.errors.len(), ERRORS_KEPT);
+        assert_eq!(t.errors.last().map(String::as_str), Some("e9"));
+    }
+
+    fn entry(key: &str, value: Option<&str>, write_only: bool) -> link::ConfigEntry {
+        link::ConfigEntry {
+            key: key.into(),
+            value: value.map(str::to_string),
+            readonly: false,
+            write_only,
+            value_type: "integer".into(),
+            reboot_required: false,
+        }
+    }
+
+    #[test]
+    fn profile_changes_leave_out_unchanged_keys_and_keep_secrets_secret() {
+        let assignments = vec![
+            Assignment {
+                key: "HeartbeatInterval".into(),
+                value: AssignedValue::Plain("300".into()),
+            },
+            Assignment {
+                key: "MeterValueSampleInterval".into(),
+                value: AssignedValue::Plain("60".into()),
+            },
+            Assignment {
+                key: "AuthorizationKey".into(),
+                value: AssignedValue::Secret(Secret::new("00112233445566778899aabbccddeeff")),
+            },
+            Assignment {
+                key: "NewKey".into(),
+                value: AssignedValue::Plain("x".into()),
+            },
+        ];
+        let current = vec![
+            entry("HeartbeatInterval", Some("300"), false),
+            entry("MeterValueSampleInterval", Some("0"), false),
+            entry("AuthorizationKey", Some("leaked?"), true),
+        ];
+        let changes = profile_changes(&assignments, &current);
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["MeterValueSampleInterval", "AuthorizationKey", "NewKey"]
+        );
+        assert_eq!(changes[0].old.as_deref(), Some("0"));
+        assert_eq!(changes[0].new, ChangeValue::Plain("60".into()));
+        assert_eq!(changes[1].old, None, "write-only values are never shown");
+        assert!(matches!(changes[1].new, ChangeValue::Secret(_)));
+        assert_eq!(changes[2].old, None);
+        let shown = format!("{changes:?}");
+        assert!(
+            !shown.contains("00112233445566778899aabbccddeeff"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn ports_list_likely_chargers_then_bridges_then_usb() {
+        let usb = |name: &str, vid: u16, pid: u16, product: Option<&str>| {
+            link::PortInfo {
+                kind: link::PortKind::Usb,
+                vid: Some(vid),
+                pid: Some(pid),
+                product: product.map(str::to_string),
+                ..link::PortInfo::plain(name)
+            }
+            .classify()
+        };
+        let ports = vec![
+            link::PortInfo::plain("/dev/ttyS0").classify(),
+            usb("/dev/ttyACM1", 0x1234, 0x0001, None),
+            usb("/dev/ttyUSB0", 0x1a86, 0x7523, None),
+            usb(
+                "/dev/ttyACM0",
+                0x0403,
+                0x6015,
+                Some("Zaptec Go service port"),
+            ),
+        ];
+        let listed = tui_ports(&ports);
+        let names: Vec<&str> = listed.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["/dev/ttyACM0", "/dev/ttyUSB0", "/dev/ttyACM1", "/dev/ttyS0"]
+        );
+        assert!(listed[0].likely_charger);
+        assert_eq!(
+            listed[1].usb,
+            Some(UsbIds {
+                vid: 0x1a86,
+                pid: 0x7523
+            })
+        );
+        assert_eq!(listed[1].product.as_deref(), Some("WCH CH340"));
+        assert_eq!(listed[3].usb, None);
+    }
+
+    #[test]
+    fn hardware_actions_are_checked_before_the_emulator_sees_them() {
+        assert_eq!(hw_event(HardwareAction::Plug), Ok(HwEvent::Plug));
+        assert!(
+            hw_event(HardwareAction::Fault {
+                code: "GroundFailure".into()
+            })
+            .is_ok()
+        );
+        let err = hw_event(HardwareAction::Fault {
+            code: "Melted".into(),
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("Melted") && err.contains("GroundFailure"),
+            "{err}"
+        );
+        assert!(
+            hw_event(HardwareAction::Fault {
+                code: "NoError".into()
+            })
+            .is_err()
+        );
+        assert!(hw_event(HardwareAction::EvDemand { amps: f64::NAN }).is_err());
+        assert!(hw_event(HardwareAction::EvDemand { amps: -1.0 }).is_err());
+        assert!(
+            hw_event(HardwareAction::PresentCard {
+                id_tag: "X".repeat(21)
+            })
+            .is_err()
+        );
+        assert_eq!(
+            hw_event(HardwareAction::EvDemand { amps: 6.0 }),
+            Ok(HwEvent::EvDemand { amps: 6.0 })
+        );
+    }
+
+    #[test]
+    fn images_are_marked_unchecked_without_trusted_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::firmware::keys::generate();
+        let other = crate::firmware::keys::generate();
+        let image = crate::firmware::pack(b"payload bytes", "2.2.0", &key).unwrap();
+        let path = dir.path().join("fw.bin");
+        std::fs::write(&path, &image).unwrap();
+
+        let info = inspect_image(&path, &[]).unwrap();
+        assert_eq!(info.version, "2.2.0");
+        assert_eq!(info.size, image.len() as u64);
+        assert_eq!(info.sha256, hex::encode(Sha256::digest(&image)));
+        assert!(
+            matches!(info.signature, SignatureStatus::Unchecked { .. }),
+            "{info:?}"
+        );
+        let info = inspect_image(&path, &[key.verifying_key()]).unwrap();
+        assert!(
+            matches!(info.signature, SignatureStatus::Valid { .. }),
+            "{info:?}"
+        );
+        let info = inspect_image(&path, &[other.verifying_key()]).unwrap();
+        assert!(
+            matches!(info.signature, SignatureStatus::UnknownKey { .. }),
+            "{info:?}"
+        );
+
+        let mut damaged = image.clone();
+        if let Some(last) = damaged.last_mut() {
+            *last ^= 0xFF;
+        }
+        std::fs::write(&path, &damaged).unwrap();
+        let info = inspect_image(&path, &[]).unwrap();
+        assert!(
+            matches!(info.signature, SignatureStatus::Invalid(_)),
+            "{info:?}"
+        );
+        assert!(read_image(&path).unwrap_err().contains("damaged"));
+        std::fs::write(&path, b"not an image").unwrap();
+        assert!(inspect_image(&path, &[]).is_err());
+        assert!(read_image(&path).is_err());
+    }
+
+    #[test]
+    fn trusted_keys_are_read_from_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            read_trusted_keys(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
+        );
+        let key = crate::firmware::keys::generate();
+        crate::firmware::keys::write_keypair_from(&dir.path().join("release"), &key, false)
+            .unwrap();
+        let keys = read_trusted_keys(dir.path()).unwrap();
+        assert_eq!(keys, vec![key.verifying_key()]);
+        std::fs::write(dir.path().join("broken.pub"), "garbage").unwrap();
+        let err = read_trusted_keys(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("broken.pub"), "{err}");
+    }
+
+    const STEP: Duration = Duration::from_secs(20);
+
+    /// The next message that `pick` accepts; others are skipped. Bounded.
+    async fn next_where<T>(
+        rx: &mut mpsc::Receiver<Msg>,
+        what: &str,
+        mut pick: impl FnMut(Msg) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(m)) => {
+                    if let Some(t) = pick(m) {
+                        return t;
+                    }
+                }
+                Ok(None) => panic!("channel closed waiting for {what}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    fn run(backend: &mut LiveBackend, effect: Effect, events: &Events) {
+        if let Some(task) = backend.perform(effect, events) {
+            tokio::spawn(task);
+        }
+    }
+
+    fn test_paths(root: &Path) -> Paths {
+        Paths {
+            config_dir: root.join("config"),
+            data_dir: root.join("data"),
+            log_dir: root.join("log"),
+            cache_dir: root.join("cache"),
+        }
+    }
+
+    #[tokio::test]
+    async fn emulator_session_configures_and_goes_quiet_after_disconnect() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = test_paths(root.path());
+        let state_dir = paths.emulator_state_dir(EMULATOR_ID);
+        let mut backend = LiveBackend::new(LiveOptions {
+            lister: Arc::new(FixedPorts::default()),
+            ..LiveOptions::new(paths)
+        });
+        let (events, mut rx) = Events::channel(4096);
+
+        run(
+            &mut backend,
+            Effect::StartEmulator {
+                csms: CsmsTarget::Sandbox,
+            },
+            &events,
+        );
+        let identity = next_where(&mut rx, "Connected", |m| match m {
+            Msg::Connected(i) => Some(i),
+            _ => None,
+        })
+        .await;
+        assert!(identity.emulated);
+        assert_eq!(identity.vendor, "Zaptec");
+        assert!(state_dir.join(SERVICE_PORT_NAME).exists());
+
+        run(&mut backend, Effect::ReadConfig { request: 7 }, &events);
+        let entries = next_where(&mut rx, "ConfigRead", |m| match m {
+            Msg::ConfigRead { request, entries } => Some((request, entries)),
+            _ => None,
+        })
+        .await;
+        assert_eq!(entries.0, 7);
+        let auth = entries.1.iter().find(|e| e.key == "AuthorizationKey");
+        assert!(auth.is_some_and(|e| e.write_only && e.value.is_none()));
+        assert!(
+            entries
+                .1
+                .iter()
+                .any(|e| e.key == "HeartbeatInterval" && e.value_type == ValueType::Integer)
+        );
+
+        run(
+            &mut backend,
+            Effect::ApplyConfig {
+                changes: vec![
+                    ConfigChange {
+                        key: "MeterValueSampleInterval".into(),
+                        value: ChangeValue::Plain("77".into()),
+                    },
+                    ConfigChange {
+                        key: "NoSuchKey".into(),
+                        value: ChangeValue::Plain("1".into()),
+                    },
+                    ConfigChange {
+                        key: "HeartbeatInterval2".into(),
+                        value: ChangeValue::Plain("x".into()),
+                    },
+                ],
+            },
+            &events,
+        );
+        let applied = next_where(&mut rx, "ConfigApplied", |m| match m {
+            Msg::ConfigApplied(r) => Some(r),
+            _ => None,
+        })
+        .await;
+        assert_eq!(applied.len(), 3);
+        assert_eq!(
+            applied[0],
+            (
+                "MeterValueSampleInterval".to_string(),
+                ApplyOutcome::Accepted
+            )
+        );
+        assert_eq!(
+            applied[1],
+            ("NoSuchKey".to_string(), ApplyOutcome::NotSupported)
+        );
+
+        run(
+            &mut backend,
+            Effect::Hardware(HardwareAction::Plug),
+            &events,
+        );
+        next_where(&mut rx, "Preparing status", |m| match m {
+            Msg::Status(s) if s.connector == "Preparing" => {
+                assert_eq!(
+                    s.service_port.as_deref(),
+                    Some(state_dir.join(SERVICE_PORT_NAME).to_str().unwrap())
+                );
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+        next_where(&mut rx, "a StatusNotification in the trace", |m| match m {
+            Msg::Trace {
+                frame: OcppFrame::Call { action, .. },
+                ..
+            } if action == "StatusNotification" => Some(()),
+            _ => None,
+        })
+        .await;
+
+        // Nothing of this session reaches the TUI once it is disconnected.
+        while rx.try_recv().is_ok() {}
+        run(&mut backend, Effect::Disconnect, &events);
+        backend.shutdown().await;
+        let late: Vec<Msg> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert!(late.is_empty(), "messages after disconnect: {late:?}");
+        assert!(!state_dir.join(SERVICE_PORT_NAME).exists());
+        assert!(!state_dir.join(TUI_PORT_NAME).exists());
+
+        run(&mut backend, Effect::ReadConfig { request: 8 }, &events);
+        let err = next_where(&mut rx, "an error", |m| match m {
+            Msg::Error { message, .. } => Some(message),
+            _ => None,
+        })
+        .await;
+        assert!(err.contains("no charger"), "{err}");
+
+        // The same emulator starts again from its saved state.
+        run(
+            &mut backend,
+            Effect::StartEmulator {
+                csms: CsmsTarget::Sandbox,
+            },
+            &events,
+        );
+        let again = next_where(&mut rx, "Connected again", |m| match m {
+            Msg::Connected(i) => Some(i),
+            _ => None,
+        })
+        .await;
+        assert_eq!(again.serial, identity.serial);
+        run(&mut backend, Effect::ReadConfig { request: 9 }, &events);
+        let entries = next_where(&mut rx, "ConfigRead", |m| match m {
+            Msg::ConfigRead {
+                request: 9,
+                entries,
+            } => Some(entries),
+            _ => None,
+        })
+        .await;
+        let mv = entries.iter().find(|e| e.key == "MeterValueSampleInterval");
+        assert_eq!(mv.and_then(|e| e.value.as_deref()), Some("77"));
+        backend.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_port_that_does_not_exist_is_reported_as_link_lost() {
+        let root = tempfile::tempdir().unwrap();
+        let mut backend = LiveBackend::new(LiveOptions {
+            lister: Arc::new(FixedPorts::default()),
+            ..LiveOptions::new(test_paths(root.path()))
+        });
+        let (events, mut rx) = Events::channel(64);
+        let missing = root.path().join("ttyUSB-missing").display().to_string();
+        run(
+            &mut backend,
+            Effect::Connect {
+                port: missing.clone(),
+            },
+            &events,
+        );
+        let reason = next_where(&mut rx, "LinkLost", |m| match m {
+            Msg::LinkLost { reason } => Some(reason),
+            _ => None,
+        })
+        .await;
+        assert!(reason.contains(&missing), "{reason}");
+        run(&mut backend, Effect::ListPorts, &events);
+        let ports = next_where(&mut rx, "PortsListed", |m| match m {
+            Msg::PortsListed(p) => Some(p),
+            _ => None,
+        })
+        .await;
+        assert!(ports.is_empty());
+        backend.shutdown().await;
+    }
+}

@@ -918,7 +918,13 @@ async fn emulator_pump(
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::debug!(n, "emulator events lagged");
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Closed) => {
+                    gate.send(Msg::LinkLost {
+                        reason: "the emulated charger stopped".into(),
+                    })
+                    .await;
+                    return;
+                }
             },
             _ = meter.tick() => {}
         }
@@ -1037,7 +1043,13 @@ async fn load_profile(session: Option<Arc<Session>>, gate: Gate, env: EnvLookup,
     let p = path.clone();
     let resolved = tokio::task::spawn_blocking(move || {
         let profile = Profile::load(&p)?;
-        profile.resolve(&BTreeMap::new(), &|name| env(name), None)
+        // The TUI has no --set: variables come from the environment, then their defaults.
+        let set: BTreeMap<String, String> = profile
+            .variables
+            .iter()
+            .filter_map(|v| env(&v.name).map(|value| (v.name.clone(), value)))
+            .collect();
+        profile.resolve(&set, &|name| env(name), None)
     })
     .await;
     let assignments = match resolved {
@@ -1618,8 +1630,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let paths = test_paths(root.path());
         let state_dir = paths.emulator_state_dir(EMULATOR_ID);
+        let vars: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+        let lookup = vars.clone();
         let mut backend = LiveBackend::new(LiveOptions {
             lister: Arc::new(FixedPorts::default()),
+            env: Arc::new(move |name| lookup.lock().unwrap().get(name).cloned()),
             ..LiveOptions::new(paths)
         });
         let (events, mut rx) = Events::channel(4096);
@@ -1718,6 +1733,62 @@ mod tests {
             _ => None,
         })
         .await;
+
+        // A profile: variables from the environment, then defaults; unchanged keys left out.
+        let profile = root.path().join("site.toml");
+        std::fs::write(
+            &profile,
+            "name = \"site\"\n[variables]\nSAMPLE = { default = \"45\" }\n\
+             HB = { description = \"heartbeat\" }\n[config]\n\
+             MeterValueSampleInterval = \"${SAMPLE}\"\nHeartbeatInterval = \"${HB}\"\n\
+             ConnectionTimeOut = \"${HB}\"\n",
+        )
+        .unwrap();
+        let current = entries
+            .1
+            .iter()
+            .find(|e| e.key == "ConnectionTimeOut")
+            .and_then(|e| e.value.clone())
+            .unwrap();
+        vars.lock().unwrap().insert("HB".into(), current);
+        run(
+            &mut backend,
+            Effect::LoadProfile {
+                path: profile.clone(),
+            },
+            &events,
+        );
+        let changes = next_where(&mut rx, "ProfileLoaded", |m| match m {
+            Msg::ProfileLoaded { changes, .. } => Some(changes),
+            Msg::Error { context, message } => panic!("{context}: {message}"),
+            _ => None,
+        })
+        .await;
+        let summary: Vec<(&str, Option<&str>, String)> = changes
+            .iter()
+            .map(|c| (c.key.as_str(), c.old.as_deref(), c.new.display()))
+            .collect();
+        assert!(
+            summary.contains(&("MeterValueSampleInterval", Some("77"), "45".to_string())),
+            "{summary:?}"
+        );
+        assert!(
+            summary.iter().all(|(k, _, _)| *k != "ConnectionTimeOut"),
+            "unchanged key listed: {summary:?}"
+        );
+        std::fs::write(
+            &profile,
+            "name = \"site\"\n[config]\nHeartbeatInterval = [\n",
+        )
+        .unwrap();
+        run(&mut backend, Effect::LoadProfile { path: profile }, &events);
+        let (context, message) = next_where(&mut rx, "a profile error", |m| match m {
+            Msg::Error { context, message } => Some((context, message)),
+            _ => None,
+        })
+        .await;
+        assert!(context.contains("site.toml"), "{context}");
+        assert!(message.contains("site.toml:"), "{message}");
 
         // Nothing of this session reaches the TUI once it is disconnected.
         while rx.try_recv().is_ok() {}

@@ -1836,6 +1836,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lost_link_is_reported_and_the_charger_found_again() {
+        let root = tempfile::tempdir().unwrap();
+        let mut backend = LiveBackend::new(LiveOptions {
+            lister: Arc::new(FixedPorts::default()),
+            ..LiveOptions::new(test_paths(root.path()))
+        });
+        let (events, mut rx) = Events::channel(4096);
+        run(
+            &mut backend,
+            Effect::StartEmulator {
+                csms: CsmsTarget::Sandbox,
+            },
+            &events,
+        );
+        let first = next_where(&mut rx, "Connected", |m| match m {
+            Msg::Connected(i) => Some(i),
+            _ => None,
+        })
+        .await;
+        // Pull the cable: a new pseudo-terminal behind the same path.
+        let session = backend.session().expect("a session");
+        let emu = session.emulator.as_ref().expect("emulated");
+        emu.tui_port
+            .lock()
+            .unwrap()
+            .as_mut()
+            .expect("the TUI's port")
+            .replug()
+            .expect("replug");
+        let reason = next_where(&mut rx, "LinkLost", |m| match m {
+            Msg::LinkLost { reason } => Some(reason),
+            _ => None,
+        })
+        .await;
+        assert!(reason.contains("looking for the charger"), "{reason}");
+        let again = next_where(&mut rx, "Connected again", |m| match m {
+            Msg::Connected(i) => Some(i),
+            _ => None,
+        })
+        .await;
+        assert_eq!(again.serial, first.serial);
+        // The log subscription survives the reconnect.
+        if let Some(e) = emu.emulator() {
+            e.logbook.info("test", "after the replug");
+        }
+        next_where(&mut rx, "the log line", |m| match m {
+            Msg::Log(r) if r.message == "after the replug" => Some(()),
+            _ => None,
+        })
+        .await;
+        drop(session);
+        backend.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn a_port_that_does_not_exist_is_reported_as_link_lost() {
         let root = tempfile::tempdir().unwrap();
         let mut backend = LiveBackend::new(LiveOptions {

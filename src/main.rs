@@ -85,14 +85,16 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
         Some(Command::Firmware(cmd)) => commands::firmware::run(cmd, env).await,
         Some(Command::Csms { listen }) => commands::csms::run(listen, env).await,
         Some(Command::Emulate(args)) => commands::emulate::run(args, env).await,
+        Some(Command::Provision {
+            profile,
+            port,
+            set,
+            dry_run,
+        }) => commands::provision::run(&profile, &port, &set, dry_run, env).await,
         None => {
             let keymap = cli.global.keymap.clone();
             open_tui(keymap.as_deref(), env).await
         }
-        Some(other) => anyhow::bail!(cli::Failure::new(
-            ExitCode::Usage,
-            anyhow::anyhow!("command not available yet: {other:?}")
-        )),
     }
 }
 

@@ -115,6 +115,19 @@ pub struct SecretSource {
     pub prompt: Option<String>,
 }
 
+/// The profiles shipped in `profiles/`, embedded so they work from an installed binary.
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("sandbox", include_str!("../profiles/sandbox.toml")),
+    (
+        "basic-auth-wss",
+        include_str!("../profiles/basic-auth-wss.toml"),
+    ),
+    (
+        "free-charging",
+        include_str!("../profiles/free-charging.toml"),
+    ),
+];
+
 /// Asks the user for a secret (only when interactive); gets the prompt text.
 pub type Prompt<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -171,23 +184,31 @@ impl Profile {
         Profile::parse(path, &text)
     }
 
-    /// Finds a profile by path, or by name among the shipped ones in `profiles/`.
-    pub fn find(name_or_path: &str, shipped_dir: &Path) -> Result<Profile> {
+    /// Finds a profile: a file path, else `<user_dir>/NAME.toml`, else a shipped profile by name.
+    pub fn find(name_or_path: &str, user_dir: &Path) -> Result<Profile> {
         let p = Path::new(name_or_path);
         if p.exists() {
             return Profile::load(p);
         }
-        let candidate = shipped_dir.join(format!("{name_or_path}.toml"));
+        let candidate = user_dir.join(format!("{name_or_path}.toml"));
         if candidate.exists() {
             return Profile::load(&candidate);
+        }
+        if let Some((name, text)) = SHIPPED.iter().find(|(n, _)| *n == name_or_path) {
+            return Profile::parse(Path::new(&format!("{name}.toml")), text);
         }
         Err(Error::Read {
             path: p.to_path_buf(),
             source: std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!(
-                    "no such profile (looked for the file and for {})",
-                    candidate.display()
+                    "no such profile (not a file, not in {}, not a shipped profile: {})",
+                    user_dir.display(),
+                    SHIPPED
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ),
         })

@@ -75,10 +75,16 @@ where
     W: Write,
     S: std::future::Future<Output = ()>,
 {
-    let mut events = emulator.handle.subscribe();
+    let mut events = emulator.handle.subscribe_from_start();
     let (history, mut logs) = emulator.logbook.subscribe();
-    if !json_output {
-        for r in history {
+    for r in history {
+        if json_output {
+            emit(
+                &mut output,
+                "log",
+                serde_json::to_value(&r).unwrap_or(Value::Null),
+            )?;
+        } else {
             writeln!(
                 output,
                 "{} {:5} [{}] {}",

@@ -38,6 +38,9 @@ pub struct BootSettings {
     pub basic_auth_password: Option<String>,
     /// Public keys the charger trusts for firmware images.
     pub trusted_keys: Vec<crate::firmware::VerifyingKey>,
+    /// Keys from a provisioning profile, applied in order with the service port's rules
+    /// before the charger boots (a dry run of `provision`). Secret values stay `Secret`.
+    pub profile: Vec<crate::provision::Assignment>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,6 +188,36 @@ impl Emulator {
 fn apply_settings(state_dir: &Path, s: &BootSettings) -> anyhow::Result<()> {
     let mut config = Configuration::open(state_dir)
         .with_context(|| format!("opening configuration in {}", state_dir.display()))?;
+    for a in &s.profile {
+        let (current, _) = config.get(
+            std::slice::from_ref(&a.key),
+            crate::stack::config::Channel::Service,
+        );
+        if current
+            .first()
+            .is_some_and(|e| e.value.as_deref() == Some(a.value.expose()))
+        {
+            continue;
+        }
+        match config.change(
+            &a.key,
+            a.value.expose(),
+            crate::stack::config::Channel::Service,
+        ) {
+            crate::stack::config::ChangeOutcome::Accepted
+            | crate::stack::config::ChangeOutcome::RebootRequired => {}
+            crate::stack::config::ChangeOutcome::Rejected(why) => {
+                anyhow::bail!(
+                    "profile key {} = {}: rejected by the charger: {why}",
+                    a.key,
+                    a.value.shown()
+                )
+            }
+            crate::stack::config::ChangeOutcome::NotSupported => {
+                anyhow::bail!("profile key {}: not supported by this charger", a.key)
+            }
+        }
+    }
     if let Some(url) = &s.csms_url {
         config
             .set_internal("CsmsUrl", url)

@@ -16,4 +16,5 @@ pub mod rpc;
 pub mod secret;
 pub mod smart_charging;
 pub mod storage;
+pub mod transfer;
 pub mod transport;

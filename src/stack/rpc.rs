@@ -113,7 +113,8 @@ pub enum Frame {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameError {
     pub id: Option<String>,
-    /// Whether the broken frame was a CALL (only CALLs are answered with a CALLERROR).
+    /// Whether the broken frame is answered with a CALLERROR: a CALL or a message of unknown
+    /// type. A broken CALLRESULT or CALLERROR is never answered.
     pub is_call: bool,
     pub error: CallError,
 }
@@ -138,13 +139,18 @@ impl Frame {
 
     /// Parses a WebSocket text message.
     pub fn parse(text: &str) -> Result<Frame, FrameError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| FrameError {
-            id: None,
-            is_call: false,
-            error: CallError::new(
-                ErrorCode::FormationViolation,
-                format!("message is not valid JSON: {e}"),
-            ),
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            // Recover the header of a CALL whose JSON is broken further on, so it can still be
+            // answered with a CALLERROR carrying its own unique id.
+            let header = recover_header(text);
+            FrameError {
+                is_call: header.as_ref().is_some_and(|(t, _)| !matches!(t, 3 | 4)),
+                id: header.map(|(_, id)| id),
+                error: CallError::new(
+                    ErrorCode::FormationViolation,
+                    format!("message is not valid JSON: {e}"),
+                ),
+            }
         })?;
         Self::from_value(value)
     }
@@ -159,7 +165,7 @@ impl Frame {
         };
         let type_id = items.first().and_then(Value::as_u64);
         let id = items.get(1).and_then(Value::as_str).map(str::to_string);
-        let is_call = type_id == Some(2);
+        let is_call = !matches!(type_id, Some(3 | 4));
         let fail = |code, msg: String| FrameError {
             id: id.clone(),
             is_call,
@@ -300,6 +306,22 @@ impl Frame {
     pub fn to_text(&self) -> String {
         self.to_value().to_string()
     }
+}
+
+/// The message type number and unique id at the start of text that is not valid JSON as a
+/// whole (`[2,"19223201","Heartbeat",{` cut short), when both can be read.
+fn recover_header(text: &str) -> Option<(u64, String)> {
+    let rest = text.trim_start().strip_prefix('[')?.trim_start();
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let type_id: u64 = rest[..digits].parse().ok()?;
+    let rest = rest[digits..].trim_start().strip_prefix(',')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let id = &rest[..end];
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.contains('\\') {
+        return None;
+    }
+    Some((type_id, id.to_string()))
 }
 
 /// Decodes the payload of a CALL or CALLRESULT into `T`, or gives the CALLERROR that answers it.
@@ -759,6 +781,16 @@ mod tests {
         assert!(e.is_call);
         let e = Frame::parse(r#"[7,"x",{}]"#).unwrap_err();
         assert_eq!(e.error.code, ErrorCode::ProtocolError);
+        assert!(e.is_call, "a message of unknown type is answered");
+        let e = Frame::parse(r#"[3,"x",{}, 1]"#).unwrap_err();
+        assert!(!e.is_call, "a broken CALLRESULT is not answered");
+        let e = Frame::parse(r#" [ 2 , "cut-1", "Heartbeat", {"#).unwrap_err();
+        assert_eq!(
+            (e.error.code, e.id.as_deref(), e.is_call),
+            (ErrorCode::FormationViolation, Some("cut-1"), true)
+        );
+        let e = Frame::parse(r#"[3,"cut-2",{"#).unwrap_err();
+        assert_eq!((e.id.as_deref(), e.is_call), (Some("cut-2"), false));
         let e = Frame::parse(&format!(r#"[2,"{}","Reset",{{}}]"#, "x".repeat(37))).unwrap_err();
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
     }

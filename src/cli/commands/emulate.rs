@@ -42,10 +42,19 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
             .emulator_state_dir(id.as_deref().unwrap_or("CHARGECTL-EMU-1"))
     });
 
-    // Without --csms the sandbox CSMS runs in-process on a free loopback port.
+    let profile = match &args.profile {
+        Some(name) => super::provision::load(name, &args.set, env)?.1,
+        None => Vec::new(),
+    };
+    let profile_url = profile
+        .iter()
+        .find(|a| a.key == "CsmsUrl")
+        .map(|a| a.value.expose().to_string());
+    // Without --csms (or a profile naming one) the sandbox CSMS runs in-process on a free
+    // loopback port.
     let mut sandbox = None;
-    let csms_url = match &args.csms {
-        Some(url) => url.clone(),
+    let csms_url = match args.csms.clone().or(profile_url) {
+        Some(url) => url,
         None => {
             let opts = crate::csms::SandboxOptions::default();
             let handle = crate::csms::Sandbox::start(opts)
@@ -64,6 +73,7 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
     }
     let settings = BootSettings {
         trusted_keys,
+        profile,
         csms_url: Some(csms_url.clone()),
         charge_point_id: id,
         security_profile: args.security_profile,

@@ -9,4 +9,5 @@ pub mod flash;
 pub mod info;
 pub mod logs;
 pub mod ports;
+pub mod provision;
 pub mod reboot;

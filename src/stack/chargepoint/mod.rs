@@ -138,11 +138,24 @@ enum Command {
 pub struct Handle {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    /// Subscribed before the charge point task started; see [`Handle::subscribe_from_start`].
+    from_start: Arc<std::sync::Mutex<Option<broadcast::Receiver<Event>>>>,
 }
 
 impl Handle {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// The first call returns a receiver subscribed before the charge point started, so it sees
+    /// every event from the first connection attempt on (a plain [`Handle::subscribe`] after
+    /// [`spawn`] may miss the first events). Later calls are the same as `subscribe`.
+    pub fn subscribe_from_start(&self) -> broadcast::Receiver<Event> {
+        self.from_start
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
     }
 
     pub async fn hardware(&self, event: HwEvent) {
@@ -219,10 +232,11 @@ where
     F: FnMut(RebootKind) -> Identity + Send + 'static,
 {
     let (tx, mut rx) = mpsc::channel(256);
-    let (events, _) = broadcast::channel(4096);
+    let (events, from_start) = broadcast::channel(4096);
     let handle = Handle {
         tx,
         events: events.clone(),
+        from_start: Arc::new(std::sync::Mutex::new(Some(from_start))),
     };
     let task = tokio::spawn(async move {
         let mut opts = opts;
@@ -727,7 +741,13 @@ impl Core {
                 });
                 self.log
                     .warn("ocpp", format!("malformed frame from the CSMS: {e}"));
-                if let (Some(id), true) = (e.id.clone(), e.is_call) {
+                // A message whose unique id cannot be read is answered with id "-1".
+                let id = match (e.id.clone(), e.is_call) {
+                    (Some(id), true) => Some(id),
+                    (None, _) => Some("-1".to_string()),
+                    (Some(_), false) => None,
+                };
+                if let Some(id) = id {
                     self.send_frame(Frame::CallError { id, error: e.error })
                         .await;
                 }
@@ -1109,9 +1129,9 @@ impl Core {
                     self.connect_now().await;
                 }
             }
-            "CsmsUrl" | "ChargePointId" | "BasicAuthPassword" | "AuthorizationKey"
-                if (key != "AuthorizationKey" || self.config.security_profile() >= 1) =>
-            {
+            // CsmsUrl, ChargePointId and BasicAuthPassword answer RebootRequired: they take
+            // effect at the next boot, so a provisioning run does not reconnect per key.
+            "AuthorizationKey" if self.config.security_profile() >= 1 => {
                 self.connect_now().await;
             }
             _ => {}

@@ -1,6 +1,6 @@
 //! The seam to the data sources: the runtime hands each [`Effect`] to a [`Backend`], which
-//! answers with [`Msg`]s through [`Events`]. A later integration plugs in the serial link client
-//! and the emulator; [`fake::FakeBackend`] serves tests and demos.
+//! answers with [`Msg`]s through [`Events`]. [`super::live::LiveBackend`] plugs in the serial
+//! link client and the emulator; [`fake::FakeBackend`] serves tests and demos.
 //!
 //! What the TUI expects back for each effect:
 //!

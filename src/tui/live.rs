@@ -1017,25 +1017,38 @@ fn hw_event(action: HardwareAction) -> Result<HwEvent, String> {
 // ---------------------------------------------------------------------------------------------
 // Configuration, profiles, firmware.
 
+/// Keys written only after all others have been answered: raising the security profile before
+/// the AuthorizationKey (or the CSMS URL) is in place would cut the charger off its CSMS.
+const WRITTEN_LAST: &[&str] = &["SecurityProfile"];
+
 async fn apply(session: Arc<Session>, gate: Gate, changes: Vec<ConfigChange>) {
+    let (last, first): (Vec<ConfigChange>, Vec<ConfigChange>) = changes
+        .into_iter()
+        .partition(|c| WRITTEN_LAST.contains(&c.key.as_str()));
+    let mut results = set_keys(&session.client, first).await;
+    results.extend(set_keys(&session.client, last).await);
+    gate.send(Msg::ConfigApplied(results)).await;
+}
+
+/// Writes keys in one pipelined batch; a failed batch rejects each of its keys with the reason.
+async fn set_keys(client: &Client, changes: Vec<ConfigChange>) -> Vec<(String, ApplyOutcome)> {
+    if changes.is_empty() {
+        return Vec::new();
+    }
     let keys: Vec<String> = changes.iter().map(|c| c.key.clone()).collect();
     let pairs = changes
         .into_iter()
         .map(|c| (c.key, c.value.expose().to_string()))
         .collect();
-    let results = match session.client.config_set(pairs).await {
-        Ok(r) => r
-            .into_iter()
-            .map(|(k, o)| (k, tui_outcome(o)))
-            .collect::<Vec<_>>(),
+    match client.config_set(pairs).await {
+        Ok(r) => r.into_iter().map(|(k, o)| (k, tui_outcome(o))).collect(),
         Err(e) => {
             let reason = e.to_string();
             keys.into_iter()
                 .map(|k| (k, ApplyOutcome::Rejected(reason.clone())))
                 .collect()
         }
-    };
-    gate.send(Msg::ConfigApplied(results)).await;
+    }
 }
 
 async fn load_profile(session: Option<Arc<Session>>, gate: Gate, env: EnvLookup, path: PathBuf) {
@@ -1676,6 +1689,10 @@ mod tests {
             Effect::ApplyConfig {
                 changes: vec![
                     ConfigChange {
+                        key: "SecurityProfile".into(),
+                        value: ChangeValue::Plain("0".into()),
+                    },
+                    ConfigChange {
                         key: "MeterValueSampleInterval".into(),
                         value: ChangeValue::Plain("77".into()),
                     },
@@ -1696,7 +1713,12 @@ mod tests {
             _ => None,
         })
         .await;
-        assert_eq!(applied.len(), 3);
+        assert_eq!(applied.len(), 4);
+        assert_eq!(
+            applied.last().map(|(k, _)| k.as_str()),
+            Some("SecurityProfile"),
+            "{applied:?}"
+        );
         assert_eq!(
             applied[0],
             (

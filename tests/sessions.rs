@@ -719,6 +719,82 @@ async fn stop_transaction_data_is_capped() {
     rig.shutdown().await;
 }
 
+// ----- crash windows ---------------------------------------------------------------------------
+
+/// The state a power loss leaves when it strikes after StopTransaction was journaled but before
+/// the transaction's state file was removed.
+fn crash_after_stop_journaled(dir: &std::path::Path) {
+    use chargectl::stack::journal::Journal;
+    let mut j = Journal::open(dir).expect("journal");
+    let local = j.new_local_tx().expect("local tx");
+    let t0 = "2026-11-26T08:00:00.000Z";
+    let t1 = "2026-11-26T08:10:00.000Z";
+    j.push(
+        "StartTransaction",
+        json!({"connectorId": 1, "idTag": "CRASH1", "meterStart": 100, "timestamp": t0}),
+        local,
+    )
+    .expect("push start");
+    j.push(
+        "StopTransaction",
+        json!({"meterStop": 1940, "timestamp": t1, "reason": "EVDisconnected", "transactionId": -1}),
+        local,
+    )
+    .expect("push stop");
+    let tx = json!({
+        "local_tx": local, "id_tag": "CRASH1", "parent_id_tag": null,
+        "started_at": t0, "meter_start_wh": 100.0, "last_meter_wh": 1900.0,
+        "last_meter_at": "2026-11-26T08:09:50.000Z", "last_sample_wh": 1900.0,
+        "stop_data": [], "deauthorized": false, "charging_profile": null,
+        "reservation_id": null, "transaction_id": null
+    });
+    std::fs::write(dir.join("transaction.json"), tx.to_string()).expect("transaction.json");
+}
+
+#[tokio::test(start_paused = true)]
+async fn power_loss_after_the_stop_was_journaled_sends_one_stop() {
+    let rig = Rig::start_with(&[], Policy::default(), crash_after_stop_journaled).await;
+    let stops = rig.calls_of("StopTransaction");
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0]["reason"], "EVDisconnected");
+    assert_eq!(stops[0]["meterStop"], 1940);
+    assert_eq!(stops[0]["transactionId"], 1000);
+    assert!(
+        !rig.dir.path().join("transaction.json").exists(),
+        "the closed transaction is forgotten"
+    );
+    rig.shutdown().await;
+}
+
+/// The state a power loss leaves when it strikes after the transaction's state file was written but
+/// before its StartTransaction was journaled.
+fn crash_before_start_journaled(dir: &std::path::Path) {
+    use chargectl::stack::journal::Journal;
+    let mut j = Journal::open(dir).expect("journal");
+    let local = j.new_local_tx().expect("local tx");
+    let t0 = "2026-11-26T08:00:00.000Z";
+    let tx = json!({
+        "local_tx": local, "id_tag": "CRASH2", "parent_id_tag": null,
+        "started_at": t0, "meter_start_wh": 100.0, "last_meter_wh": 100.0,
+        "last_meter_at": t0, "last_sample_wh": 100.0,
+        "stop_data": [], "deauthorized": false, "charging_profile": null,
+        "reservation_id": null, "transaction_id": null
+    });
+    std::fs::write(dir.join("transaction.json"), tx.to_string()).expect("transaction.json");
+}
+
+#[tokio::test(start_paused = true)]
+async fn power_loss_before_the_start_was_journaled_sends_nothing_for_it() {
+    let rig = Rig::start_with(&[], Policy::default(), crash_before_start_journaled).await;
+    assert!(rig.calls_of("StartTransaction").is_empty());
+    assert!(
+        rig.calls_of("StopTransaction").is_empty(),
+        "no stop for a transaction the CSMS never heard of"
+    );
+    assert!(!rig.dir.path().join("transaction.json").exists());
+    rig.shutdown().await;
+}
+
 // ----- power loss: the real binary killed with SIGKILL in the middle of an outage ----------------
 
 mod power_loss {

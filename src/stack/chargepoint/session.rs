@@ -92,6 +92,24 @@ impl Core {
         let Some(tx) = self.tx.clone() else {
             return;
         };
+        // Power lost after StopTransaction was journaled but before the state file was removed:
+        // the transaction is already closed, and a second stop would duplicate it.
+        if self
+            .journal
+            .entries()
+            .any(|e| e.local_tx == tx.local_tx && e.action == "StopTransaction")
+        {
+            self.log.info(
+                "tx",
+                format!(
+                    "transaction {} was already stopped before the power loss",
+                    tx.local_tx
+                ),
+            );
+            self.tx = None;
+            self.save_tx();
+            return;
+        }
         let meter = self.hw.meter().energy_wh.max(tx.last_meter_wh);
         self.log.warn(
             "tx",

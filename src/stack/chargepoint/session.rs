@@ -403,11 +403,6 @@ impl Core {
         if let Some(r) = reservation_id {
             payload["reservationId"] = json!(r);
         }
-        if let Err(e) = self.journal.push("StartTransaction", payload, local_tx) {
-            self.log
-                .error("tx", format!("cannot queue StartTransaction: {e}"));
-            return;
-        }
         let mut tx = ActiveTx {
             local_tx,
             id_tag: id_tag.clone(),
@@ -427,9 +422,19 @@ impl Core {
         if let Some(b) = begin {
             tx.stop_data.push(b);
         }
+        // The state file first: a power loss between the two leaves a transaction that recovery
+        // closes and whose stop is dropped for want of a start, instead of a StartTransaction
+        // that nothing would ever stop.
         self.tx = Some(tx);
-        self.pending_start = None;
         self.save_tx();
+        if let Err(e) = self.journal.push("StartTransaction", payload, local_tx) {
+            self.log
+                .error("tx", format!("cannot queue StartTransaction: {e}"));
+            self.tx = None;
+            self.save_tx();
+            return;
+        }
+        self.pending_start = None;
         self.hw.set_cable_lock(true);
         self.apply_offered_current();
         self.schedule_sampling();

@@ -113,6 +113,16 @@ impl Rig {
     /// Starts a sandbox with `policy`, configures a fresh charger with `config` and boots it; returns
     /// once the charger is registered and has reported its connector.
     pub async fn start(config: &[(&str, &str)], policy: Policy) -> Rig {
+        Self::start_with(config, policy, |_| {}).await
+    }
+
+    /// As [`Rig::start`], with `prepare` run on the state directory before the charger boots
+    /// (to leave the state a crash would have left).
+    pub async fn start_with(
+        config: &[(&str, &str)],
+        policy: Policy,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Rig {
         let sandbox = Sandbox::start(SandboxOptions {
             policy,
             first_transaction_id: 1000,
@@ -122,6 +132,7 @@ impl Rig {
         .expect("sandbox starts");
         let dir = tempfile::tempdir().expect("tempdir");
         preconfigure(dir.path(), config);
+        prepare(dir.path());
         let mut rig = Rig {
             dir,
             sandbox,

@@ -92,6 +92,24 @@ impl Core {
         let Some(tx) = self.tx.clone() else {
             return;
         };
+        // Power lost after StopTransaction was journaled but before the state file was removed:
+        // the transaction is already closed, and a second stop would duplicate it.
+        if self
+            .journal
+            .entries()
+            .any(|e| e.local_tx == tx.local_tx && e.action == "StopTransaction")
+        {
+            self.log.info(
+                "tx",
+                format!(
+                    "transaction {} was already stopped before the power loss",
+                    tx.local_tx
+                ),
+            );
+            self.tx = None;
+            self.save_tx();
+            return;
+        }
         let meter = self.hw.meter().energy_wh.max(tx.last_meter_wh);
         self.log.warn(
             "tx",
@@ -398,11 +416,6 @@ impl Core {
         if let Some(r) = reservation_id {
             payload["reservationId"] = json!(r);
         }
-        if let Err(e) = self.journal.push("StartTransaction", payload, local_tx) {
-            self.log
-                .error("tx", format!("cannot queue StartTransaction: {e}"));
-            return;
-        }
         let mut tx = ActiveTx {
             local_tx,
             id_tag: id_tag.clone(),
@@ -422,12 +435,22 @@ impl Core {
         if let Some(b) = begin {
             tx.stop_data.push(b);
         }
+        // The state file first: a power loss between the two leaves a transaction that recovery
+        // closes and whose stop is dropped for want of a start, instead of a StartTransaction
+        // that nothing would ever stop.
         self.tx = Some(tx);
+        self.save_tx();
+        if let Err(e) = self.journal.push("StartTransaction", payload, local_tx) {
+            self.log
+                .error("tx", format!("cannot queue StartTransaction: {e}"));
+            self.tx = None;
+            self.save_tx();
+            return;
+        }
         self.pending_start = None;
         if let Some(r) = reservation_id {
             self.consume_reservation(r);
         }
-        self.save_tx();
         self.hw.set_cable_lock(true);
         self.install_remote_start_profile();
         self.apply_offered_current();

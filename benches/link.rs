@@ -215,7 +215,7 @@ async fn log_rate(lines: u64) -> (f64, u64, u64) {
     let seen2 = seen.clone();
     let producer = tokio::spawn(async move {
         for seq in 1..=lines {
-            while seq > seen2.load(Ordering::Relaxed) + 16_384 {
+            while seq > seen2.load(Ordering::Relaxed) + 4096 {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             let _ = tx.send(LogRecord {

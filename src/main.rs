@@ -2,7 +2,7 @@ use chargectl::cli::{
     self, Cli, ExitCode,
     args::{Command, ConfigCommand},
 };
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() {
     let cli = Cli::parse();
@@ -92,10 +92,47 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
             dry_run,
         }) => commands::provision::run(&profile, &port, &set, dry_run, env).await,
         None => {
-            anyhow::bail!(cli::Failure::new(
-                ExitCode::Usage,
-                anyhow::anyhow!("the TUI is not available yet; use a subcommand (see --help)")
-            ))
+            let keymap = cli.global.keymap.clone();
+            open_tui(keymap.as_deref(), env).await
         }
     }
+}
+
+/// `chargectl` alone: the TUI on a terminal, a usage error naming the subcommands otherwise.
+async fn open_tui(keymap: Option<&str>, env: &cli::Env) -> anyhow::Result<ExitCode> {
+    use chargectl::tui;
+    if !(env.stdin_tty && env.stdout_tty) {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name().to_string())
+            .collect();
+        anyhow::bail!(cli::Failure::new(
+            ExitCode::Usage,
+            anyhow::anyhow!(
+                "the TUI needs a terminal on stdin and stdout; without one use a subcommand: {} (see --help)",
+                names.join(", ")
+            )
+        ));
+    }
+    let bad_input = |e: anyhow::Error| anyhow::Error::new(cli::Failure::new(ExitCode::BadInput, e));
+    let opts = tui::TuiOptions::load(&env.paths.config_dir, keymap, env.color)
+        .map_err(|e| bad_input(e.into()))?;
+    let keys_dir = env.paths.config_dir.join("trusted-keys");
+    let trusted_keys = tui::live::read_trusted_keys(&keys_dir).map_err(bad_input)?;
+    let backend = tui::live::LiveBackend::new(tui::live::LiveOptions {
+        trusted_keys,
+        ..tui::live::LiveOptions::new(env.paths.clone())
+    });
+    tracing::info!("starting the TUI");
+    let result = tui::run(opts, backend.clone()).await;
+    // An emulator started from the TUI saves its state and removes its service port.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), backend.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the session did not close within 10 s");
+    }
+    result?;
+    Ok(ExitCode::Ok)
 }

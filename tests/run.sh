@@ -6,9 +6,9 @@ cd "$root"
 bash tests/interop/setup.sh
 export CHARGECTL_VENV="$root/.venv"
 if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --all-targets --no-fail-fast "$@"
+  cargo nextest run --lib --bins --tests --no-fail-fast "$@"
   # nextest does not run doctests
   cargo test --doc
 else
-  cargo test --all-targets --no-fail-fast "$@"
+  cargo test --lib --bins --tests --no-fail-fast "$@"
 fi

@@ -242,9 +242,10 @@ pub struct EmulateArgs {
         hide_env_values = true
     )]
     pub authorization_key: Option<String>,
-    /// How the HTTP Basic password is made from the AuthorizationKey.
-    #[arg(long, value_enum, default_value_t = BasicAuthPassword::Bytes)]
-    pub basic_auth_password: BasicAuthPassword,
+    /// How the HTTP Basic password is made from the AuthorizationKey (stored in the charger's
+    /// configuration; default: bytes).
+    #[arg(long, value_enum)]
+    pub basic_auth_password: Option<BasicAuthPassword>,
     /// Public key trusted for firmware images (repeatable).
     #[arg(long = "trust-key", value_name = "PUBKEY")]
     pub trust_keys: Vec<PathBuf>,

@@ -84,6 +84,7 @@ impl Emulator {
             firmware_version: slots.active_version(),
         };
         let slots = Arc::new(std::sync::Mutex::new(slots));
+        let trusted_keys = Arc::new(settings.trusted_keys.clone());
         let opts = chargepoint::Options {
             identity: identity.clone(),
             state_dir: state_dir.to_path_buf(),
@@ -91,6 +92,10 @@ impl Emulator {
             logbook: logbook.clone(),
             connect_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
+            firmware: Some(chargepoint::FirmwareTarget {
+                slots: slots.clone(),
+                trusted_keys: trusted_keys.clone(),
+            }),
         };
         let mut reboot_identity = identity.clone();
         let reboot_slots = slots.clone();
@@ -111,7 +116,7 @@ impl Emulator {
         Ok(Emulator {
             handle,
             slots,
-            trusted_keys: Arc::new(settings.trusted_keys.clone()),
+            trusted_keys,
             hardware,
             logbook,
             state_dir: state_dir.to_path_buf(),

@@ -266,6 +266,7 @@ pub mod fake {
                 drawn_amps: drawn,
                 energy_wh: 1234.0,
                 last_errors: vec![],
+                service_port: None,
             }
         }
     }

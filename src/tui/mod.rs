@@ -7,6 +7,7 @@
 pub mod action;
 pub mod backend;
 pub mod keymap;
+pub mod live;
 pub mod msg;
 pub mod runtime;
 pub mod settings;

@@ -150,6 +150,9 @@ pub enum SignatureStatus {
     UnknownKey { key_id: String },
     /// The signature does not match the image.
     Invalid(String),
+    /// No trusted keys are known here, so the signature was not checked; the charger checks
+    /// it when the image arrives.
+    Unchecked { key_id: String },
 }
 
 /// Header of a firmware image.
@@ -281,6 +284,8 @@ pub struct ChargerStatus {
     pub energy_wh: f64,
     /// Most recent errors (fault codes, CALLERRORs), newest last.
     pub last_errors: Vec<String>,
+    /// Service port path other tools can open (the emulator's pseudo-terminal link).
+    pub service_port: Option<String>,
 }
 
 /// Where an emulated charger connects.

@@ -810,7 +810,10 @@ fn flash(state: &mut State, confirming: bool) -> Vec<Effect> {
         );
         return vec![];
     };
-    if !matches!(image.signature, SignatureStatus::Valid { .. }) {
+    if !matches!(
+        image.signature,
+        SignatureStatus::Valid { .. } | SignatureStatus::Unchecked { .. }
+    ) {
         notice(
             state,
             NoticeKind::Error,

@@ -78,13 +78,13 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
         charge_point_id: id,
         security_profile: args.security_profile,
         authorization_key: args.authorization_key.clone().map(Secret::new),
-        basic_auth_password: Some(
-            match args.basic_auth_password {
+        basic_auth_password: args.basic_auth_password.map(|p| {
+            match p {
                 BasicAuthPassword::Bytes => "bytes",
                 BasicAuthPassword::Hex => "hex",
             }
-            .to_string(),
-        ),
+            .to_string()
+        }),
     };
     let emulator = Emulator::start(&state_dir, &settings)
         .await

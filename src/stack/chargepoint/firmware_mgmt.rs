@@ -46,7 +46,7 @@ impl Core {
             "firmware",
             format!(
                 "firmware update from {} in {} s ({} retries every {} s)",
-                location,
+                transfer::redact_location(&location),
                 wait.as_secs(),
                 retries,
                 interval.as_secs()
@@ -57,11 +57,11 @@ impl Core {
             let (ptx, mut prx) = mpsc::channel(16);
             let relay = tx.clone();
             let forward = tokio::spawn(async move {
+                let mut announced = false;
                 while let Some(ev) = prx.recv().await {
-                    if let TransferEvent::Downloading { .. } = ev {
-                        let _ = relay
-                            .send(Internal::FirmwareStatus("Downloading"))
-                            .await;
+                    if matches!(ev, TransferEvent::Downloading { .. }) && !announced {
+                        announced = true;
+                        let _ = relay.send(Internal::FirmwareStatus("Downloading")).await;
                     }
                 }
             });
@@ -79,7 +79,10 @@ impl Core {
         }));
     }
 
-    pub(super) fn get_diagnostics(&mut self, req: &messages::GetDiagnosticsRequest) -> Option<String> {
+    pub(super) fn get_diagnostics(
+        &mut self,
+        req: &messages::GetDiagnosticsRequest,
+    ) -> Option<String> {
         let start = req.start_time.as_ref().map(|t| t.as_datetime());
         let stop = req.stop_time.as_ref().map(|t| t.as_datetime());
         let records = self.log.history();
@@ -92,7 +95,12 @@ impl Core {
         let name = file_name.clone();
         self.log.info(
             "diagnostics",
-            format!("uploading {} ({} bytes) to {}", file_name, body.len(), location),
+            format!(
+                "uploading {} ({} bytes) to {}",
+                file_name,
+                body.len(),
+                transfer::redact_location(&location)
+            ),
         );
         self.diagnostics_task = Some(tokio::spawn(async move {
             let (ptx, mut prx) = mpsc::channel(16);
@@ -100,11 +108,11 @@ impl Core {
             let forward = tokio::spawn(async move {
                 let mut announced = false;
                 while let Some(ev) = prx.recv().await {
-                    if let TransferEvent::Uploading { .. } = ev {
-                        if !announced {
-                            announced = true;
-                            let _ = relay.send(Internal::DiagnosticsStatus("Uploading")).await;
-                        }
+                    if let TransferEvent::Uploading { .. } = ev
+                        && !announced
+                    {
+                        announced = true;
+                        let _ = relay.send(Internal::DiagnosticsStatus("Uploading")).await;
                     }
                 }
             });
@@ -128,7 +136,8 @@ impl Core {
             Internal::FirmwareStatus(status) => self.report_firmware(status),
             Internal::DiagnosticsStatus(status) => {
                 self.transfer_status.diagnostics = Some(status);
-                self.log.info("diagnostics", format!("diagnostics {status}"));
+                self.log
+                    .info("diagnostics", format!("diagnostics {status}"));
                 self.enqueue(
                     "DiagnosticsStatusNotification",
                     json!({ "status": status }),
@@ -155,7 +164,10 @@ impl Core {
             json!({ "status": status }),
             Purpose::Other,
         );
-        if matches!(status, "DownloadFailed" | "InstallationFailed" | "Installed") {
+        if matches!(
+            status,
+            "DownloadFailed" | "InstallationFailed" | "Installed"
+        ) {
             self.transfer_status.firmware = None;
         }
     }
@@ -169,8 +181,10 @@ impl Core {
             return;
         };
         let Some(target) = self.opts.firmware.clone() else {
-            self.log
-                .error("firmware", "this charger has no firmware slots to install into");
+            self.log.error(
+                "firmware",
+                "this charger has no firmware slots to install into",
+            );
             self.report_firmware("InstallationFailed");
             return;
         };
@@ -191,13 +205,14 @@ impl Core {
                 let pending = PendingInstall {
                     version: header.firmware_version,
                 };
-                if let Ok(bytes) = serde_json::to_vec(&pending) {
-                    if let Err(e) =
-                        storage::write_atomic(&self.opts.state_dir.join(PENDING_INSTALL_FILE), &bytes)
-                    {
-                        self.log
-                            .error("firmware", format!("cannot record the install: {e}"));
-                    }
+                if let Ok(bytes) = serde_json::to_vec(&pending)
+                    && let Err(e) = storage::write_atomic(
+                        &self.opts.state_dir.join(PENDING_INSTALL_FILE),
+                        &bytes,
+                    )
+                {
+                    self.log
+                        .error("firmware", format!("cannot record the install: {e}"));
                 }
                 self.exit = Some(Exit::Reboot(RebootKind::Service));
             }

@@ -26,8 +26,11 @@ use super::rpc::{CallError, ErrorCode, Frame};
 use super::storage;
 use super::transport::Endpoint;
 
+mod firmware_mgmt;
 mod profiles;
 mod session;
+
+pub use firmware_mgmt::FirmwareTarget;
 
 pub use session::SUPPORTED_MEASURANDS;
 use session::{ActiveTx, AuthSource, PendingStart};
@@ -51,6 +54,8 @@ pub struct Options {
     /// Bounds each WebSocket connection attempt.
     pub connect_timeout: Duration,
     pub backoff: Backoff,
+    /// Where UpdateFirmware installs images (None: the charger refuses to install).
+    pub firmware: Option<FirmwareTarget>,
 }
 
 /// Why the core's loop ended.
@@ -349,6 +354,13 @@ struct Core {
     tx_retry_at: Option<Instant>,
     reservation: Option<profiles::Reservation>,
     transfer_status: profiles::TransferStatus,
+    internal_tx: mpsc::Sender<firmware_mgmt::Internal>,
+    internal_rx: mpsc::Receiver<firmware_mgmt::Internal>,
+    firmware_task: Option<tokio::task::JoinHandle<()>>,
+    diagnostics_task: Option<tokio::task::JoinHandle<()>>,
+    downloaded_image: Option<Vec<u8>>,
+    /// Whether this boot already reported a firmware install that completed with it.
+    install_reported: bool,
 }
 
 const AVAILABILITY_FILE: &str = "availability.json";
@@ -367,6 +379,7 @@ impl Core {
         let auth_cache = super::auth::AuthCache::open(&opts.state_dir);
         let leftover_tx = Core::load_tx(&opts.state_dir);
         let reservation = Core::load_reservation(&opts.state_dir);
+        let (internal_tx, internal_rx) = mpsc::channel(32);
         let (ctl_tx, ctl_rx) = mpsc::channel(8);
         let (out_tx, out_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
@@ -441,6 +454,12 @@ impl Core {
             tx_retry_at: None,
             reservation,
             transfer_status: profiles::TransferStatus::default(),
+            internal_tx,
+            internal_rx,
+            firmware_task: None,
+            diagnostics_task: None,
+            downloaded_image: None,
+            install_reported: false,
             opts,
         };
         if core.journal.recovered_torn_bytes > 0 {
@@ -496,6 +515,7 @@ impl Core {
                     Some(ev) => self.on_conn_event(ev).await,
                     None => self.exit = Some(Exit::Shutdown),
                 },
+                Some(msg) = self.internal_rx.recv() => self.on_internal(msg),
                 _ = sleep_until_opt(deadline) => self.on_timers().await,
             }
         }
@@ -852,6 +872,10 @@ impl Core {
                     self.queue_status(c);
                 }
                 self.schedule_heartbeat();
+                if !self.install_reported {
+                    self.install_reported = true;
+                    self.report_pending_install();
+                }
             }
             messages::RegistrationStatus::Pending => {
                 self.registration = Registration::Pending;
@@ -1067,6 +1091,18 @@ impl Core {
                     .profiles
                     .handle_composite(&req, tx, self.now(), unlimited);
                 Ok(super::rpc::encode_payload(&resp))
+            }
+            "UpdateFirmware" => {
+                let req: messages::UpdateFirmwareRequest = decode(payload)?;
+                self.update_firmware(&req);
+                Ok(json!({}))
+            }
+            "GetDiagnostics" => {
+                let req: messages::GetDiagnosticsRequest = decode(payload)?;
+                match self.get_diagnostics(&req) {
+                    Some(name) => Ok(json!({ "fileName": name })),
+                    None => Ok(json!({})),
+                }
             }
             "UnlockConnector" => {
                 let req: messages::UnlockConnectorRequest = decode(payload)?;

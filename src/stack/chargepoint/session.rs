@@ -511,6 +511,8 @@ impl Core {
                 meter_wh - tx.meter_start_wh
             ),
         );
+        // A downloaded firmware image waits for the session to end.
+        self.try_install();
         // A ChangeAvailability that waited for the session applies now.
         for c in 0..2 {
             if let Some(a) = self.scheduled_availability[c].take() {

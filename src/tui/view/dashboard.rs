@@ -141,6 +141,22 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
         right,
     );
 
+    let port = state.status.as_ref().and_then(|s| s.service_port.clone());
+    let errors_area = match port {
+        Some(port) => {
+            let [port_area, rest] =
+                Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(errors_area);
+            frame.render_widget(
+                Paragraph::new(Line::styled(port, t.title())).block(
+                    Block::bordered().title(Span::styled(" Service port (for --port) ", t.title())),
+                ),
+                port_area,
+            );
+            rest
+        }
+        None => errors_area,
+    };
+
     let mut errors: Vec<Line> = Vec::new();
     if let Some(s) = &state.status {
         errors.extend(

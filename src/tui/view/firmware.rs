@@ -60,6 +60,10 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
                     (format!("✕ signed by untrusted key {key_id}"), t.error())
                 }
                 SignatureStatus::Invalid(r) => (format!("✕ invalid: {r}"), t.error()),
+                SignatureStatus::Unchecked { key_id } => (
+                    format!("? not checked here (key {key_id}); the charger checks it"),
+                    t.warn(),
+                ),
             };
             let row = |name: &'static str, v: String, s: Style| {
                 Line::from(vec![

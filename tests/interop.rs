@@ -661,3 +661,44 @@ async fn python_ocpp_reports_wrong_expectations() {
 async fn ocpp_rpc_reports_wrong_expectations() {
     wrong_expectations(Peer::OcppRpc).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Firmware management with locations the charger cannot reach.
+
+async fn firmware(peer: Peer) {
+    const SCENARIO: &str = "firmware.json";
+    let run = run(peer, SCENARIO).await;
+    run.assert_clean(scenario_len(SCENARIO));
+    assert_eq!(run.connections(), 1);
+    assert_eq!(run.reboots(), []);
+    let statuses = |action| -> Vec<String> {
+        run.calls_from_charger(action)
+            .iter()
+            .filter_map(|p| p["status"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        statuses("FirmwareStatusNotification"),
+        ["Downloading", "DownloadFailed", "Idle"]
+    );
+    assert_eq!(
+        statuses("DiagnosticsStatusNotification"),
+        ["UploadFailed", "Uploading", "UploadFailed", "Idle"]
+    );
+    // FTP fails at once (the release notes: FTP(s) is not supported); HTTP is tried. Both
+    // uploads name the file they would have sent.
+    for index in [6, 8] {
+        let name = run.response(index)["fileName"].as_str().unwrap_or_default();
+        assert!(!name.is_empty(), "{}", run.response(index));
+    }
+}
+
+#[tokio::test]
+async fn python_ocpp_firmware() {
+    firmware(Peer::PythonOcpp).await;
+}
+
+#[tokio::test]
+async fn ocpp_rpc_firmware() {
+    firmware(Peer::OcppRpc).await;
+}

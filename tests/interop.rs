@@ -424,8 +424,20 @@ async fn session(peer: Peer) {
     const SCENARIO: &str = "session.json";
     let run = run(peer, SCENARIO).await;
     run.assert_clean(scenario_len(SCENARIO));
-    assert_eq!(run.connections(), 1);
-    assert_eq!(run.reboots(), []);
+    // The soft reset during the last transaction: its StopTransaction goes out (and is
+    // answered) on the first connection, before the charger restarts.
+    assert_eq!(run.connections(), 2);
+    assert_eq!(run.reboots(), [RebootKind::Soft]);
+    let order: Vec<&str> = run
+        .messages()
+        .filter(|m| m["direction"] == "received" && m["message_type"] == "Call")
+        .filter_map(|m| match m["action"].as_str() {
+            Some("BootNotification") => Some("boot"),
+            Some("StopTransaction") if m["payload"]["reason"] == "SoftReset" => Some("stop"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["boot", "stop", "boot"]);
     let card = |tag: &str| json!({"action": "card", "id_tag": tag});
     let (plug, unplug) = (json!({"action": "plug"}), json!({"action": "unplug"}));
     assert_eq!(
@@ -443,8 +455,11 @@ async fn session(peer: Peer) {
             plug.clone(),
             card("TAG4"),
             unplug.clone(),
-            plug,
+            plug.clone(),
             card("TAG5"),
+            unplug.clone(),
+            plug,
+            card("TAG6"),
             unplug,
         ]
     );
@@ -453,15 +468,21 @@ async fn session(peer: Peer) {
         .into_iter()
         .map(|a| a["transactionId"].as_i64())
         .collect();
-    assert_eq!(ids, [1, 2, 3, 4, 5].map(Some));
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6].map(Some));
     let starts = run.calls_from_charger("StartTransaction");
     let stops = run.calls_from_charger("StopTransaction");
     let samples = run.calls_from_charger("MeterValues");
     let tags: Vec<Option<&str>> = starts.iter().map(|s| s["idTag"].as_str()).collect();
-    assert_eq!(tags, ["TAG1", "TAG2", "TAG3", "TAG4", "TAG5"].map(Some));
+    assert_eq!(
+        tags,
+        ["TAG1", "TAG2", "TAG3", "TAG4", "TAG5", "TAG6"].map(Some)
+    );
     // Only the transaction started on the reservation names it.
     let reservations: Vec<Option<&Value>> = starts.iter().map(|s| s.get("reservationId")).collect();
-    assert_eq!(reservations, vec![None, None, None, None, Some(&json!(9))]);
+    assert_eq!(
+        reservations,
+        vec![None, None, None, None, Some(&json!(9)), None]
+    );
     // Remote stops carry no idTag (the CSMS stopped them), the card stop carries the card's.
     let expected_stops = [
         (1, "Remote", None),
@@ -469,6 +490,7 @@ async fn session(peer: Peer) {
         (3, "Local", Some("TAG3")),
         (4, "EVDisconnected", None),
         (5, "Remote", None),
+        (6, "SoftReset", None),
     ];
     assert_eq!(stops.len(), expected_stops.len(), "{stops:#?}");
     for ((start, stop), (tx, reason, tag)) in starts.iter().zip(&stops).zip(expected_stops) {
@@ -638,4 +660,45 @@ async fn python_ocpp_reports_wrong_expectations() {
 #[tokio::test]
 async fn ocpp_rpc_reports_wrong_expectations() {
     wrong_expectations(Peer::OcppRpc).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Firmware management with locations the charger cannot reach.
+
+async fn firmware(peer: Peer) {
+    const SCENARIO: &str = "firmware.json";
+    let run = run(peer, SCENARIO).await;
+    run.assert_clean(scenario_len(SCENARIO));
+    assert_eq!(run.connections(), 1);
+    assert_eq!(run.reboots(), []);
+    let statuses = |action| -> Vec<String> {
+        run.calls_from_charger(action)
+            .iter()
+            .filter_map(|p| p["status"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        statuses("FirmwareStatusNotification"),
+        ["Downloading", "DownloadFailed", "Idle"]
+    );
+    assert_eq!(
+        statuses("DiagnosticsStatusNotification"),
+        ["UploadFailed", "Uploading", "UploadFailed", "Idle"]
+    );
+    // FTP fails at once (the release notes: FTP(s) is not supported); HTTP is tried. Both
+    // uploads name the file they would have sent.
+    for index in [6, 8] {
+        let name = run.response(index)["fileName"].as_str().unwrap_or_default();
+        assert!(!name.is_empty(), "{}", run.response(index));
+    }
+}
+
+#[tokio::test]
+async fn python_ocpp_firmware() {
+    firmware(Peer::PythonOcpp).await;
+}
+
+#[tokio::test]
+async fn ocpp_rpc_firmware() {
+    firmware(Peer::OcppRpc).await;
 }

@@ -334,6 +334,8 @@ struct Core {
     /// SecurityProfile change waiting for the first successful connection (A05.FR.06-08).
     security_change: Option<(u8, u8)>,
     exit: Option<Exit>,
+    /// A soft reset waiting for the StopTransaction it caused to be delivered (until then).
+    pending_reboot: Option<(RebootKind, Instant)>,
     boot_nonce: u64,
     journal: super::journal::Journal,
     tx: Option<ActiveTx>,
@@ -432,6 +434,7 @@ impl Core {
             status: [tracker("Available"), tracker("Available")],
             security_change: None,
             exit: None,
+            pending_reboot: None,
             boot_nonce: rand::random::<u32>() as u64,
             journal,
             tx: leftover_tx,
@@ -483,6 +486,12 @@ impl Core {
     async fn run(mut self, commands: &mut mpsc::Receiver<Command>) -> Exit {
         self.connect_now().await;
         loop {
+            if let Some((kind, by)) = self.pending_reboot
+                && (self.journal.is_empty() || !self.online || Instant::now() >= by)
+            {
+                self.pending_reboot = None;
+                self.exit = Some(Exit::Reboot(kind));
+            }
             if let Some(exit) = self.exit {
                 // Let the connection task send what is queued and close the socket cleanly.
                 drop(self.conn_ctl);
@@ -971,7 +980,14 @@ impl Core {
                     },
                     None,
                 );
-                self.exit = Some(Exit::Reboot(kind));
+                if kind == RebootKind::Soft && self.online && !self.journal.is_empty() {
+                    // OCPP 1.6 Reset: a soft reset stops transactions gracefully and sends their
+                    // StopTransaction.req before restarting (a hard reset sends it afterwards).
+                    let wait = self.config.int("MessageTimeout").clamp(1, 3600) as u64;
+                    self.pending_reboot = Some((kind, Instant::now() + Duration::from_secs(wait)));
+                } else {
+                    self.exit = Some(Exit::Reboot(kind));
+                }
                 Ok(json!({ "status": "Accepted" }))
             }
             "ChangeAvailability" => {
@@ -1402,6 +1418,7 @@ impl Core {
         consider(self.limit_check_at);
         consider(self.heartbeat_at);
         consider(self.in_flight.as_ref().map(|f| f.deadline));
+        consider(self.pending_reboot.map(|(_, by)| by));
         for s in &self.status {
             consider(s.report_at);
         }

@@ -178,3 +178,152 @@ async fn local_list_authorizes_offline_and_refuses_a_blocked_tag() {
     );
     rig.shutdown().await;
 }
+
+// ----- Remote Trigger ----------------------------------------------------------------------
+
+/// Position in the sandbox's frames of the CALL (`want_call`) or CALLRESULT with this id.
+fn frame_position(rig: &Rig, call_id: &str, want_call: bool) -> usize {
+    use chargectl::stack::rpc::Frame;
+    rig.sandbox
+        .frames(CP)
+        .iter()
+        .position(|(_, f)| match f {
+            Frame::Call { id, .. } => want_call && id == call_id,
+            Frame::CallResult { id, .. } => !want_call && id == call_id,
+            Frame::CallError { .. } => false,
+        })
+        .unwrap_or_else(|| panic!("no frame with id {call_id}"))
+}
+
+/// The id of the last TriggerMessage CALL the sandbox sent.
+fn last_trigger_id(rig: &Rig) -> String {
+    use chargectl::csms::Direction;
+    use chargectl::stack::rpc::Frame;
+    rig.sandbox
+        .frames(CP)
+        .iter()
+        .rev()
+        .find_map(|(d, f)| match f {
+            Frame::Call { id, action, .. }
+                if *d == Direction::Sent && action == "TriggerMessage" =>
+            {
+                Some(id.clone())
+            }
+            _ => None,
+        })
+        .expect("a TriggerMessage on the wire")
+}
+
+/// Sends TriggerMessage, asserts Accepted, waits for the triggered CALL (matching `pred`) and
+/// asserts that it came after the answer. Returns the triggered payload.
+async fn trigger(
+    rig: &Rig,
+    message: &str,
+    connector: Option<u32>,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let c = rig.sandbox.cursor();
+    let mut req = json!({ "requestedMessage": message });
+    if let Some(id) = connector {
+        req["connectorId"] = json!(id);
+    }
+    let answer = call(rig, "TriggerMessage", req).await;
+    assert_eq!(answer, json!({ "status": "Accepted" }), "{message}");
+    let triggered = rig.wait_call_from(c, message, pred).await;
+    let answered_at = frame_position(rig, &last_trigger_id(rig), false);
+    let sent_at = frame_position(rig, &triggered.id, true);
+    assert!(
+        answered_at < sent_at,
+        "{message} must follow the TriggerMessage answer"
+    );
+    triggered.payload
+}
+
+#[tokio::test(start_paused = true)]
+async fn trigger_message_sends_each_message_after_its_answer() {
+    let rig = Rig::start(&[], Policy::default()).await;
+
+    let boot = trigger(&rig, "BootNotification", None, |_| true).await;
+    assert_eq!(boot["chargePointVendor"], "Zaptec");
+    assert_eq!(boot["chargePointModel"], "Go");
+    assert_eq!(boot["firmwareVersion"], "2.1.0");
+
+    let diag = trigger(&rig, "DiagnosticsStatusNotification", None, |_| true).await;
+    assert_eq!(diag, json!({ "status": "Idle" }));
+    let diag = trigger(&rig, "DiagnosticsStatusNotification", Some(1), |_| true).await;
+    assert_eq!(diag, json!({ "status": "Idle" }));
+
+    let fw = trigger(&rig, "FirmwareStatusNotification", None, |_| true).await;
+    assert_eq!(fw, json!({ "status": "Idle" }));
+    let fw = trigger(&rig, "FirmwareStatusNotification", Some(0), |_| true).await;
+    assert_eq!(fw, json!({ "status": "Idle" }));
+
+    let hb = trigger(&rig, "Heartbeat", None, |_| true).await;
+    assert_eq!(hb, json!({}));
+    let hb = trigger(&rig, "Heartbeat", Some(1), |_| true).await;
+    assert_eq!(hb, json!({}));
+
+    let mv = trigger(&rig, "MeterValues", Some(1), |_| true).await;
+    assert_eq!(mv["connectorId"], 1);
+    assert!(mv.get("transactionId").is_none(), "no transaction: {mv}");
+    let sampled = &mv["meterValue"][0]["sampledValue"];
+    assert_eq!(sampled[0]["context"], "Trigger", "{mv}");
+    assert_eq!(sampled[0]["measurand"], "Energy.Active.Import.Register");
+    let mv = trigger(&rig, "MeterValues", None, |_| true).await;
+    assert_eq!(mv["meterValue"][0]["sampledValue"][0]["context"], "Trigger");
+
+    // Without connectorId: the charger and its connector; with connectorId 1: that one only.
+    let c = rig.sandbox.cursor();
+    let zero = trigger(&rig, "StatusNotification", None, |p| p["connectorId"] == 0).await;
+    assert_eq!(zero["status"], "Available");
+    let one = rig
+        .wait_call_from(c, "StatusNotification", |p| p["connectorId"] == 1)
+        .await;
+    assert_eq!(one.payload["status"], "Available");
+    let one = trigger(&rig, "StatusNotification", Some(1), |_| true).await;
+    assert_eq!(one["connectorId"], 1);
+    assert_eq!(one["errorCode"], "NoError");
+
+    // The Zaptec Go has one connector.
+    let rejected = call(
+        &rig,
+        "TriggerMessage",
+        json!({ "requestedMessage": "StatusNotification", "connectorId": 2 }),
+    )
+    .await;
+    assert_eq!(rejected, json!({ "status": "Rejected" }));
+    sleep(Duration::from_secs(10)).await;
+    let statuses: Vec<Value> = calls_in(&rig.sandbox.frames(CP)[..])
+        .into_iter()
+        .filter(|c| c.action == "StatusNotification")
+        .map(|c| c.payload["connectorId"].clone())
+        .collect();
+    assert_eq!(
+        statuses[statuses.len() - 1],
+        json!(1),
+        "nothing sent for connector 2"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == json!(1)).count(),
+        4,
+        "boot, triggered for both, triggered for 1: {statuses:?}"
+    );
+    rig.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn triggered_meter_values_carry_the_running_transaction() {
+    let rig = Rig::start(&[], Policy::default()).await;
+    let c = rig.sandbox.cursor();
+    rig.act(card("TRIG")).await;
+    rig.act(HwEvent::Plug).await;
+    let start = rig.wait_call_from(c, "StartTransaction", |_| true).await;
+    let tx_id = rig.sandbox_answer(&start.id)["transactionId"].clone();
+    rig.wait_status_from(c, "Charging").await;
+    sleep(Duration::from_secs(10)).await;
+    let mv = trigger(&rig, "MeterValues", Some(1), |_| true).await;
+    assert_eq!(mv["transactionId"], tx_id);
+    let status = trigger(&rig, "StatusNotification", Some(1), |_| true).await;
+    assert_eq!(status["status"], "Charging");
+    rig.shutdown().await;
+}

@@ -327,3 +327,171 @@ async fn triggered_meter_values_carry_the_running_transaction() {
     assert_eq!(status["status"], "Charging");
     rig.shutdown().await;
 }
+
+// ----- Reservation -------------------------------------------------------------------------
+
+/// An OCPP timestamp `secs` from the charger's present (the charger's clock follows tokio time
+/// from the wall clock at start; the paused clock keeps the two within the test's real run time).
+fn in_secs(secs: i64) -> String {
+    let at = chrono::Utc::now() + chrono::Duration::seconds(secs);
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+async fn reserve(rig: &Rig, id: i64, connector: u32, tag: &str, secs: i64) -> Value {
+    let answer = call(
+        rig,
+        "ReserveNow",
+        json!({
+            "connectorId": connector,
+            "expiryDate": in_secs(secs),
+            "idTag": tag,
+            "reservationId": id,
+        }),
+    )
+    .await;
+    answer["status"].clone()
+}
+
+async fn cancel(rig: &Rig, id: i64) -> Value {
+    call(rig, "CancelReservation", json!({ "reservationId": id })).await["status"].clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn reservation_holds_the_connector_for_its_id_tag() {
+    let rig = Rig::start(&[], Policy::default()).await;
+    let c = rig.sandbox.cursor();
+    assert_eq!(reserve(&rig, 11, 1, "RES-A", 3600).await, "Accepted");
+    rig.wait_status_from(c, "Reserved").await;
+
+    // Another card is authorized by the CSMS but may not use the reserved connector.
+    rig.act(card("OTHER")).await;
+    rig.wait_call_from(c, "Authorize", |p| p["idTag"] == "OTHER")
+        .await;
+    rig.act(HwEvent::Plug).await;
+    sleep(Duration::from_secs(5)).await;
+    assert!(rig.calls_of("StartTransaction").is_empty());
+
+    rig.act(card("RES-A")).await;
+    let start = rig.wait_call_from(c, "StartTransaction", |_| true).await;
+    assert_eq!(start.payload["idTag"], "RES-A");
+    assert_eq!(start.payload["reservationId"], 11);
+    rig.wait_status_from(c, "Charging").await;
+    assert_eq!(
+        rig.calls_of("StartTransaction").len(),
+        1,
+        "only the reserved tag started"
+    );
+    // The reservation is used up.
+    assert_eq!(cancel(&rig, 11).await, "Rejected");
+    rig.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reservation_expires_and_can_be_cancelled() {
+    let rig = Rig::start(&[], Policy::default()).await;
+    let c = rig.sandbox.cursor();
+    assert_eq!(reserve(&rig, 21, 1, "RES-B", 120).await, "Accepted");
+    let reserved = rig.wait_status_from(c, "Reserved").await;
+    let available = rig.wait_status_from(c, "Available").await;
+    let held = (parse_time(&available.payload["timestamp"])
+        - parse_time(&reserved.payload["timestamp"]))
+    .num_milliseconds() as f64
+        / 1000.0;
+    assert!(
+        (115.0..=125.0).contains(&held),
+        "the reservation ends at its expiry, held {held} s"
+    );
+    assert_eq!(cancel(&rig, 21).await, "Rejected", "an expired reservation");
+
+    let c = rig.sandbox.cursor();
+    assert_eq!(reserve(&rig, 22, 1, "RES-B", 3600).await, "Accepted");
+    rig.wait_status_from(c, "Reserved").await;
+    assert_eq!(cancel(&rig, 99).await, "Rejected", "an unknown reservation");
+    assert_eq!(cancel(&rig, 22).await, "Accepted");
+    rig.wait_status_from(c, "Available").await;
+    assert_eq!(cancel(&rig, 22).await, "Rejected", "already cancelled");
+    rig.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reservation_refusals_occupied_faulted_unavailable_and_connector_zero() {
+    let rig = Rig::start(&[], Policy::default()).await;
+    let c = rig.sandbox.cursor();
+    rig.act(HwEvent::Plug).await;
+    rig.wait_status_from(c, "Preparing").await;
+    assert_eq!(reserve(&rig, 31, 1, "RES-C", 3600).await, "Occupied");
+    rig.act(HwEvent::Unplug).await;
+    rig.wait_status_from(c, "Available").await;
+
+    let c = rig.sandbox.cursor();
+    rig.act(HwEvent::Fault {
+        error_code: "GroundFailure".into(),
+        info: None,
+    })
+    .await;
+    rig.wait_status_from(c, "Faulted").await;
+    assert_eq!(reserve(&rig, 32, 1, "RES-C", 3600).await, "Faulted");
+    rig.act(HwEvent::ClearFault).await;
+    rig.wait_status_from(c, "Available").await;
+
+    let c = rig.sandbox.cursor();
+    let answer = call(
+        &rig,
+        "ChangeAvailability",
+        json!({ "connectorId": 0, "type": "Inoperative" }),
+    )
+    .await;
+    assert_eq!(answer["status"], "Accepted");
+    rig.wait_status_from(c, "Unavailable").await;
+    assert_eq!(reserve(&rig, 33, 1, "RES-C", 3600).await, "Unavailable");
+    let answer = call(
+        &rig,
+        "ChangeAvailability",
+        json!({ "connectorId": 0, "type": "Operative" }),
+    )
+    .await;
+    assert_eq!(answer["status"], "Accepted");
+    rig.wait_status_from(c, "Available").await;
+
+    // ReserveConnectorZeroSupported is false; connector 2 does not exist.
+    assert_eq!(reserve(&rig, 34, 0, "RES-C", 3600).await, "Rejected");
+    assert_eq!(reserve(&rig, 35, 2, "RES-C", 3600).await, "Rejected");
+    // An expiry in the past.
+    assert_eq!(reserve(&rig, 36, 1, "RES-C", -60).await, "Rejected");
+    assert!(
+        !rig.statuses().iter().any(|s| s == "Reserved"),
+        "no refusal reserved the connector: {:?}",
+        rig.statuses()
+    );
+    rig.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn free_charging_cancels_the_reservation_and_refuses_new_ones() {
+    let rig = Rig::start(&[], Policy::default()).await;
+    let c = rig.sandbox.cursor();
+    assert_eq!(reserve(&rig, 41, 1, "RES-D", 3600).await, "Accepted");
+    rig.wait_status_from(c, "Reserved").await;
+    let c = rig.sandbox.cursor();
+    let answer = call(
+        &rig,
+        "ChangeConfiguration",
+        json!({ "key": "FreeCharging", "value": "true" }),
+    )
+    .await;
+    assert_eq!(answer["status"], "Accepted");
+    rig.wait_status_from(c, "Available").await;
+    assert_eq!(cancel(&rig, 41).await, "Rejected", "already cancelled");
+    assert_eq!(reserve(&rig, 42, 1, "RES-D", 3600).await, "Rejected");
+
+    // Authorization required again: reservations are accepted again.
+    let answer = call(
+        &rig,
+        "ChangeConfiguration",
+        json!({ "key": "FreeCharging", "value": "false" }),
+    )
+    .await;
+    assert_eq!(answer["status"], "Accepted");
+    assert_eq!(reserve(&rig, 43, 1, "RES-D", 3600).await, "Accepted");
+    rig.shutdown().await;
+}

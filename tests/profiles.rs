@@ -495,3 +495,220 @@ async fn free_charging_cancels_the_reservation_and_refuses_new_ones() {
     assert_eq!(reserve(&rig, 43, 1, "RES-D", 3600).await, "Accepted");
     rig.shutdown().await;
 }
+
+// ----- Smart Charging ----------------------------------------------------------------------
+
+fn tx_default(id: i64, stack_level: u32, limit: f64) -> Value {
+    json!({
+        "chargingProfileId": id,
+        "stackLevel": stack_level,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "startSchedule": in_secs(-60),
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{ "startPeriod": 0, "limit": limit }],
+        },
+    })
+}
+
+async fn set_profile(rig: &Rig, connector: u32, profile: Value) -> Value {
+    call(
+        rig,
+        "SetChargingProfile",
+        json!({ "connectorId": connector, "csChargingProfiles": profile }),
+    )
+    .await["status"]
+        .clone()
+}
+
+/// The sampled value of `measurand` (phase L1 when phased) in a MeterValues payload.
+fn sampled(payload: &Value, measurand: &str) -> Option<String> {
+    payload["meterValue"][0]["sampledValue"]
+        .as_array()?
+        .iter()
+        .find(|sv| {
+            sv["measurand"] == measurand && (sv.get("phase").is_none() || sv["phase"] == "L1")
+        })
+        .and_then(|sv| sv["value"].as_str())
+        .map(str::to_string)
+}
+
+const SAMPLED: &str = "Energy.Active.Import.Register,Current.Offered,Current.Import";
+
+/// Waits for the next periodic MeterValues of the transaction from `cursor`.
+async fn next_sample(rig: &Rig, cursor: usize) -> Value {
+    rig.wait_call_from(cursor, "MeterValues", |p| {
+        p.get("transactionId").is_some()
+            && p["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Periodic"
+    })
+    .await
+    .payload
+}
+
+async fn composite(rig: &Rig, duration: u32) -> Value {
+    call(
+        rig,
+        "GetCompositeSchedule",
+        json!({ "connectorId": 1, "duration": duration, "chargingRateUnit": "A" }),
+    )
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn smart_charging_refuses_watts_and_a_recurring_profile_without_start() {
+    let rig = Rig::start(&[], Policy::default()).await;
+    let mut watts = tx_default(1, 0, 7000.0);
+    watts["chargingSchedule"]["chargingRateUnit"] = json!("W");
+    assert_eq!(set_profile(&rig, 1, watts).await, "Rejected");
+    let mut recurring = tx_default(2, 0, 10.0);
+    recurring["chargingProfileKind"] = json!("Recurring");
+    recurring["recurrencyKind"] = json!("Daily");
+    recurring["chargingSchedule"]
+        .as_object_mut()
+        .expect("a schedule object")
+        .remove("startSchedule");
+    assert_eq!(set_profile(&rig, 1, recurring).await, "Rejected");
+    // Nothing was installed: the composite schedule is the charger's own maximum.
+    let answer = composite(&rig, 600).await;
+    assert_eq!(answer["status"], "Accepted", "{answer}");
+    let periods = &answer["chargingSchedule"]["chargingSchedulePeriod"];
+    assert_eq!(periods.as_array().map(Vec::len), Some(1), "{answer}");
+    assert_eq!(periods[0]["limit"], json!(32.0), "{answer}");
+    rig.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn tx_default_profile_limits_the_ev_and_zero_suspends_it() {
+    let rig = Rig::start(
+        &[
+            ("MeterValuesSampledData", SAMPLED),
+            ("MeterValueSampleInterval", "60"),
+        ],
+        Policy::default(),
+    )
+    .await;
+    assert_eq!(
+        set_profile(&rig, 1, tx_default(1, 0, 10.0)).await,
+        "Accepted"
+    );
+    let c = rig.sandbox.cursor();
+    rig.act(card("SMART")).await;
+    rig.act(HwEvent::Plug).await;
+    rig.wait_call_from(c, "StartTransaction", |_| true).await;
+    rig.wait_status_from(c, "Charging").await;
+
+    let first = next_sample(&rig, c).await;
+    let c1 = rig.sandbox.cursor();
+    let second = next_sample(&rig, c1).await;
+    assert_eq!(sampled(&second, "Current.Offered").as_deref(), Some("10.0"));
+    let drawn: f64 = sampled(&second, "Current.Import")
+        .and_then(|v| v.parse().ok())
+        .expect("Current.Import sampled");
+    assert!(
+        (drawn - 10.0).abs() < 0.05,
+        "the EV draws 10 A, drew {drawn}"
+    );
+    let energy = |p: &Value| energy_registers(&p["meterValue"])[0];
+    let per_minute = energy(&second) - energy(&first);
+    let expected = 10.0 * 3.0 * 230.0 / 60.0;
+    assert!(
+        (per_minute - expected).abs() <= 1.5,
+        "{per_minute} Wh in a minute at 10 A, expected {expected}"
+    );
+
+    let answer = composite(&rig, 600).await;
+    assert_eq!(answer["status"], "Accepted");
+    assert_eq!(answer["connectorId"], 1);
+    let schedule = &answer["chargingSchedule"];
+    assert_eq!(schedule["chargingRateUnit"], "A");
+    let period = &schedule["chargingSchedulePeriod"][0];
+    assert_eq!(period["startPeriod"], 0);
+    assert!(period["limit"].is_f64(), "a decimal limit: {period}");
+    assert_eq!(period["limit"], json!(10.0));
+
+    // A higher stack level with limit 0 suspends the EV.
+    let c = rig.sandbox.cursor();
+    assert_eq!(
+        set_profile(&rig, 1, tx_default(2, 1, 0.0)).await,
+        "Accepted"
+    );
+    rig.wait_status_from(c, "SuspendedEVSE").await;
+    let suspended = next_sample(&rig, c).await;
+    assert_eq!(
+        sampled(&suspended, "Current.Offered").as_deref(),
+        Some("0.0")
+    );
+    let period = &composite(&rig, 600).await["chargingSchedule"]["chargingSchedulePeriod"][0];
+    assert_eq!(period["limit"], json!(0.0));
+
+    // Clearing it gives the 10 A back; clearing everything gives the hardware maximum.
+    let c = rig.sandbox.cursor();
+    let cleared = call(&rig, "ClearChargingProfile", json!({ "id": 2 })).await;
+    assert_eq!(cleared, json!({ "status": "Accepted" }));
+    rig.wait_status_from(c, "Charging").await;
+    let sample = next_sample(&rig, c).await;
+    assert_eq!(sampled(&sample, "Current.Offered").as_deref(), Some("10.0"));
+    let cleared = call(
+        &rig,
+        "ClearChargingProfile",
+        json!({ "chargingProfilePurpose": "TxDefaultProfile" }),
+    )
+    .await;
+    assert_eq!(cleared, json!({ "status": "Accepted" }));
+    let unknown = call(&rig, "ClearChargingProfile", json!({ "id": 77 })).await;
+    assert_eq!(unknown, json!({ "status": "Unknown" }));
+    let c = rig.sandbox.cursor();
+    let sample = next_sample(&rig, c).await;
+    assert_eq!(sampled(&sample, "Current.Offered").as_deref(), Some("32.0"));
+    rig.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn remote_start_tx_profile_applies_to_the_started_transaction() {
+    let rig = Rig::start(
+        &[
+            ("MeterValuesSampledData", SAMPLED),
+            ("MeterValueSampleInterval", "60"),
+        ],
+        Policy::default(),
+    )
+    .await;
+    let c = rig.sandbox.cursor();
+    rig.act(HwEvent::Plug).await;
+    rig.wait_status_from(c, "Preparing").await;
+    let answer = call(
+        &rig,
+        "RemoteStartTransaction",
+        json!({
+            "connectorId": 1,
+            "idTag": "REMOTE",
+            "chargingProfile": {
+                "chargingProfileId": 7,
+                "stackLevel": 0,
+                "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": {
+                    "chargingRateUnit": "A",
+                    "chargingSchedulePeriod": [{ "startPeriod": 0, "limit": 6.0 }],
+                },
+            },
+        }),
+    )
+    .await;
+    assert_eq!(answer, json!({ "status": "Accepted" }));
+    let start = rig.wait_call_from(c, "StartTransaction", |_| true).await;
+    assert_eq!(start.payload["idTag"], "REMOTE");
+    rig.wait_status_from(c, "Charging").await;
+    let sample = next_sample(&rig, c).await;
+    assert_eq!(sampled(&sample, "Current.Offered").as_deref(), Some("6.0"));
+    let period = &composite(&rig, 600).await["chargingSchedule"]["chargingSchedulePeriod"][0];
+    assert_eq!(period["limit"], json!(6.0));
+
+    // The TxProfile ends with its transaction.
+    rig.act(HwEvent::Unplug).await;
+    rig.wait_call_from(c, "StopTransaction", |_| true).await;
+    let cleared = call(&rig, "ClearChargingProfile", json!({ "id": 7 })).await;
+    assert_eq!(cleared, json!({ "status": "Unknown" }));
+    rig.shutdown().await;
+}

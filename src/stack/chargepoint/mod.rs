@@ -334,6 +334,8 @@ struct Core {
     /// SecurityProfile change waiting for the first successful connection (A05.FR.06-08).
     security_change: Option<(u8, u8)>,
     exit: Option<Exit>,
+    /// A reboot that waits until the queued messages (firmware status) are delivered.
+    reboot_when_sent: Option<RebootKind>,
     boot_nonce: u64,
     journal: super::journal::Journal,
     tx: Option<ActiveTx>,
@@ -432,6 +434,7 @@ impl Core {
             status: [tracker("Available"), tracker("Available")],
             security_change: None,
             exit: None,
+            reboot_when_sent: None,
             boot_nonce: rand::random::<u32>() as u64,
             journal,
             tx: leftover_tx,
@@ -483,6 +486,13 @@ impl Core {
     async fn run(mut self, commands: &mut mpsc::Receiver<Command>) -> Exit {
         self.connect_now().await;
         loop {
+            if let Some(kind) = self.reboot_when_sent
+                && (!self.online
+                    || self.registration != Registration::Accepted
+                    || (self.queue.is_empty() && self.in_flight.is_none()))
+            {
+                self.exit = Some(Exit::Reboot(kind));
+            }
             if let Some(exit) = self.exit {
                 // Let the connection task send what is queued and close the socket cleanly.
                 drop(self.conn_ctl);

@@ -3,6 +3,8 @@
 //! emulated charger talks to the sandbox CSMS on 127.0.0.1, on tokio's paused clock; each test
 //! asserts the charger's answers and the frames on the wire.
 
+#[path = "common/profiles.rs"]
+mod http;
 #[path = "common/sessions.rs"]
 mod sessions_common;
 
@@ -710,5 +712,278 @@ async fn remote_start_tx_profile_applies_to_the_started_transaction() {
     rig.wait_call_from(c, "StopTransaction", |_| true).await;
     let cleared = call(&rig, "ClearChargingProfile", json!({ "id": 7 })).await;
     assert_eq!(cleared, json!({ "status": "Unknown" }));
+    rig.shutdown().await;
+}
+
+// ----- Firmware Management -----------------------------------------------------------------
+
+/// A charger that trusts `trusted` for firmware images, registered with a fresh sandbox.
+async fn rig_trusting(trusted: Vec<chargectl::firmware::VerifyingKey>) -> Rig {
+    let sandbox = chargectl::csms::Sandbox::start(chargectl::csms::SandboxOptions {
+        first_transaction_id: 1000,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = chargectl::emulator::Emulator::start(
+        dir.path(),
+        &chargectl::emulator::BootSettings {
+            csms_url: Some(sandbox.url()),
+            charge_point_id: Some(CP.into()),
+            trusted_keys: trusted,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("emulator starts");
+    let rig = Rig {
+        dir,
+        sandbox,
+        emu: Some(emu),
+        past: Vec::new(),
+    };
+    rig.wait_status_from(0, "Available").await;
+    rig
+}
+
+/// The FirmwareStatusNotification statuses on the wire, in order.
+fn firmware_statuses(rig: &Rig) -> Vec<String> {
+    rig.calls_of("FirmwareStatusNotification")
+        .into_iter()
+        .map(|p| p["status"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn update_firmware(location: &str) -> Value {
+    json!({
+        "location": location,
+        "retrieveDate": in_secs(0),
+        "retries": 2,
+        "retryInterval": 30,
+    })
+}
+
+fn active_version(rig: &Rig) -> String {
+    rig.emu()
+        .slots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .active_version()
+}
+
+#[tokio::test(start_paused = true)]
+async fn firmware_update_downloads_with_a_retry_installs_and_reboots_into_it() {
+    let key = chargectl::firmware::keys::generate();
+    let image =
+        chargectl::firmware::pack(&vec![0x5a; 64 * 1024], "2.2.0", &key).expect("an image packs");
+    let served = image.clone();
+    let server = http::Server::start(move |i, _| {
+        if i == 0 {
+            http::Reply::Cut {
+                body: served.clone(),
+                send: served.len() / 2,
+            }
+        } else {
+            http::Reply::Full {
+                status: 200,
+                body: served.clone(),
+            }
+        }
+    })
+    .await;
+    let rig = rig_trusting(vec![key.verifying_key()]).await;
+    let c = rig.sandbox.cursor();
+    let answer = call(
+        &rig,
+        "UpdateFirmware",
+        update_firmware(&server.url("/fw/2.2.0.img")),
+    )
+    .await;
+    assert_eq!(answer, json!({}));
+    let boot = rig
+        .wait_call_from(c, "BootNotification", |p| p["firmwareVersion"] == "2.2.0")
+        .await;
+    assert_eq!(boot.payload["chargePointModel"], "Go");
+    rig.wait_call_from(c, "FirmwareStatusNotification", |p| {
+        p["status"] == "Installed"
+    })
+    .await;
+    assert_eq!(
+        firmware_statuses(&rig),
+        ["Downloading", "Downloaded", "Installing", "Installed"]
+    );
+    // The Installed report comes after the BootNotification of the new firmware.
+    let calls = calls_in(&rig.sandbox.frames(CP)[..]);
+    let boot_at = calls.iter().position(|c| c.id == boot.id);
+    let installed_at = calls.iter().position(|c| {
+        c.action == "FirmwareStatusNotification" && c.payload["status"] == "Installed"
+    });
+    assert!(boot_at < installed_at, "Installed after the reboot");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2, "one interrupted try, one whole");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.method == "GET" && r.path == "/fw/2.2.0.img")
+    );
+    assert_eq!(active_version(&rig), "2.2.0");
+    let fw = trigger(&rig, "FirmwareStatusNotification", None, |_| true).await;
+    assert_eq!(fw, json!({ "status": "Idle" }), "idle after Installed");
+    rig.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn firmware_signed_by_an_untrusted_key_is_not_installed() {
+    let trusted = chargectl::firmware::keys::generate();
+    let stranger = chargectl::firmware::keys::generate();
+    let image = chargectl::firmware::pack(&vec![0xa5; 16 * 1024], "9.9.9", &stranger)
+        .expect("an image packs");
+    let server = http::Server::start(move |_, _| http::Reply::Full {
+        status: 200,
+        body: image.clone(),
+    })
+    .await;
+    let rig = rig_trusting(vec![trusted.verifying_key()]).await;
+    let c = rig.sandbox.cursor();
+    call(
+        &rig,
+        "UpdateFirmware",
+        update_firmware(&server.url("/evil.img")),
+    )
+    .await;
+    rig.wait_call_from(c, "FirmwareStatusNotification", |p| {
+        p["status"] == "InstallationFailed"
+    })
+    .await;
+    assert_eq!(
+        firmware_statuses(&rig),
+        [
+            "Downloading",
+            "Downloaded",
+            "Installing",
+            "InstallationFailed"
+        ]
+    );
+    assert_eq!(active_version(&rig), "2.1.0");
+    let boot = trigger(&rig, "BootNotification", None, |_| true).await;
+    assert_eq!(boot["firmwareVersion"], "2.1.0");
+    assert_eq!(
+        rig.calls_of("BootNotification").len(),
+        2,
+        "no reboot: the first boot and the triggered one"
+    );
+    rig.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn firmware_installation_waits_for_the_transaction_to_stop() {
+    let key = chargectl::firmware::keys::generate();
+    let image =
+        chargectl::firmware::pack(&vec![1; 8 * 1024], "2.3.0", &key).expect("an image packs");
+    let server = http::Server::start(move |_, _| http::Reply::Full {
+        status: 200,
+        body: image.clone(),
+    })
+    .await;
+    let rig = rig_trusting(vec![key.verifying_key()]).await;
+    let c = rig.sandbox.cursor();
+    rig.act(card("BUSY")).await;
+    rig.act(HwEvent::Plug).await;
+    rig.wait_call_from(c, "StartTransaction", |_| true).await;
+    rig.wait_status_from(c, "Charging").await;
+    call(
+        &rig,
+        "UpdateFirmware",
+        update_firmware(&server.url("/fw.img")),
+    )
+    .await;
+    rig.wait_call_from(c, "FirmwareStatusNotification", |p| {
+        p["status"] == "Downloaded"
+    })
+    .await;
+    sleep(Duration::from_secs(600)).await;
+    assert_eq!(firmware_statuses(&rig), ["Downloading", "Downloaded"]);
+    assert_eq!(active_version(&rig), "2.1.0");
+    assert!(rig.calls_of("StopTransaction").is_empty());
+
+    let stop_cursor = rig.sandbox.cursor();
+    rig.act(HwEvent::Unplug).await;
+    let stop = rig
+        .wait_call_from(stop_cursor, "StopTransaction", |_| true)
+        .await;
+    rig.wait_call_from(stop_cursor, "BootNotification", |p| {
+        p["firmwareVersion"] == "2.3.0"
+    })
+    .await;
+    rig.wait_call_from(stop_cursor, "FirmwareStatusNotification", |p| {
+        p["status"] == "Installed"
+    })
+    .await;
+    let calls = calls_in(&rig.sandbox.frames(CP)[..]);
+    let stop_at = calls.iter().position(|c| c.id == stop.id);
+    let installing_at = calls.iter().position(|c| {
+        c.action == "FirmwareStatusNotification" && c.payload["status"] == "Installing"
+    });
+    assert!(stop_at < installing_at, "installed only after the stop");
+    rig.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_diagnostics_uploads_the_log_as_a_form_and_ftp_fails() {
+    let server = http::Server::start(|_, _| http::Reply::Full {
+        status: 200,
+        body: b"ok".to_vec(),
+    })
+    .await;
+    let rig = Rig::start(&[], Policy::default()).await;
+    let c = rig.sandbox.cursor();
+    let answer = call(
+        &rig,
+        "GetDiagnostics",
+        json!({ "location": server.url("/diagnostics") }),
+    )
+    .await;
+    let file_name = answer["fileName"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no fileName in {answer}"))
+        .to_string();
+    assert!(!file_name.is_empty());
+    rig.wait_call_from(c, "DiagnosticsStatusNotification", |p| {
+        p["status"] == "Uploaded"
+    })
+    .await;
+    let statuses: Vec<Value> = rig
+        .calls_of("DiagnosticsStatusNotification")
+        .into_iter()
+        .map(|p| p["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!("Uploading"), json!("Uploaded")]);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].method, "POST");
+    assert_eq!(requests[0].path, "/diagnostics");
+    let parts = http::parse_multipart(&requests[0]);
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    assert_eq!(parts[0].name.as_deref(), Some("file"));
+    assert_eq!(parts[0].filename.as_deref(), Some(file_name.as_str()));
+    let log = String::from_utf8_lossy(&parts[0].data);
+    assert!(log.contains("firmware slots"), "the charger's log: {log}");
+    assert!(log.lines().count() >= 2, "log lines: {log}");
+
+    // FTP is not supported (release notes): the upload fails.
+    let c = rig.sandbox.cursor();
+    let answer = call(
+        &rig,
+        "GetDiagnostics",
+        json!({ "location": "ftp://127.0.0.1:21/diagnostics" }),
+    )
+    .await;
+    assert!(answer["fileName"].is_string(), "{answer}");
+    let failed = rig
+        .wait_call_from(c, "DiagnosticsStatusNotification", |_| true)
+        .await;
+    assert_eq!(failed.payload, json!({ "status": "UploadFailed" }));
+    assert_eq!(server.requests().len(), 1);
     rig.shutdown().await;
 }

@@ -286,7 +286,8 @@ async fn trigger_message_sends_each_message_after_its_answer() {
     assert_eq!(one["connectorId"], 1);
     assert_eq!(one["errorCode"], "NoError");
 
-    // The Zaptec Go has one connector.
+    // The Zaptec Go has one connector: connector 2 is refused and nothing follows.
+    let before = calls_in(&rig.sandbox.frames(CP)[..]).len();
     let rejected = call(
         &rig,
         "TriggerMessage",
@@ -295,21 +296,12 @@ async fn trigger_message_sends_each_message_after_its_answer() {
     .await;
     assert_eq!(rejected, json!({ "status": "Rejected" }));
     sleep(Duration::from_secs(10)).await;
-    let statuses: Vec<Value> = calls_in(&rig.sandbox.frames(CP)[..])
+    let after: Vec<String> = calls_in(&rig.sandbox.frames(CP)[..])
         .into_iter()
-        .filter(|c| c.action == "StatusNotification")
-        .map(|c| c.payload["connectorId"].clone())
+        .skip(before)
+        .map(|c| c.action)
         .collect();
-    assert_eq!(
-        statuses[statuses.len() - 1],
-        json!(1),
-        "nothing sent for connector 2"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == json!(1)).count(),
-        4,
-        "boot, triggered for both, triggered for 1: {statuses:?}"
-    );
+    assert!(after.is_empty(), "nothing sent after Rejected: {after:?}");
     rig.shutdown().await;
 }
 

@@ -214,7 +214,8 @@ impl Core {
                     self.log
                         .error("firmware", format!("cannot record the install: {e}"));
                 }
-                self.exit = Some(Exit::Reboot(RebootKind::Service));
+                // Downloaded and Installing go out before the reboot.
+                self.reboot_when_sent = Some(RebootKind::Service);
             }
             Err(e) => {
                 self.log

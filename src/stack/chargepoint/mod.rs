@@ -336,6 +336,8 @@ struct Core {
     exit: Option<Exit>,
     /// A soft reset waiting for the StopTransaction it caused to be delivered (until then).
     pending_reboot: Option<(RebootKind, Instant)>,
+    /// A reboot that waits until the queued messages (firmware status) are delivered.
+    reboot_when_sent: Option<RebootKind>,
     boot_nonce: u64,
     journal: super::journal::Journal,
     tx: Option<ActiveTx>,
@@ -435,6 +437,7 @@ impl Core {
             security_change: None,
             exit: None,
             pending_reboot: None,
+            reboot_when_sent: None,
             boot_nonce: rand::random::<u32>() as u64,
             journal,
             tx: leftover_tx,
@@ -490,6 +493,13 @@ impl Core {
                 && (self.journal.is_empty() || !self.online || Instant::now() >= by)
             {
                 self.pending_reboot = None;
+                self.exit = Some(Exit::Reboot(kind));
+            }
+            if let Some(kind) = self.reboot_when_sent
+                && (!self.online
+                    || self.registration != Registration::Accepted
+                    || (self.queue.is_empty() && self.in_flight.is_none()))
+            {
                 self.exit = Some(Exit::Reboot(kind));
             }
             if let Some(exit) = self.exit {

@@ -34,7 +34,7 @@ pub async fn run(listen: String, env: &Env) -> anyhow::Result<ExitCode> {
     eprintln!(
         "sandbox CSMS listening on {url} (charge points connect to {url}/<id>); Ctrl-C stops"
     );
-    let stop = stop_signal();
+    let stop = crate::cli::shutdown_signal();
     tokio::pin!(stop);
     let outcome = loop {
         tokio::select! {
@@ -72,28 +72,6 @@ async fn resolve(listen: &str) -> anyhow::Result<SocketAddr> {
         )
         .into()
     })
-}
-
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn print_event(event: &CsmsEvent, env: &Env) -> std::io::Result<()> {

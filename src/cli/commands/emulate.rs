@@ -134,34 +134,18 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
     }
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let stdout = std::io::stdout();
-    let result = headless::run(&emulator, stdin, stdout.lock(), env.json, shutdown_signal()).await;
+    let result = headless::run(
+        &emulator,
+        stdin,
+        stdout.lock(),
+        env.json,
+        crate::cli::shutdown_signal(),
+    )
+    .await;
     emulator.shutdown().await?;
     if let Some(s) = sandbox {
         s.shutdown().await;
     }
     result.context("writing events")?;
     Ok(ExitCode::Ok)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

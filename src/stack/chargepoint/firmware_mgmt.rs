@@ -215,7 +215,7 @@ impl Core {
                         .error("firmware", format!("cannot record the install: {e}"));
                 }
                 // Downloaded and Installing go out before the reboot.
-                self.reboot_when_sent = Some(RebootKind::Service);
+                self.defer_reboot(RebootKind::Service);
             }
             Err(e) => {
                 self.log

@@ -259,6 +259,14 @@ where
     (handle, task)
 }
 
+/// A reboot waiting for queued messages to be delivered.
+#[derive(Debug, Clone, Copy)]
+struct DeferredReboot {
+    kind: RebootKind,
+    /// Reboot anyway at this instant.
+    deadline: Instant,
+}
+
 /// What a CP-initiated CALL is for, so its answer can be handled.
 #[derive(Debug, Clone, PartialEq)]
 enum Purpose {
@@ -334,10 +342,9 @@ struct Core {
     /// SecurityProfile change waiting for the first successful connection (A05.FR.06-08).
     security_change: Option<(u8, u8)>,
     exit: Option<Exit>,
-    /// A soft reset waiting for the StopTransaction it caused to be delivered (until then).
-    pending_reboot: Option<(RebootKind, Instant)>,
-    /// A reboot that waits until the queued messages (firmware status) are delivered.
-    reboot_when_sent: Option<RebootKind>,
+    /// A reboot that first lets what is queued go out (a soft reset's StopTransaction, the
+    /// firmware status before an install reboot), until a deadline.
+    deferred_reboot: Option<DeferredReboot>,
     boot_nonce: u64,
     journal: super::journal::Journal,
     tx: Option<ActiveTx>,
@@ -436,8 +443,7 @@ impl Core {
             status: [tracker("Available"), tracker("Available")],
             security_change: None,
             exit: None,
-            pending_reboot: None,
-            reboot_when_sent: None,
+            deferred_reboot: None,
             boot_nonce: rand::random::<u32>() as u64,
             journal,
             tx: leftover_tx,
@@ -489,18 +495,11 @@ impl Core {
     async fn run(mut self, commands: &mut mpsc::Receiver<Command>) -> Exit {
         self.connect_now().await;
         loop {
-            if let Some((kind, by)) = self.pending_reboot
-                && (self.journal.is_empty() || !self.online || Instant::now() >= by)
+            if let Some(d) = self.deferred_reboot
+                && self.deferred_reboot_due(d)
             {
-                self.pending_reboot = None;
-                self.exit = Some(Exit::Reboot(kind));
-            }
-            if let Some(kind) = self.reboot_when_sent
-                && (!self.online
-                    || self.registration != Registration::Accepted
-                    || (self.queue.is_empty() && self.in_flight.is_none()))
-            {
-                self.exit = Some(Exit::Reboot(kind));
+                self.deferred_reboot = None;
+                self.exit = Some(Exit::Reboot(d.kind));
             }
             if let Some(exit) = self.exit {
                 // Let the connection task send what is queued and close the socket cleanly.
@@ -529,6 +528,23 @@ impl Core {
                 _ = sleep_until_opt(deadline) => self.on_timers().await,
             }
         }
+    }
+
+    /// Reboots once the transaction journal and the message queue are delivered (or nothing
+    /// can be delivered: offline, not registered), at the latest after 3 x MessageTimeout.
+    fn defer_reboot(&mut self, kind: RebootKind) {
+        let wait = self.config.int("MessageTimeout").clamp(1, 3600) as u64 * 3;
+        self.deferred_reboot = Some(DeferredReboot {
+            kind,
+            deadline: Instant::now() + Duration::from_secs(wait),
+        });
+    }
+
+    fn deferred_reboot_due(&self, d: DeferredReboot) -> bool {
+        !self.online
+            || self.registration != Registration::Accepted
+            || Instant::now() >= d.deadline
+            || (self.journal.is_empty() && self.queue.is_empty() && self.in_flight.is_none())
     }
 
     // ----- connection ---------------------------------------------------------------------
@@ -993,8 +1009,7 @@ impl Core {
                 if kind == RebootKind::Soft && self.online && !self.journal.is_empty() {
                     // OCPP 1.6 Reset: a soft reset stops transactions gracefully and sends their
                     // StopTransaction.req before restarting (a hard reset sends it afterwards).
-                    let wait = self.config.int("MessageTimeout").clamp(1, 3600) as u64;
-                    self.pending_reboot = Some((kind, Instant::now() + Duration::from_secs(wait)));
+                    self.defer_reboot(kind);
                 } else {
                     self.exit = Some(Exit::Reboot(kind));
                 }
@@ -1428,7 +1443,7 @@ impl Core {
         consider(self.limit_check_at);
         consider(self.heartbeat_at);
         consider(self.in_flight.as_ref().map(|f| f.deadline));
-        consider(self.pending_reboot.map(|(_, by)| by));
+        consider(self.deferred_reboot.map(|d| d.deadline));
         for s in &self.status {
             consider(s.report_at);
         }

@@ -225,22 +225,19 @@ pub async fn download_with(
                 return Ok(data);
             }
             Err(e) => {
-                tracing::warn!(url = %shown, attempt, error = %e, "download try failed");
-                emit(
+                if let Some(stop) = after_failure(
                     &progress,
-                    TransferEvent::Failed {
-                        attempt,
-                        error: e.to_string(),
-                    },
+                    &shown,
+                    attempt,
+                    attempts,
+                    retry_interval,
+                    e,
+                    "download",
                 )
-                .await;
-                if !e.is_retryable() {
-                    return Err(e);
+                .await
+                {
+                    return Err(stop);
                 }
-                if attempt == attempts {
-                    return Err(give_up(shown, attempts, e));
-                }
-                tokio::time::sleep(retry_interval).await;
             }
         }
     }
@@ -302,22 +299,19 @@ pub async fn upload_diagnostics_with(
                 return Ok(());
             }
             Err(e) => {
-                tracing::warn!(url = %shown, attempt, error = %e, "upload try failed");
-                emit(
+                if let Some(stop) = after_failure(
                     &progress,
-                    TransferEvent::Failed {
-                        attempt,
-                        error: e.to_string(),
-                    },
+                    &shown,
+                    attempt,
+                    attempts,
+                    retry_interval,
+                    e,
+                    "upload",
                 )
-                .await;
-                if !e.is_retryable() {
-                    return Err(e);
+                .await
+                {
+                    return Err(stop);
                 }
-                if attempt == attempts {
-                    return Err(give_up(shown, attempts, e));
-                }
-                tokio::time::sleep(retry_interval).await;
             }
         }
     }
@@ -736,6 +730,36 @@ pub fn collect_diagnostics(
 
 fn one_line(text: &str) -> String {
     text.replace('\r', "\\r").replace('\n', "\\n")
+}
+
+/// Reports a failed try; returns the error to give up with, or waits `retry_interval` and
+/// returns None so the caller tries again.
+async fn after_failure(
+    progress: &mpsc::Sender<TransferEvent>,
+    shown: &str,
+    attempt: u32,
+    attempts: u32,
+    retry_interval: Duration,
+    e: TransferError,
+    what: &str,
+) -> Option<TransferError> {
+    tracing::warn!(url = %shown, attempt, error = %e, "{what} try failed");
+    emit(
+        progress,
+        TransferEvent::Failed {
+            attempt,
+            error: e.to_string(),
+        },
+    )
+    .await;
+    if !e.is_retryable() {
+        return Some(e);
+    }
+    if attempt == attempts {
+        return Some(give_up(shown.to_string(), attempts, e));
+    }
+    tokio::time::sleep(retry_interval).await;
+    None
 }
 
 #[cfg(test)]

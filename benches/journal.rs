@@ -11,6 +11,7 @@
 //!
 //! The journal lives in a temporary directory (the file system of `$TMPDIR`), so the figures
 //! depend mostly on that disk's fsync latency.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use chargectl::csms::{Sandbox, SandboxOptions};
 use chargectl::stack::journal::Journal;

@@ -6,6 +6,7 @@
 //!   throughput measured in the same run;
 //! - log lines per second delivered, and lines lost;
 //! - time to read all (~60) configuration keys.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use chargectl::link::codec::{BootState, ConfigEntry, ConfigRead, Identity, SetOutcome};
 use chargectl::link::pty::{self, LineShaper};

@@ -3,6 +3,7 @@
 //! `cargo bench --bench tui` prints, per case, the mean, median and 99th percentile time to
 //! render one frame (goal: median under 2 ms), and the heap the log buffer holds for 100,000 lines
 //! (measured by a counting allocator).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use chargectl::stack::logbook::{Level, LogRecord};
 use chargectl::tui::keymap::Keymap;

@@ -9,6 +9,7 @@
 //! | [`firmware`] | the signed firmware image format and the charger's A/B slots |
 //! | [`emulator`] | simulated hardware wired to the stack, a CSMS and a pseudo-terminal service port |
 //! | [`csms`] | the sandbox CSMS |
+//! | [`storage`] | crash-safe files: atomic replace, private files, directory fsync |
 //! | [`tui`] | ratatui screens as thin views over application state |
 //! | [`cli`] | clap commands for non-interactive use |
 
@@ -21,4 +22,5 @@ pub mod logging;
 pub mod paths;
 pub mod provision;
 pub mod stack;
+pub mod storage;
 pub mod tui;

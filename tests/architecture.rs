@@ -1,5 +1,6 @@
 //! The core library has no terminal code: `stack`, `link`, `firmware`, `emulator` and `csms`
 //! never import ratatui, crossterm or clap (the TUI and the CLI are thin consumers).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::path::Path;
 

@@ -1,4 +1,5 @@
 //! The sandbox CSMS over real WebSockets on 127.0.0.1, and `chargectl csms` as a process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use chargectl::csms::{
     AuthorizationStatus, CallError, Direction, EventKind, IdTagInfo, RegistrationStatus, Sandbox,

@@ -1,6 +1,7 @@
 //! The real `chargectl` binary: `chargectl emulate --headless --json` against `chargectl csms`
 //! or an in-test sandbox, state surviving SIGKILL, bad input lines, SIGTERM, and secrets kept
 //! out of every output and file.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod common;
 

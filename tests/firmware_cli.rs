@@ -1,4 +1,5 @@
 //! `chargectl firmware keygen | pack | inspect` through the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -7,6 +7,7 @@
 //! printed on the peer's stdout), and checks the peer's report: every step met its expectation,
 //! no message failed schema validation in either direction, and the exact answers the charger
 //! gave.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,4 +1,5 @@
 //! The serial service link end to end over a real pseudo-terminal, against an in-memory charger.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use chargectl::link::codec::{BootState, ConfigEntry, ConfigRead, Identity, SetOutcome};
 use chargectl::link::frame::{Decoded, Decoder, Frame, Kind, channel};

@@ -1,5 +1,6 @@
 //! The man pages in `man/` are generated from the command-line definition; this test fails when
 //! they are stale. Regenerate with `CHARGECTL_BLESS=1 cargo test --test manpages`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::path::Path;
 

@@ -2,6 +2,7 @@
 //! List Management, Reservation, Smart Charging, Remote Trigger and Firmware Management. The
 //! emulated charger talks to the sandbox CSMS on 127.0.0.1, on tokio's paused clock; each test
 //! asserts the charger's answers and the frames on the wire.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 #[path = "common/profiles.rs"]
 mod http;

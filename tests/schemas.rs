@@ -10,6 +10,7 @@
 //! required field must give OccurenceConstraintViolation; an extra field FormationViolation; a
 //! value of another JSON type TypeConstraintViolation; a malformed date-time
 //! PropertyConstraintViolation.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use chargectl::stack::messages::*;
 use chargectl::stack::rpc::{ErrorCode, decode_payload, encode_payload};

@@ -2,6 +2,7 @@
 //! pseudo-terminal, driven by the real CLI (`info`, `config`, `logs`, `flash`) and the link
 //! client library, including a flash killed mid-transfer and resumed, a noisy line and a USB
 //! re-enumeration.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use chargectl::link::{Client, ClientOptions, LogEvent, SetOutcome};
 use chargectl::stack::logbook::Level;

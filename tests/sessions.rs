@@ -1,6 +1,7 @@
 //! Charging sessions end to end: the emulated charger against the sandbox CSMS on 127.0.0.1, on
 //! tokio's paused clock (the CSMS stopped and restarted mid-session), and the real binary killed
 //! with SIGKILL mid-outage. Every test asserts what crossed the wire.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 #[path = "common/sessions.rs"]
 mod sessions_common;

@@ -1,6 +1,7 @@
 //! Charge point scenarios over real WebSockets on 127.0.0.1: the emulated charger against the
 //! sandbox CSMS (or a raw server sending crafted frames), asserting the frames on the wire.
 //! Timing scenarios run on tokio's paused clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod common;
 

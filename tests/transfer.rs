@@ -5,6 +5,7 @@
 //! paused clock with the client's own timeouts switched off (a pending timeout would fire as
 //! soon as the paused runtime waits on I/O); the timeout itself is tested on the real clock with
 //! a short limit.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use base64::Engine;
 use chargectl::stack::transfer::{

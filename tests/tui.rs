@@ -1,5 +1,6 @@
 //! TUI behaviour: update per screen, keys through the shipped keymaps, keymap files, views at
 //! 80x24 (text snapshots and meaningful styles), and the runtime with a fake backend.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use chargectl::stack::logbook::{Level, LogRecord};
 use chargectl::tui::backend::fake::FakeBackend;

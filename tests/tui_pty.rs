@@ -2,6 +2,7 @@
 //! a terminal emulator. An emulated charger is started from the connect screen, a key changed
 //! and applied in the TUI, and the change read back with the CLI over the emulator's service
 //! port while the TUI keeps running.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use std::io::{Read, Write};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use tokio::time::Instant;
 
 use crate::stack::hardware::{Hardware, MeterReading};
-use crate::stack::storage;
+use crate::storage;
 
 mod parking_lot_free {
     /// A std mutex that shrugs off poisoning: the simulated hardware's state stays usable even if

@@ -17,7 +17,7 @@ use crate::stack::config::Configuration;
 use crate::stack::connection::Backoff;
 use crate::stack::hardware::HwEvent;
 use crate::stack::logbook::LogBook;
-use crate::stack::storage;
+use crate::storage;
 
 pub use hardware::SimHardware;
 

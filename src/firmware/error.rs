@@ -137,7 +137,7 @@ pub enum ErrorKind {
     Storage,
 }
 
-/// `path` made usable for [`crate::stack::storage`]: a bare file name gets a `./` prefix, so
+/// `path` made usable for [`crate::storage`]: a bare file name gets a `./` prefix, so
 /// its directory is `.` rather than the empty path (which cannot be opened for fsync).
 pub(crate) fn with_dir(path: &std::path::Path) -> PathBuf {
     match path.parent() {

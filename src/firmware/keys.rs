@@ -81,9 +81,9 @@ pub fn write_keypair_from(name: &Path, key: &SigningKey, force: bool) -> Result<
         STANDARD.encode(key.verifying_key().as_bytes())
     );
     // The secret first: a failure then leaves no public key that has no secret.
-    crate::stack::storage::write_atomic_private(&with_dir(name), secret_text.as_bytes())
+    crate::storage::write_atomic_private(&with_dir(name), secret_text.as_bytes())
         .map_err(Error::io(name))?;
-    crate::stack::storage::write_atomic(&with_dir(&public), public_text.as_bytes())
+    crate::storage::write_atomic(&with_dir(&public), public_text.as_bytes())
         .map_err(Error::io(&public))?;
     tracing::info!(secret = %name.display(), public = %public.display(),
         fingerprint = %fingerprint(&key.verifying_key()), "wrote firmware signing key pair");

@@ -22,7 +22,7 @@
 
 use super::error::{Error, Result};
 use super::image::{self, HEADER_LEN, Header, MODEL};
-use crate::stack::storage;
+use crate::storage;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

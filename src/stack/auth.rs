@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::storage;
+use crate::storage;
 
 /// What the charger knows about an idTag (OCPP IdTagInfo).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -81,7 +81,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::stack::secret::{REDACTED, Secret};
-use crate::stack::storage;
+use crate::storage;
 
 /// Version of `config.json` and `secrets.json` this build writes and reads.
 pub const FILE_VERSION: u32 = 1;

@@ -17,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use super::storage;
+use crate::storage;
 
 pub const FILE_NAME: &str = "txqueue.journal";
 

@@ -37,7 +37,7 @@ use super::messages::{
     GetLocalListVersionResponse, IdTagInfo, IdToken, SendLocalListRequest, SendLocalListResponse,
     UpdateStatus, UpdateType,
 };
-use super::storage;
+use crate::storage;
 
 /// File in the state directory holding the list.
 pub const FILE_NAME: &str = "local_list.json";

@@ -15,6 +15,5 @@ pub mod messages;
 pub mod rpc;
 pub mod secret;
 pub mod smart_charging;
-pub mod storage;
 pub mod transfer;
 pub mod transport;

@@ -43,7 +43,7 @@ use super::messages::{
     GetCompositeScheduleRequest, GetCompositeScheduleResponse, GetCompositeScheduleStatus,
     RecurrencyKindType, SetChargingProfileRequest, SetChargingProfileResponse, Timestamp,
 };
-use super::storage;
+use crate::storage;
 
 /// File in the state directory holding the installed profiles.
 pub const FILE_NAME: &str = "charging_profiles.json";

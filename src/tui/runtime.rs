@@ -241,7 +241,7 @@ fn perform(
                     let written = tokio::task::spawn_blocking(move || {
                         let mut text = lines.join("\n");
                         text.push('\n');
-                        crate::stack::storage::write_atomic(&write_path, text.as_bytes())
+                        crate::storage::write_atomic(&write_path, text.as_bytes())
                     })
                     .await;
                     let msg = match written {

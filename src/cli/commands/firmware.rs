@@ -88,7 +88,7 @@ async fn pack(
         _ => output_path.to_path_buf(),
     };
     let bytes = image.clone();
-    tokio::task::spawn_blocking(move || crate::stack::storage::write_atomic(&out, &bytes))
+    tokio::task::spawn_blocking(move || crate::storage::write_atomic(&out, &bytes))
         .await
         .context("writing the image")?
         .with_context(|| format!("writing image {}", output_path.display()))?;

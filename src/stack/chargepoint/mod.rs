@@ -23,8 +23,8 @@ use super::hardware::{Hardware, HwEvent};
 use super::logbook::LogBook;
 use super::messages;
 use super::rpc::{CallError, ErrorCode, Frame};
-use super::storage;
 use super::transport::Endpoint;
+use crate::storage;
 
 mod firmware_mgmt;
 mod profiles;

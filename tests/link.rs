@@ -760,3 +760,73 @@ async fn cli_commands_talk_to_the_charger_and_exit_by_failure_class() {
     assert_eq!(code, 3);
     assert!(err.contains("no such port /dev/ttyUSB9-missing"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_reconnecting_commands_are_served_queued_or_refused_with_a_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("charger");
+    let (mut port, master) = pty::open(&link).expect("pty");
+    let fake = Fake::new();
+    let server = tokio::spawn(serve(master, fake.clone(), ServiceOptions::default()));
+    let c = Client::connect(
+        link.to_str().expect("utf8"),
+        115_200,
+        ClientOptions {
+            hello_timeout: Duration::from_millis(50),
+            reconnect_timeout: Duration::from_secs(60),
+            ..opts()
+        },
+    )
+    .await
+    .expect("connect");
+    let mut events = c.events();
+    // Unplugged: the charger side goes away and nobody answers on the port any more.
+    server.abort();
+    let _ = server.await;
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Ok(chargectl::link::LinkEvent::Disconnected { reason })) => break reason,
+            Ok(Ok(_)) => continue,
+            other => panic!("no Disconnected event: {other:?}"),
+        }
+    };
+    assert!(!reason.is_empty());
+    // The actor keeps serving while it looks for the charger (the search may take a minute).
+    let stats = tokio::time::timeout(Duration::from_secs(5), c.stats()).await;
+    assert!(matches!(stats, Ok(Ok(_))), "{stats:?}");
+    // Requests are queued up to a bound; beyond it they are refused with a clear error.
+    let mut queued = Vec::new();
+    for _ in 0..70 {
+        let c = c.clone();
+        queued.push(tokio::spawn(async move { c.identify().await }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut refused = 0;
+    let mut waiting = Vec::new();
+    for t in queued {
+        if t.is_finished() {
+            let err = t
+                .await
+                .expect("join")
+                .expect_err("refused while reconnecting");
+            assert!(matches!(err, Error::Reconnecting { .. }), "{err}");
+            assert!(err.to_string().contains("reconnecting"), "{err}");
+            refused += 1;
+        } else {
+            waiting.push(t);
+        }
+    }
+    assert_eq!(refused, 6, "64 requests are queued, the other 6 refused");
+    // Plugged back in: the queued requests are answered.
+    let master = port.replug().expect("replug");
+    let server = tokio::spawn(serve(master, fake.clone(), ServiceOptions::default()));
+    for t in waiting {
+        let id = tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("answered after the reconnect")
+            .expect("join")
+            .expect("identify");
+        assert_eq!(id.serial_number, "ZAP000042");
+    }
+    server.abort();
+}

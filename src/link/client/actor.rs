@@ -2,7 +2,7 @@
 //! silence, routes firmware acknowledgements and log events, and reconnects as a state of its
 //! own (a [`Search`] task reports back) so that commands are served meanwhile.
 
-use super::super::codec::{DeviceHello, Request};
+use super::super::codec::{DeviceHello, PROTO_SELECTIVE, Request, Resend};
 use super::super::error::{Error, Result};
 use super::super::frame::{Frame, Kind, Stats, channel, flags};
 use super::super::ports::PortLister;
@@ -16,8 +16,25 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Duration, Instant};
 
-/// Longest pause between two retransmissions of a request.
-const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Request retransmission, in one place.
+mod retry {
+    use tokio::time::Duration;
+
+    /// Shortest pause before a request is sent again.
+    pub const MIN: Duration = Duration::from_millis(30);
+    /// Longest pause between two retransmissions of a request.
+    pub const MAX: Duration = Duration::from_secs(2);
+    /// Added to the measured round trip (timer granularity, the charger's own work).
+    pub const SLACK: Duration = Duration::from_millis(10);
+    /// The pause grows by this factor (in tenths) with each retransmission ...
+    pub const GROWTH_TENTHS: u32 = 15;
+    /// ... but stays short enough that at least this many attempts fit in one timeout, so a
+    /// lossy line gets enough tries before the deadline.
+    pub const ATTEMPTS_PER_TIMEOUT: u32 = 16;
+    /// A request whose charger keeps sending (so the line is alive but noisy) is retried
+    /// until this many timeouts have passed; a silent charger fails it after one.
+    pub const TIMEOUTS_WHILE_ALIVE: u32 = 4;
+}
 /// Requests accepted while reconnecting; they are sent once the charger is found again. More
 /// are refused with [`Error::Reconnecting`].
 pub(super) const QUEUE_WHILE_RECONNECTING: usize = 64;
@@ -53,14 +70,67 @@ pub(super) enum Cmd {
 }
 
 struct Pending {
+    /// The request body (sent again inside a RESEND) and its encoded REQ frame.
+    body: Vec<u8>,
     frame: Vec<u8>,
     parts: BTreeMap<u16, (u8, Vec<u8>)>,
     last: Option<u16>,
     interval: Duration,
+    /// Longest pause between retransmissions of this request.
+    interval_cap: Duration,
     retry_at: Instant,
+    sent_at: Instant,
+    /// Sent more than once: its round trip says nothing (Karn).
+    retransmitted: bool,
+    /// Fails at `deadline` unless the charger was heard within the timeout, and at `hard` in
+    /// any case.
     deadline: Instant,
+    hard: Instant,
     timeout: Duration,
     reply: Option<oneshot::Sender<Result<Parts>>>,
+}
+
+impl Pending {
+    /// When it fails, given when the charger was last heard.
+    fn expires(&self, heard: Instant) -> Instant {
+        self.deadline.max(later(heard, self.timeout)).min(self.hard)
+    }
+
+    /// Parts missing below the highest received one, and the first part of an open tail.
+    fn missing(&self) -> (Vec<u16>, Option<u16>) {
+        let top = self.last.or_else(|| self.parts.keys().next_back().copied());
+        let Some(top) = top else {
+            return (Vec::new(), Some(0));
+        };
+        let below = (0..top).filter(|p| !self.parts.contains_key(p)).collect();
+        let from = match self.last {
+            Some(_) => None,
+            None => top.checked_add(1),
+        };
+        (below, from)
+    }
+}
+
+/// Round trips of requests answered at the first try (smoothed, RFC 6298 weights).
+#[derive(Default)]
+struct RequestRtt {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl RequestRtt {
+    fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(s) => {
+                self.rttvar = (self.rttvar * 3 + s.abs_diff(rtt)) / 4;
+                self.srtt = Some((s * 7 + rtt) / 8);
+            }
+        }
+    }
 }
 
 /// The state of the line.
@@ -105,6 +175,11 @@ pub(super) struct Actor {
     events: broadcast::Sender<LinkEvent>,
     hello: Arc<Mutex<DeviceHello>>,
     stats: Arc<Mutex<Stats>>,
+    rtt: RequestRtt,
+    /// When the charger was last heard (a frame, or any bytes at all), and the decoder's
+    /// counters then.
+    heard: Instant,
+    heard_mark: u64,
 }
 
 impl Actor {
@@ -125,7 +200,47 @@ impl Actor {
             events,
             hello,
             stats,
+            rtt: RequestRtt::default(),
+            heard: Instant::now(),
+            heard_mark: 0,
         }
+    }
+
+    /// The service protocol spoken on the current connection.
+    fn proto(&self) -> u8 {
+        self.hello.lock().map(|h| h.proto).unwrap_or(1)
+    }
+
+    /// Notes that bytes arrived since the last look at the decoder's counters.
+    fn listen(&mut self, now: Instant) {
+        let mark = self
+            .stats
+            .lock()
+            .map(|s| {
+                s.frames_ok
+                    + s.crc_errors
+                    + s.cobs_errors
+                    + s.bad_header
+                    + s.oversize
+                    + s.garbage_bytes
+            })
+            .unwrap_or(0);
+        if mark != self.heard_mark {
+            self.heard_mark = mark;
+            self.heard = now;
+        }
+    }
+
+    /// The first pause before a request of `len` encoded bytes is sent again: the measured
+    /// round trip plus the time the request takes on the line, within bounds.
+    fn first_interval(&self, len: usize) -> Duration {
+        let Some(srtt) = self.rtt.srtt else {
+            return self.set.retry;
+        };
+        let on_line =
+            Duration::from_micros(len as u64 * 10 * 1_000_000 / self.set.baud.max(1) as u64);
+        (srtt + self.rtt.rttvar * 4 + retry::SLACK + on_line)
+            .clamp(retry::MIN, self.set.retry.max(retry::MIN))
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
@@ -134,7 +249,7 @@ impl Actor {
                 Link::Up(_) => self
                     .pending
                     .values()
-                    .map(|p| p.retry_at.min(p.deadline))
+                    .map(|p| p.retry_at.min(p.expires(self.heard)))
                     .min(),
                 _ => None,
             };
@@ -253,17 +368,26 @@ impl Actor {
             _ => {}
         }
         let id = self.alloc_id();
-        let frame = Frame::new(Kind::Req, channel::CONTROL, id, body).encode();
+        let frame = Frame::new(Kind::Req, channel::CONTROL, id, body.clone()).encode();
         let now = Instant::now();
+        let interval = self.first_interval(frame.len());
+        let interval_cap = (timeout / retry::ATTEMPTS_PER_TIMEOUT)
+            .min(retry::MAX)
+            .max(interval);
         self.pending.insert(
             id,
             Pending {
+                body,
                 frame: frame.clone(),
                 parts: BTreeMap::new(),
                 last: None,
-                interval: self.set.retry,
-                retry_at: now + self.set.retry,
-                deadline: now + timeout,
+                interval,
+                interval_cap,
+                retry_at: now + interval,
+                sent_at: now,
+                retransmitted: false,
+                deadline: later(now, timeout),
+                hard: later(now, alive_budget(timeout)),
                 timeout,
                 reply: Some(reply),
             },
@@ -272,6 +396,7 @@ impl Actor {
     }
 
     fn frame(&mut self, f: Frame) {
+        self.heard = Instant::now();
         match (f.kind, f.channel) {
             (Kind::Rsp, _) => self.response(f),
             (Kind::Evt, channel::LOG) => self.log_event(f),
@@ -292,13 +417,16 @@ impl Actor {
         let (Ok(part), Ok(st)) = (d.u16("part"), d.u8("status")) else {
             return;
         };
+        let now = Instant::now();
+        if p.parts.is_empty() && !p.retransmitted {
+            self.rtt.sample(now - p.sent_at);
+        }
         p.parts.insert(part, (st, d.rest().to_vec()));
         if f.flags & flags::MORE == 0 {
             p.last = Some(part);
         }
-        let now = Instant::now();
         p.retry_at = now + p.interval;
-        p.deadline = p.deadline.max(now + p.timeout / 2);
+        p.deadline = p.deadline.max(later(now, p.timeout / 2));
         if let Some(last) = p.last
             && p.parts.len() == last as usize + 1
             && let Some(mut p) = self.pending.remove(&f.id)
@@ -336,15 +464,35 @@ impl Actor {
 
     async fn timers(&mut self) {
         let now = Instant::now();
+        self.listen(now);
+        let selective = self.proto() >= PROTO_SELECTIVE;
+        let heard = self.heard;
         let mut expired = Vec::new();
         let mut resend = Vec::new();
         for (id, p) in self.pending.iter_mut() {
-            if now >= p.deadline {
+            if now >= p.expires(heard) {
                 expired.push(*id);
             } else if now >= p.retry_at {
-                p.interval = (p.interval * 2).min(RETRY_MAX);
+                p.interval = (p.interval * retry::GROWTH_TENTHS / 10).min(p.interval_cap);
                 p.retry_at = now + p.interval;
-                resend.push(p.frame.clone());
+                p.sent_at = now;
+                p.retransmitted = true;
+                if p.parts.is_empty() || !selective {
+                    resend.push(p.frame.clone());
+                } else {
+                    // Only the parts still missing; the charger replays them from its cache.
+                    let (parts, from) = p.missing();
+                    let body = Resend {
+                        parts,
+                        from,
+                        request: &p.body,
+                    }
+                    .encode();
+                    let frame = Frame::new(Kind::Req, channel::CONTROL, *id, body)
+                        .with_flags(flags::RESEND)
+                        .encode();
+                    resend.push(frame);
+                }
             }
         }
         for id in expired {
@@ -421,9 +569,13 @@ impl Actor {
                 for p in self.pending.values_mut() {
                     p.interval = self.set.retry;
                     p.retry_at = now + p.interval;
-                    p.deadline = p.deadline.max(now + p.timeout);
+                    p.sent_at = now;
+                    p.retransmitted = true;
+                    p.deadline = p.deadline.max(later(now, p.timeout));
+                    p.hard = p.hard.max(later(now, alive_budget(p.timeout)));
                     frames.push(p.frame.clone());
                 }
+                self.heard = now;
                 for f in frames {
                     self.send(f).await;
                 }
@@ -462,6 +614,19 @@ impl Actor {
             }
         }
     }
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
+/// How long a request may be retried while the charger keeps sending.
+fn alive_budget(timeout: Duration) -> Duration {
+    timeout
+        .checked_mul(retry::TIMEOUTS_WHILE_ALIVE)
+        .unwrap_or(Duration::MAX)
 }
 
 async fn sleep_opt(at: Option<Instant>) {

@@ -130,7 +130,8 @@ impl Client {
                 tx: Some(tx),
             })
             .await?;
-            let mut w = Window::new(image, &start, opts, from, started);
+            let proto = self.hello().proto;
+            let mut w = Window::new(image, &start, proto, opts, from, started);
             let outcome = w.run(self, &mut rx, progress).await;
             wire_bytes += w.wire_bytes;
             retransmits += w.retransmits;

@@ -1,9 +1,9 @@
 //! The port's two I/O tasks (a reader that decodes frames, a writer that batches them) and the
 //! HELLO handshake that opens a connection.
 
-use super::super::codec::{DeviceHello, HostHello};
+use super::super::codec::{DeviceHello, HostHello, PROTO_MAX, PROTO_MIN};
 use super::super::error::{Error, Result};
-use super::super::frame::{self, Decoded, Decoder, Frame, Kind, Stats, channel};
+use super::super::frame::{Decoded, Decoder, Frame, Kind, Stats, channel};
 use super::super::transport::{self, BoxIo};
 use super::LinkEvent;
 use std::sync::{Arc, Mutex};
@@ -113,8 +113,8 @@ pub(super) fn start_conn(io: BoxIo, stats: Arc<Mutex<Stats>>) -> Conn {
 /// Two delimiters (ending any partial frame on the charger) and a HELLO.
 fn hello_frame(session: u64, id: u16) -> Vec<u8> {
     let body = HostHello {
-        proto_min: frame::PROTO_VERSION,
-        proto_max: frame::PROTO_VERSION,
+        proto_min: PROTO_MIN,
+        proto_max: PROTO_MAX,
         session,
     }
     .encode();
@@ -165,12 +165,12 @@ pub(super) async fn handshake(g: Greeting<'_>) -> Result<(Conn, DeviceHello)> {
                 }
                 Ok(Some(Incoming::Frame(f))) if f.kind == Kind::Hello => {
                     let hello = DeviceHello::decode(&f.body)?;
-                    if hello.proto != frame::PROTO_VERSION {
+                    if !(PROTO_MIN..=PROTO_MAX).contains(&hello.proto) {
                         return Err(Error::Incompatible {
                             port: port.to_string(),
                             device: hello.proto,
-                            min: frame::PROTO_VERSION,
-                            max: frame::PROTO_VERSION,
+                            min: PROTO_MIN,
+                            max: PROTO_MAX,
                         });
                     }
                     return Ok((conn, hello));

@@ -1,14 +1,27 @@
-//! The firmware sliding window: sends DATA frames ahead of the charger's acknowledgements, goes
-//! back to the first missing byte on a NAK or a timeout, and adapts the chunk size to the line.
+//! The firmware sender. Chunks go out ahead of the charger's acknowledgements; what was lost is
+//! found and sent again, and the chunk size follows the loss measured on the line.
+//!
+//! With protocol 2 (selective repeat) every ACK names the transmission that caused it and the
+//! ranges the charger holds beyond its cumulative offset. A serial line delivers in order, so
+//! when transmission N arrived, every earlier transmission not reported held was lost: only
+//! those are sent again, split to the current chunk size. A retransmission timer covers the
+//! tail and lost acknowledgements. With protocol 1 the charger drops chunks beyond a gap and
+//! NAKs the gap, and the sender goes back to it (Go-Back-N).
+//!
+//! Chunk size: a frame of `L` payload bytes and `h` bytes of framing arrives whole with
+//! probability `(1 - p)^(L + h)` at byte error rate `p`, so the goodput per line byte is
+//! `L / (L + h) * (1 - p)^(L + h)`, largest at `L = (sqrt(h² + 4h/λ) - h) / 2` with
+//! `λ = -ln(1 - p)`. `p` is estimated from the fraction of recent transmissions lost and their
+//! mean size; `h` is measured on the frames sent.
 
-use super::super::codec::{self, Dec, FlashStart, nak};
+use super::super::codec::{Ack, Data, FlashStart, Nak, PROTO_SELECTIVE, nak};
 use super::super::error::{Error, Result};
 use super::super::frame::{self, Frame, Kind, channel, flags};
 use super::super::service::MAX_INFLATED_CHUNK;
 use super::Client;
 use super::actor::Cmd;
 use super::flash::{FlashOptions, FlashPhase, FlashProgress};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
@@ -19,8 +32,16 @@ pub(super) mod tuning {
 
     /// Smallest chunk ever sent, whatever the options or the charger say.
     pub const CHUNK_FLOOR: u32 = 16;
-    /// Clean acknowledgements in a row after which the chunk size doubles.
-    pub const CLEAN_ACKS_TO_GROW: u32 = 32;
+    /// Chunk sizes are rounded to a multiple of this.
+    pub const CHUNK_STEP: u32 = 16;
+    /// Transmissions the loss estimate remembers (older ones fade exponentially).
+    pub const LOSS_MEMORY: f64 = 64.0;
+    /// Transmissions seen before the estimate sets the chunk size.
+    pub const LOSS_WARMUP: u32 = 8;
+    /// The lost fraction is capped here before the byte error rate is derived from it.
+    pub const LOSS_FRACTION_MAX: f64 = 0.99;
+    /// Framing bytes per DATA frame assumed before any was measured.
+    pub const OVERHEAD_INITIAL: f64 = 24.0;
     /// Retransmission timeout before any round trip was measured.
     pub const RTO_INITIAL: Duration = Duration::from_secs(1);
     /// Bounds of the retransmission timeout computed from measured round trips.
@@ -34,6 +55,13 @@ pub(super) mod tuning {
     pub const BACKOFF_MAX: u32 = 64;
     /// Longest wait for an acknowledgement, backoff included.
     pub const TIMER_MAX: Duration = Duration::from_secs(3);
+    /// Protocol 2: line bytes in flight are about this much time at the measured delivery
+    /// rate (enough to keep the line busy; more only queues), ...
+    pub const INFLIGHT_TIME: Duration = Duration::from_millis(250);
+    /// ... but at least this many bytes and this many chunks, and never more than the
+    /// charger's window.
+    pub const INFLIGHT_MIN: u64 = 4096;
+    pub const INFLIGHT_MIN_CHUNKS: u64 = 2;
     /// First guess of the compression ratio: the raw bytes taken for one chunk, in chunks.
     pub const COMPRESS_MULT_INITIAL: u64 = 2;
     /// Most raw chunks packed into one compressed chunk.
@@ -55,40 +83,15 @@ pub(super) enum WindowEnd {
     Restart,
 }
 
-struct InFlight {
+/// A range of the image sent and not yet known to be held by the charger.
+struct Seg {
     end: u64,
-    wire: u64,
+    /// Its latest transmission.
+    tx: u32,
     sent_at: Instant,
-    first_send: bool,
-}
-
-/// Sender state of one transfer.
-pub(super) struct Window<'a> {
-    image: &'a [u8],
-    tid: u16,
-    size: u64,
-    max_chunk: u32,
-    min_chunk: u32,
-    /// Bytes the charger accepts in flight.
-    window: u64,
-    window_chunks: u64,
-    chunk: u32,
-    acked: u64,
-    next: u64,
-    high_water: u64,
-    inflight: VecDeque<InFlight>,
-    inflight_wire: u64,
-    rtt: Rtt,
-    clean: u32,
-    last_rewind: Option<(u64, Instant)>,
-    timer_base: Instant,
-    last_progress: Instant,
-    stall: Duration,
-    packer: Packer,
-    resumed_from: u64,
-    started: Instant,
-    pub wire_bytes: u64,
-    pub retransmits: u64,
+    wire: u64,
+    /// Sent once only (a round trip measured on it means something).
+    first: bool,
 }
 
 /// Round-trip estimate (smoothed RTT and deviation, RFC 6298 weights) and the resulting
@@ -126,10 +129,60 @@ impl Rtt {
         self.rto = (s + self.rttvar * 4 + RTO_SLACK).clamp(RTO_MIN, RTO_MAX);
     }
 
-    /// The wait before the oldest unacknowledged chunk counts as lost.
+    /// The wait before an unacknowledged transmission counts as lost.
     fn timer(&self) -> Duration {
         (self.rto * self.backoff).min(TIMER_MAX)
     }
+}
+
+/// Recent transmissions and how many were lost, fading with age.
+struct LossMeter {
+    lost: f64,
+    sent: f64,
+    wire: f64,
+    outcomes: u32,
+}
+
+impl LossMeter {
+    fn new() -> LossMeter {
+        LossMeter {
+            lost: 0.0,
+            sent: 0.0,
+            wire: 0.0,
+            outcomes: 0,
+        }
+    }
+
+    fn record(&mut self, wire: u64, lost: bool) {
+        let keep = 1.0 - 1.0 / LOSS_MEMORY;
+        self.lost = self.lost * keep + if lost { 1.0 } else { 0.0 };
+        self.sent = self.sent * keep + 1.0;
+        self.wire = self.wire * keep + wire as f64;
+        self.outcomes = self.outcomes.saturating_add(1);
+    }
+
+    /// Estimated probability that a byte on the line is lost or damaged.
+    fn byte_error_rate(&self) -> f64 {
+        if self.sent <= 0.0 || self.wire <= 0.0 {
+            return 0.0;
+        }
+        let lost = (self.lost / self.sent).min(LOSS_FRACTION_MAX);
+        let mean = self.wire / self.sent;
+        1.0 - (1.0 - lost).powf(1.0 / mean)
+    }
+}
+
+/// The payload size with the best expected goodput at byte error rate `p` with `h` framing
+/// bytes per frame.
+fn best_chunk(p: f64, h: f64) -> f64 {
+    if p <= 0.0 {
+        return f64::INFINITY;
+    }
+    let lambda = -(1.0 - p).ln();
+    if lambda <= 0.0 || !lambda.is_finite() {
+        return if lambda <= 0.0 { f64::INFINITY } else { 0.0 };
+    }
+    ((h * h + 4.0 * h / lambda).sqrt() - h) / 2.0
 }
 
 /// Per-chunk deflate, kept only while it pays.
@@ -140,14 +193,14 @@ struct Packer {
 }
 
 impl Packer {
-    /// Compresses the raw range starting at `off` so that it fits `chunk` bytes; `None` when
-    /// that does not save enough (the caller sends raw bytes).
-    fn pack(&mut self, image: &[u8], off: u64, chunk: u64) -> Option<(u64, Vec<u8>)> {
+    /// Compresses raw bytes from `off` (at most up to `end`) so that they fit `chunk` bytes:
+    /// (raw bytes covered, compressed bytes), or `None` when that does not save enough (the
+    /// caller sends raw bytes).
+    fn pack(&mut self, image: &[u8], off: u64, end: u64, chunk: u64) -> Option<(u64, Vec<u8>)> {
         if !self.on {
             return None;
         }
-        let remaining = image.len() as u64 - off;
-        let raw_len = remaining
+        let raw_len = (end - off)
             .min(chunk * self.mult)
             .min(MAX_INFLATED_CHUNK as u64);
         let raw = &image[off as usize..(off + raw_len) as usize];
@@ -175,37 +228,82 @@ impl Packer {
     }
 }
 
+/// Sender state of one transfer.
+pub(super) struct Window<'a> {
+    image: &'a [u8],
+    tid: u16,
+    size: u64,
+    proto: u8,
+    max_chunk: u32,
+    min_chunk: u32,
+    /// Bytes the charger accepts in flight (protocol 2: holds beyond a gap).
+    window: u64,
+    /// Protocol 1: chunks in flight at most.
+    window_chunks: u64,
+    chunk: u32,
+    /// Every byte below is acknowledged.
+    acked: u64,
+    /// First byte never sent.
+    fresh: u64,
+    /// Ranges sent and not known held, by start.
+    segs: BTreeMap<u64, Seg>,
+    /// Starts of the ranges to send again.
+    lost: BTreeSet<u64>,
+    /// Transmissions in flight (tx → range start), oldest first.
+    awaiting: BTreeMap<u32, u64>,
+    inflight_wire: u64,
+    next_tx: u32,
+    rtt: Rtt,
+    loss: LossMeter,
+    /// Framing bytes per DATA frame, measured.
+    overhead: f64,
+    /// Line bytes of chunks known held, for the delivery rate.
+    delivered_wire: u64,
+    last_rewind: Option<(u64, Instant)>,
+    last_progress: Instant,
+    stall: Duration,
+    packer: Packer,
+    resumed_from: u64,
+    started: Instant,
+    pub wire_bytes: u64,
+    pub retransmits: u64,
+}
+
 impl<'a> Window<'a> {
     pub fn new(
         image: &'a [u8],
         start: &FlashStart,
+        proto: u8,
         opts: &FlashOptions,
         resumed_from: u64,
         started: Instant,
     ) -> Self {
         let max_chunk = start.max_chunk.clamp(CHUNK_FLOOR, frame::MAX_CHUNK as u32);
         let min_chunk = opts.min_chunk.clamp(CHUNK_FLOOR, max_chunk);
-        let now = Instant::now();
         let from = start.resume_offset.min(image.len() as u64);
         Window {
             image,
             tid: start.transfer,
             size: image.len() as u64,
+            proto,
             max_chunk,
             min_chunk,
             window: start.window.max(max_chunk) as u64,
             window_chunks: opts.window_chunks.max(1) as u64,
             chunk: opts.initial_chunk.clamp(min_chunk, max_chunk),
             acked: from,
-            next: from,
-            high_water: start.resume_offset,
-            inflight: VecDeque::new(),
+            fresh: from,
+            segs: BTreeMap::new(),
+            lost: BTreeSet::new(),
+            awaiting: BTreeMap::new(),
             inflight_wire: 0,
+            next_tx: 0,
             rtt: Rtt::new(),
-            clean: 0,
+            loss: LossMeter::new(),
+            overhead: OVERHEAD_INITIAL,
+            delivered_wire: 0,
             last_rewind: None,
-            timer_base: now,
-            last_progress: now,
+            last_progress: Instant::now(),
             stall: opts.stall_timeout,
             packer: Packer {
                 on: opts.compress,
@@ -219,71 +317,309 @@ impl<'a> Window<'a> {
         }
     }
 
-    /// Encodes the chunk at `next` onto `out`: (raw bytes covered, wire bytes).
-    fn build(&mut self, out: &mut Vec<u8>) -> (u64, u64) {
-        let off = self.next;
+    fn selective(&self) -> bool {
+        self.proto >= PROTO_SELECTIVE
+    }
+
+    /// Line bytes allowed in flight now.
+    fn inflight_limit(&self) -> u64 {
         let chunk = self.chunk as u64;
-        let before = out.len();
-        if let Some((raw_len, packed)) = self.packer.pack(self.image, off, chunk) {
-            Frame::new(
-                Kind::Data,
-                channel::FIRMWARE,
-                self.tid,
-                codec::encode_data(off, raw_len as u32, &packed),
-            )
-            .with_flags(flags::DEFLATE)
-            .encode_into(out);
-            return (raw_len, (out.len() - before) as u64);
+        if !self.selective() {
+            return (chunk * self.window_chunks).min(self.window);
         }
-        let raw_len = (self.size - off).min(chunk);
-        let raw = &self.image[off as usize..(off + raw_len) as usize];
-        Frame::new(
-            Kind::Data,
-            channel::FIRMWARE,
-            self.tid,
-            codec::encode_data(off, raw_len as u32, raw),
-        )
-        .encode_into(out);
-        (raw_len, (out.len() - before) as u64)
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.delivered_wire as f64 / secs
+        } else {
+            0.0
+        };
+        let want = (rate * INFLIGHT_TIME.as_secs_f64()) as u64;
+        want.max(INFLIGHT_MIN)
+            .max(chunk * INFLIGHT_MIN_CHUNKS)
+            .min(self.window)
     }
 
-    fn rewind(&mut self, to: u64, now: Instant) {
-        self.retransmits += self.inflight.len() as u64;
-        self.inflight.clear();
-        self.inflight_wire = 0;
-        self.next = to.max(self.acked);
-        self.chunk = (self.chunk / 2).max(self.min_chunk);
-        self.clean = 0;
-        self.last_rewind = Some((to, now));
-        self.timer_base = now;
-    }
-
-    fn on_ack(&mut self, n: u64, now: Instant) {
-        if n <= self.acked || n > self.size {
-            return;
-        }
-        if let Some(f) = self.inflight.iter().find(|f| f.end == n)
-            && f.first_send
+    /// The next range to send: a lost one first, else fresh bytes (within the charger's window
+    /// in protocol 2). (start, end it may extend to, retransmission?)
+    fn next_range(&self) -> Option<(u64, u64, bool)> {
+        if let Some(&start) = self.lost.first()
+            && let Some(seg) = self.segs.get(&start)
         {
-            self.rtt.sample(now - f.sent_at);
+            return Some((start, seg.end, true));
         }
-        self.acked = n;
-        self.rtt.backoff = 1;
-        while self.inflight.front().is_some_and(|f| f.end <= n) {
-            if let Some(f) = self.inflight.pop_front() {
-                self.inflight_wire -= f.wire;
+        if self.fresh >= self.size {
+            return None;
+        }
+        let end = if self.selective() {
+            self.size.min(self.acked + self.window)
+        } else {
+            self.size
+        };
+        (self.fresh < end).then_some((self.fresh, end, false))
+    }
+
+    /// Encodes one chunk starting at `off` (ending at `end` at most) onto `out` and records it.
+    fn send_chunk(
+        &mut self,
+        off: u64,
+        end: u64,
+        retransmit: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) {
+        let chunk = self.chunk as u64;
+        self.next_tx = self.next_tx.wrapping_add(1).max(1);
+        let tx = self.next_tx;
+        let before = out.len();
+        let packed = self.packer.pack(self.image, off, end, chunk);
+        let (raw_len, payload_len) = match packed {
+            Some((raw_len, packed)) => {
+                let data = Data {
+                    offset: off,
+                    raw_len: raw_len as u32,
+                    tx,
+                    payload: &packed,
+                };
+                Frame::new(
+                    Kind::Data,
+                    channel::FIRMWARE,
+                    self.tid,
+                    data.encode(self.proto),
+                )
+                .with_flags(flags::DEFLATE)
+                .encode_into(out);
+                (raw_len, packed.len())
+            }
+            None => {
+                let raw_len = (end - off).min(chunk);
+                let data = Data {
+                    offset: off,
+                    raw_len: raw_len as u32,
+                    tx,
+                    payload: &self.image[off as usize..(off + raw_len) as usize],
+                };
+                Frame::new(
+                    Kind::Data,
+                    channel::FIRMWARE,
+                    self.tid,
+                    data.encode(self.proto),
+                )
+                .encode_into(out);
+                (raw_len, raw_len as usize)
+            }
+        };
+        let wire = (out.len() - before) as u64;
+        self.overhead = self.overhead * 0.9 + (wire as f64 - payload_len as f64) * 0.1;
+        let piece_end = off + raw_len;
+        if retransmit {
+            self.retransmits += 1;
+            self.lost.remove(&off);
+            if let Some(rest) = self.segs.remove(&off)
+                && rest.end > piece_end
+            {
+                // The rest of the lost range waits for its own turn.
+                self.segs.insert(
+                    piece_end,
+                    Seg {
+                        end: rest.end,
+                        ..rest
+                    },
+                );
+                self.lost.insert(piece_end);
+            }
+        } else {
+            self.fresh = piece_end;
+        }
+        self.segs.insert(
+            off,
+            Seg {
+                end: piece_end,
+                tx,
+                sent_at: now,
+                wire,
+                first: !retransmit,
+            },
+        );
+        self.awaiting.insert(tx, off);
+        self.inflight_wire += wire;
+        self.wire_bytes += wire;
+    }
+
+    /// The charger holds the range starting at `start`.
+    fn held(&mut self, start: u64, echo: u32, now: Instant) {
+        let Some(seg) = self.segs.remove(&start) else {
+            return;
+        };
+        self.lost.remove(&start);
+        if self.awaiting.remove(&seg.tx).is_some() {
+            self.inflight_wire -= seg.wire;
+            self.loss.record(seg.wire, false);
+            if seg.tx == echo {
+                self.rtt.sample(now - seg.sent_at);
             }
         }
-        if self.next < n {
-            self.next = n;
-        }
-        self.timer_base = now;
+        self.delivered_wire += seg.wire;
         self.last_progress = now;
-        self.clean += 1;
-        if self.clean >= CLEAN_ACKS_TO_GROW {
-            self.clean = 0;
-            self.chunk = (self.chunk * 2).min(self.max_chunk);
+    }
+
+    /// The transmission `tx` (of the range at `start`) is lost.
+    fn lose(&mut self, tx: u32, start: u64) {
+        if self.awaiting.remove(&tx).is_none() {
+            return;
         }
+        if let Some(seg) = self.segs.get(&start) {
+            self.inflight_wire -= seg.wire;
+            self.loss.record(seg.wire, true);
+            self.lost.insert(start);
+        }
+    }
+
+    /// Everything below `next` is held.
+    fn cumulative(&mut self, next: u64, now: Instant) {
+        if next > self.size {
+            return;
+        }
+        if next > self.acked {
+            self.acked = next;
+            self.last_progress = now;
+            self.rtt.backoff = 1;
+        }
+        let below: Vec<u64> = self
+            .segs
+            .range(..self.acked)
+            .filter(|(_, s)| s.end <= self.acked)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in below {
+            self.held(k, 0, now);
+        }
+        if self.fresh < self.acked {
+            self.fresh = self.acked;
+        }
+    }
+
+    /// Protocol 2 acknowledgement: cumulative offset, held ranges, the transmission that
+    /// caused it; every older transmission still in flight was lost.
+    fn on_ack(&mut self, ack: &Ack, now: Instant) {
+        if !self.selective() {
+            self.on_cumulative_v1(ack.next, now);
+            return;
+        }
+        self.cumulative(ack.next, now);
+        for &(s, e) in &ack.blocks {
+            let inside: Vec<u64> = self
+                .segs
+                .range(s..e.min(self.size))
+                .filter(|(_, seg)| seg.end <= e)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in inside {
+                self.held(k, ack.echo, now);
+            }
+        }
+        if ack.echo == 0 {
+            return;
+        }
+        if let Some(&start) = self.awaiting.get(&ack.echo) {
+            self.held(start, ack.echo, now);
+            self.rtt.backoff = 1;
+        }
+        let older: Vec<(u32, u64)> = self
+            .awaiting
+            .range(..ack.echo)
+            .map(|(t, s)| (*t, *s))
+            .collect();
+        for (tx, start) in older {
+            self.lose(tx, start);
+        }
+    }
+
+    /// Protocol 1 acknowledgement: cumulative only; a round trip is measured on the range it
+    /// completes if that range was sent once.
+    fn on_cumulative_v1(&mut self, n: u64, now: Instant) {
+        if n > self.acked
+            && let Some((_, seg)) = self.segs.range(..n).next_back()
+            && seg.end == n
+            && seg.first
+            && self.awaiting.contains_key(&seg.tx)
+        {
+            self.rtt.sample(now - seg.sent_at);
+        }
+        self.cumulative(n, now);
+    }
+
+    /// Protocol 1 NAK of a gap at `n`: the charger dropped everything sent after it.
+    fn go_back(&mut self, n: u64, now: Instant) {
+        self.on_cumulative_v1(n, now);
+        let fresh = match self.last_rewind {
+            Some((at, t)) => at != n || now - t > self.rtt.srtt.unwrap_or(self.rtt.rto),
+            None => true,
+        };
+        if !fresh {
+            return;
+        }
+        let after: Vec<(u32, u64)> = self
+            .awaiting
+            .iter()
+            .filter(|(_, s)| **s >= n)
+            .map(|(t, s)| (*t, *s))
+            .collect();
+        for (tx, start) in after {
+            self.lose(tx, start);
+        }
+        self.last_rewind = Some((n, now));
+    }
+
+    /// No acknowledgement for a while: what has been in flight longer than the timeout is
+    /// lost.
+    fn on_timeout(&mut self, now: Instant) {
+        let wait = self.rtt.timer();
+        let old: Vec<(u32, u64)> = self
+            .awaiting
+            .iter()
+            .filter(|(_, s)| self.segs.get(s).is_none_or(|seg| seg.sent_at + wait <= now))
+            .map(|(t, s)| (*t, *s))
+            .collect();
+        if !old.is_empty() {
+            self.rtt.backoff = (self.rtt.backoff * 2).min(BACKOFF_MAX);
+        }
+        for (tx, start) in old {
+            self.lose(tx, start);
+        }
+        if self.awaiting.is_empty() && self.lost.is_empty() && self.fresh >= self.size {
+            // Nothing left to wait for, yet the charger has not acknowledged everything (it
+            // dropped what it held): send again from the acknowledged offset.
+            self.segs.clear();
+            self.inflight_wire = 0;
+            self.fresh = self.acked;
+        }
+    }
+
+    /// When the oldest transmission in flight counts as lost.
+    fn timer(&self, now: Instant) -> Instant {
+        let oldest = self
+            .awaiting
+            .values()
+            .filter_map(|s| self.segs.get(s))
+            .map(|s| s.sent_at)
+            .min()
+            .unwrap_or(now);
+        oldest + self.rtt.timer()
+    }
+
+    /// Sets the chunk size from the measured loss.
+    fn resize(&mut self) {
+        if self.loss.outcomes < LOSS_WARMUP {
+            return;
+        }
+        let best = best_chunk(self.loss.byte_error_rate(), self.overhead.max(1.0));
+        let step = CHUNK_STEP as f64;
+        let best = (best / step).round() * step;
+        self.chunk = if best.is_finite() {
+            (best.max(0.0) as u64).clamp(self.min_chunk as u64, self.max_chunk as u64) as u32
+        } else {
+            self.max_chunk
+        };
     }
 
     fn publish(&self, progress: &watch::Sender<FlashProgress>) {
@@ -307,6 +643,34 @@ impl<'a> Window<'a> {
         });
     }
 
+    /// Handles one ACK or NAK; `Some` ends the run.
+    fn on_frame(&mut self, f: &Frame, now: Instant) -> Result<Option<WindowEnd>> {
+        match f.kind {
+            Kind::Ack => {
+                let ack = Ack::decode(&f.body, self.proto)?;
+                self.on_ack(&ack, now);
+            }
+            Kind::Nak => {
+                let n = Nak::decode(&f.body, self.proto)?;
+                match n.reason {
+                    nak::UNKNOWN_TRANSFER => return Ok(Some(WindowEnd::Restart)),
+                    nak::FATAL => return Err(Error::FlashRejected { reason: n.detail }),
+                    _ if !self.selective() => self.go_back(n.next, now),
+                    _ => {
+                        // A chunk the charger could not unpack: send it again, uncompressed.
+                        self.cumulative(n.next, now);
+                        if let Some(&start) = self.awaiting.get(&n.echo) {
+                            self.lose(n.echo, start);
+                        }
+                        self.packer.on = false;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
     /// Sends until the charger acknowledged the whole image.
     pub async fn run(
         &mut self,
@@ -317,27 +681,12 @@ impl<'a> Window<'a> {
         self.publish(progress);
         let mut batch = Vec::with_capacity(SEND_BATCH * 2);
         while self.acked < self.size {
-            let limit = (self.chunk as u64 * self.window_chunks).min(self.window);
             let now = Instant::now();
-            if self.inflight.is_empty() {
-                self.timer_base = now;
-            }
-            while self.next < self.size && self.inflight_wire < limit {
-                let first_send = self.next >= self.high_water;
-                let (raw, wire) = self.build(&mut batch);
-                self.next += raw;
-                self.high_water = self.high_water.max(self.next);
-                if !first_send {
-                    self.retransmits += 1;
-                }
-                self.inflight.push_back(InFlight {
-                    end: self.next,
-                    wire,
-                    sent_at: now,
-                    first_send,
-                });
-                self.inflight_wire += wire;
-                self.wire_bytes += wire;
+            let limit = self.inflight_limit();
+            while self.inflight_wire < limit
+                && let Some((off, end, again)) = self.next_range()
+            {
+                self.send_chunk(off, end, again, now, &mut batch);
                 if batch.len() >= SEND_BATCH {
                     client.cmd(Cmd::Send(std::mem::take(&mut batch))).await?;
                 }
@@ -345,47 +694,22 @@ impl<'a> Window<'a> {
             if !batch.is_empty() {
                 client.cmd(Cmd::Send(std::mem::take(&mut batch))).await?;
             }
-            let timer = self.timer_base + self.rtt.timer();
+            let timer = self.timer(now);
             tokio::select! {
                 f = rx.recv() => {
                     let Some(f) = f else { return Err(Error::Closed) };
                     let now = Instant::now();
-                    let mut d = Dec::new(&f.body);
-                    let n = d.u64("acknowledged offset")?;
-                    match f.kind {
-                        Kind::Ack => self.on_ack(n, now),
-                        Kind::Nak => {
-                            let reason = d.u8("nak reason")?;
-                            let detail = d.str("nak detail").unwrap_or_default();
-                            match reason {
-                                nak::UNKNOWN_TRANSFER => return Ok(WindowEnd::Restart),
-                                nak::FATAL => return Err(Error::FlashRejected { reason: detail }),
-                                _ => {
-                                    self.on_ack(n, now);
-                                    let fresh = match self.last_rewind {
-                                        Some((at, t)) => {
-                                            at != n || now - t > self.rtt.srtt.unwrap_or(self.rtt.rto)
-                                        }
-                                        None => true,
-                                    };
-                                    if fresh && n < self.next {
-                                        self.rewind(n, now);
-                                    }
-                                }
-                            }
+                    if let Some(end) = self.on_frame(&f, now)? {
+                        return Ok(end);
+                    }
+                    // Take every acknowledgement that is already here before sending more.
+                    while let Ok(f) = rx.try_recv() {
+                        if let Some(end) = self.on_frame(&f, now)? {
+                            return Ok(end);
                         }
-                        _ => {}
                     }
                 }
-                _ = tokio::time::sleep_until(timer) => {
-                    let now = Instant::now();
-                    if !self.inflight.is_empty() {
-                        self.rtt.backoff = (self.rtt.backoff * 2).min(BACKOFF_MAX);
-                        let to = self.acked;
-                        self.rewind(to, now);
-                    }
-                    self.timer_base = now;
-                }
+                _ = tokio::time::sleep_until(timer) => self.on_timeout(Instant::now()),
             }
             if self.last_progress.elapsed() > self.stall {
                 return Err(Error::Stalled {
@@ -394,8 +718,49 @@ impl<'a> Window<'a> {
                     secs: self.stall.as_secs_f64(),
                 });
             }
+            self.resize();
             self.publish(progress);
         }
         Ok(WindowEnd::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_chunk_follows_the_error_rate() {
+        // A clean line: as large as allowed.
+        assert!(best_chunk(0.0, 24.0).is_infinite());
+        // 0.2 % of bytes bad with 24 framing bytes: about a hundred bytes.
+        let l = best_chunk(0.002, 24.0);
+        assert!((80.0..130.0).contains(&l), "{l}");
+        // Rarer errors, larger chunks.
+        assert!(best_chunk(0.0001, 24.0) > 400.0);
+        assert!(best_chunk(0.0001, 24.0) > best_chunk(0.001, 24.0));
+    }
+
+    #[test]
+    fn loss_meter_recovers_the_byte_error_rate() {
+        let mut m = LossMeter::new();
+        // Frames of 500 bytes at a byte error rate of 0.002 arrive whole 36.7 % of the time.
+        let whole = 0.998f64.powi(500);
+        let mut credit = 0.0;
+        for _ in 0..2000 {
+            credit += whole;
+            let ok = credit >= 1.0;
+            if ok {
+                credit -= 1.0;
+            }
+            m.record(500, !ok);
+        }
+        let p = m.byte_error_rate();
+        assert!((0.0015..0.0027).contains(&p), "{p}");
+        // A clean stretch brings it down again.
+        for _ in 0..600 {
+            m.record(4096, false);
+        }
+        assert!(m.byte_error_rate() < 0.00001, "{}", m.byte_error_rate());
     }
 }

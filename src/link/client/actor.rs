@@ -39,6 +39,10 @@ mod retry {
 /// are refused with [`Error::Reconnecting`].
 pub(super) const QUEUE_WHILE_RECONNECTING: usize = 64;
 
+/// Most parts one answer may have (the whole configuration is a few dozen); a charger that
+/// sends more fails the request instead of filling memory.
+const MAX_ANSWER_PARTS: usize = 1024;
+
 /// Response parts in order: (status, payload).
 pub(super) type Parts = Vec<(u8, Vec<u8>)>;
 
@@ -82,6 +86,8 @@ struct Pending {
     sent_at: Instant,
     /// Sent more than once: its round trip says nothing (Karn).
     retransmitted: bool,
+    /// First sent.
+    since: Instant,
     /// Fails at `deadline` unless the charger was heard within the timeout, and at `hard` in
     /// any case.
     deadline: Instant,
@@ -386,6 +392,7 @@ impl Actor {
                 retry_at: now + interval,
                 sent_at: now,
                 retransmitted: false,
+                since: now,
                 deadline: later(now, timeout),
                 hard: later(now, alive_budget(timeout)),
                 timeout,
@@ -427,14 +434,24 @@ impl Actor {
         }
         p.retry_at = now + p.interval;
         p.deadline = p.deadline.max(later(now, p.timeout / 2));
-        if let Some(last) = p.last
-            && p.parts.len() == last as usize + 1
-            && let Some(mut p) = self.pending.remove(&f.id)
+        let outcome = if p.parts.len() > MAX_ANSWER_PARTS {
+            Some(Err(Error::Protocol {
+                what: "request",
+                detail: format!("more than {MAX_ANSWER_PARTS} parts in one answer"),
+            }))
+        } else if p
+            .last
+            .is_some_and(|last| p.parts.len() == last as usize + 1)
         {
-            let parts = std::mem::take(&mut p.parts).into_values().collect();
-            if let Some(reply) = p.reply.take() {
-                let _ = reply.send(Ok(parts));
-            }
+            Some(Ok(std::mem::take(&mut p.parts).into_values().collect()))
+        } else {
+            None
+        };
+        if let Some(outcome) = outcome
+            && let Some(mut p) = self.pending.remove(&f.id)
+            && let Some(reply) = p.reply.take()
+        {
+            let _ = reply.send(outcome);
         }
     }
 
@@ -501,7 +518,7 @@ impl Actor {
             {
                 let _ = reply.send(Err(Error::Timeout {
                     what: "the charger".into(),
-                    secs: p.timeout.as_secs_f64(),
+                    secs: (now - p.since).as_secs_f64().max(p.timeout.as_secs_f64()),
                 }));
             }
         }
@@ -521,6 +538,15 @@ impl Actor {
 
     /// Closes the port (dropping the connection) and starts looking for the charger.
     fn start_search(&mut self, waiters: Vec<oneshot::Sender<Result<DeviceHello>>>) {
+        let old = match std::mem::replace(
+            &mut self.link,
+            Link::Down {
+                reason: String::new(),
+            },
+        ) {
+            Link::Up(conn) => Some(conn),
+            _ => None,
+        };
         let search = Search {
             port: self.set.port.clone(),
             baud: self.set.baud,
@@ -533,7 +559,7 @@ impl Actor {
             events: self.events.clone(),
         };
         self.link = Link::Reconnecting {
-            search: tokio::spawn(search.run()),
+            search: tokio::spawn(search.run(old)),
             waiters,
         };
     }

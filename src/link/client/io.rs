@@ -36,6 +36,18 @@ pub(super) struct Conn {
     tasks: [JoinHandle<()>; 2],
 }
 
+impl Conn {
+    /// Stops both tasks and waits until they are gone, so the port is closed on return.
+    pub async fn close(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in &mut self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         for t in &self.tasks {
@@ -135,11 +147,22 @@ pub(super) struct Greeting<'a> {
     pub events: &'a broadcast::Sender<LinkEvent>,
 }
 
-/// Opens the port and says HELLO until the charger answers.
+/// Opens the port and says HELLO until the charger answers. On failure the port is closed
+/// again before this returns.
 pub(super) async fn handshake(g: Greeting<'_>) -> Result<(Conn, DeviceHello)> {
-    let port = g.port;
-    let io = transport::open(port, g.baud).await?;
+    let io = transport::open(g.port, g.baud).await?;
     let mut conn = start_conn(io, g.stats.clone());
+    match greet(&mut conn, &g).await {
+        Ok(hello) => Ok((conn, hello)),
+        Err(e) => {
+            conn.close().await;
+            Err(e)
+        }
+    }
+}
+
+async fn greet(conn: &mut Conn, g: &Greeting<'_>) -> Result<DeviceHello> {
+    let port = g.port;
     let attempts = g.attempts.max(1);
     for attempt in 1..=attempts {
         let id = 0xFF00 | attempt as u16;
@@ -173,7 +196,7 @@ pub(super) async fn handshake(g: Greeting<'_>) -> Result<(Conn, DeviceHello)> {
                             max: PROTO_MAX,
                         });
                     }
-                    return Ok((conn, hello));
+                    return Ok(hello);
                 }
                 Ok(Some(Incoming::Frame(_))) => {}
             }

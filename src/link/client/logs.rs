@@ -15,7 +15,7 @@ pub enum LogEvent {
 }
 
 /// A decoded log event, numbered within its subscription.
-pub(super) enum LogItem {
+pub(crate) enum LogItem {
     Record(u32, LogRecord),
     Dropped(u32, u64),
     /// The subscription was renewed after a reconnect: numbering restarts.
@@ -78,7 +78,7 @@ impl LogStream {
 }
 
 /// Decodes the body of a log EVT frame.
-pub(super) fn decode_log_event(body: &[u8]) -> Result<LogItem> {
+pub(crate) fn decode_log_event(body: &[u8]) -> Result<LogItem> {
     let mut d = Dec::new(body);
     match d.u8("event kind")? {
         evt::RECORD => {

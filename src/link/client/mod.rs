@@ -19,6 +19,8 @@ mod window;
 pub use flash::{FlashOptions, FlashPhase, FlashProgress, FlashReport};
 pub use logs::{LogEvent, LogStream};
 
+pub(crate) use logs::decode_log_event;
+
 use super::codec::{ConfigRead, Dec, DeviceHello, Identity, Request, SetOutcome, status};
 use super::error::{Error, Result};
 use super::frame::Stats;

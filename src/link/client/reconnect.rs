@@ -39,8 +39,12 @@ pub(super) struct Found {
 }
 
 impl Search {
-    /// Runs until the charger answers or the time is up (then the last error).
-    pub async fn run(self) -> Result<Found> {
+    /// Closes the old connection, then runs until the charger answers or the time is up
+    /// (then the last error).
+    pub async fn run(self, old: Option<Conn>) -> Result<Found> {
+        if let Some(c) = old {
+            c.close().await;
+        }
         let deadline = Instant::now() + self.give_up_after;
         loop {
             let last_err = match self.try_port(&self.port).await {

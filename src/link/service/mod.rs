@@ -158,8 +158,27 @@ pub async fn serve<B: Backend>(
     result
 }
 
+/// Output coalesced into one write at most.
+const WRITE_BATCH: usize = 64 * 1024;
+/// A line that takes no byte for this long has nobody listening: what is queued is dropped,
+/// as a UART with nothing attached sends into the void, so the charger never stops serving
+/// because a tool stopped reading. Until the line takes bytes again, output that cannot be
+/// written at once is dropped at once.
+const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(2);
+const WRITE_WHILE_STALLED: std::time::Duration = std::time::Duration::from_millis(1);
+
+fn patience(stalled: bool) -> std::time::Duration {
+    if stalled {
+        WRITE_WHILE_STALLED
+    } else {
+        WRITE_STALL
+    }
+}
+
 async fn write_loop(mut wr: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Out>) -> Result<()> {
-    let mut batch = Vec::with_capacity(64 * 1024);
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut dropped = 0u64;
+    let mut stalled = false;
     while let Some(first) = rx.recv().await {
         let mut flushes = Vec::new();
         let mut next = Some(first);
@@ -168,17 +187,36 @@ async fn write_loop(mut wr: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Out>
                 Out::Bytes(b) => batch.extend_from_slice(&b),
                 Out::Flush(tx) => flushes.push(tx),
             }
-            if batch.len() < 64 * 1024 {
+            if batch.len() < WRITE_BATCH {
                 next = rx.try_recv().ok();
             }
         }
+        let mut rest = &batch[..];
+        while !rest.is_empty() {
+            match tokio::time::timeout(patience(stalled), wr.write(rest)).await {
+                Ok(Ok(0)) => {
+                    return Err(Error::io(
+                        "writing the service port",
+                        std::io::ErrorKind::WriteZero.into(),
+                    ));
+                }
+                Ok(Ok(n)) => {
+                    rest = &rest[n..];
+                    stalled = false;
+                }
+                Ok(Err(e)) => return Err(Error::io("writing the service port", e)),
+                Err(_) => {
+                    stalled = true;
+                    dropped += rest.len() as u64;
+                    tracing::debug!(target: "link", dropped, "nobody reads the service port: output dropped");
+                    rest = &[];
+                }
+            }
+        }
         if !batch.is_empty() {
-            wr.write_all(&batch)
-                .await
-                .map_err(|e| Error::io("writing the service port", e))?;
-            wr.flush()
-                .await
-                .map_err(|e| Error::io("writing the service port", e))?;
+            if let Ok(Err(e)) = tokio::time::timeout(patience(stalled), wr.flush()).await {
+                return Err(Error::io("writing the service port", e));
+            }
             batch.clear();
         }
         for f in flushes {

@@ -5,7 +5,9 @@
 //! - flash goodput over the bare pseudo-terminal as a fraction of raw pseudo-terminal
 //!   throughput measured in the same run;
 //! - the same flashes over a noisy line (0.1 % of bytes dropped and 0.1 % flipped, each
-//!   direction, fixed seed), with the default timeouts, as a fraction of the clean figure;
+//!   direction, fixed seed), with the default timeouts, as a fraction of the clean figure
+//!   (unthrottled: of the bare pseudo-terminal, and of the same path through the line shaper
+//!   with no faults);
 //! - log lines per second delivered, and lines lost;
 //! - time to read all (~60) configuration keys.
 //!
@@ -135,6 +137,12 @@ struct Rig {
 }
 
 fn rig(shaper: LineShaper) -> Rig {
+    rig_with(shaper, false)
+}
+
+/// `through_shaper`: the line goes through the shaper's pump even when it changes nothing
+/// (the same path as a noisy line, for a like-for-like clean figure).
+fn rig_with(shaper: LineShaper, through_shaper: bool) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("charger");
     let (port, master) = pty::open(&link).expect("pty");
@@ -145,7 +153,7 @@ fn rig(shaper: LineShaper) -> Rig {
     });
     let b = backend.clone();
     let server = tokio::spawn(async move {
-        if shaper.is_transparent() {
+        if shaper.is_transparent() && !through_shaper {
             let _ = serve(master, b, ServiceOptions::default()).await;
         } else {
             let (line, _pump) = shaper.wrap(master);
@@ -168,7 +176,16 @@ async fn client(rig: &Rig) -> Client {
 }
 
 async fn flash_rate(shaper: LineShaper, image: &[u8], opts: FlashOptions) -> (f64, u64) {
-    let r = rig(shaper);
+    flash_rate_with(shaper, false, image, opts).await
+}
+
+async fn flash_rate_with(
+    shaper: LineShaper,
+    through_shaper: bool,
+    image: &[u8],
+    opts: FlashOptions,
+) -> (f64, u64) {
+    let r = rig_with(shaper, through_shaper);
     let c = client(&r).await;
     let (tx, _rx) = watch::channel(FlashProgress::default());
     let start = Instant::now();
@@ -358,15 +375,28 @@ fn main() {
                 100.0 * rate / raw
             );
         }
+        let img = random(4 << 20, 3);
+        let mut clean_shaped = None;
+        if wanted("clean flash random pty shaper") {
+            let (rate, _) =
+                flash_rate_with(LineShaper::default(), true, &img, unthrottled.clone()).await;
+            clean_shaped = Some(rate);
+            println!(
+                "flash 4 MiB random, PTY through the shaper, no faults: {:6.1} MB/s",
+                rate / 1e6
+            );
+        }
         if wanted("noisy flash random pty") {
-            let img = random(4 << 20, 3);
             let (rate, wire) = flash_rate(noisy(None), &img, unthrottled.clone()).await;
             println!(
-                "flash 4 MiB random, PTY, noisy:    {:8.2} MB/s ({} B on the wire){}",
+                "flash 4 MiB random, PTY, noisy:    {:8.2} MB/s ({} B on the wire){}{}",
                 rate / 1e6,
                 wire,
                 clean_pty
-                    .map(|c| format!(", {:.1} % of clean", 100.0 * rate / c))
+                    .map(|c| format!(", {:.1} % of the bare PTY", 100.0 * rate / c))
+                    .unwrap_or_default(),
+                clean_shaped
+                    .map(|c| format!(", {:.1} % of the shaped clean line", 100.0 * rate / c))
                     .unwrap_or_default()
             );
         }

@@ -807,15 +807,7 @@ async fn a_noisy_line_still_gives_right_config_and_firmware() {
     let started = Instant::now();
     let run = cli_within(
         dir,
-        &[
-            "flash",
-            image.to_str().unwrap(),
-            "--port",
-            &port,
-            "--json",
-            "--timeout",
-            "20",
-        ],
+        &["flash", image.to_str().unwrap(), "--port", &port, "--json"],
         Duration::from_secs(180),
     )
     .await;

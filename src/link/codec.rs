@@ -736,7 +736,7 @@ impl<'a> Data<'a> {
 }
 
 /// Most received ranges one ACK reports beyond the cumulative offset.
-pub const MAX_SACK_BLOCKS: usize = 4;
+pub const MAX_SACK_BLOCKS: usize = 32;
 
 /// A firmware acknowledgement (ACK body).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

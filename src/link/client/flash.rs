@@ -104,6 +104,7 @@ impl Client {
         let mut resumed_from = None;
         let mut restarts = 0;
         let transfer = loop {
+            let asked = Instant::now();
             let parts = match self
                 .request(&Request::FlashBegin {
                     sha256: sha,
@@ -131,7 +132,7 @@ impl Client {
             })
             .await?;
             let proto = self.hello().proto;
-            let mut w = Window::new(image, &start, proto, opts, from, started);
+            let mut w = Window::new(image, &start, proto, asked.elapsed(), opts, from, started);
             let outcome = w.run(self, &mut rx, progress).await;
             wire_bytes += w.wire_bytes;
             retransmits += w.retransmits;

@@ -36,13 +36,15 @@ pub(super) mod tuning {
     pub const CHUNK_STEP: u32 = 16;
     /// Transmissions the loss estimate remembers (older ones fade exponentially).
     pub const LOSS_MEMORY: f64 = 64.0;
-    /// Transmissions seen before the estimate sets the chunk size.
+    /// Transmissions seen without a loss before the estimate sets the chunk size (a loss
+    /// sets it at once).
     pub const LOSS_WARMUP: u32 = 8;
     /// The lost fraction is capped here before the byte error rate is derived from it.
     pub const LOSS_FRACTION_MAX: f64 = 0.99;
     /// Framing bytes per DATA frame assumed before any was measured.
     pub const OVERHEAD_INITIAL: f64 = 24.0;
-    /// Retransmission timeout before any round trip was measured.
+    /// Retransmission timeout before any round trip was measured (the round trip of the
+    /// request that began the transfer is used when shorter).
     pub const RTO_INITIAL: Duration = Duration::from_secs(1);
     /// Bounds of the retransmission timeout computed from measured round trips.
     pub const RTO_MIN: Duration = Duration::from_millis(15);
@@ -55,13 +57,17 @@ pub(super) mod tuning {
     pub const BACKOFF_MAX: u32 = 64;
     /// Longest wait for an acknowledgement, backoff included.
     pub const TIMER_MAX: Duration = Duration::from_secs(3);
-    /// Protocol 2: line bytes in flight are about this much time at the measured delivery
-    /// rate (enough to keep the line busy; more only queues), ...
+    /// Protocol 2: line bytes in flight are about this much time at the best recent delivery
+    /// rate (enough to keep the line busy and to fill the charger's window on a fast one), ...
     pub const INFLIGHT_TIME: Duration = Duration::from_millis(250);
     /// ... but at least this many bytes and this many chunks, and never more than the
     /// charger's window.
     pub const INFLIGHT_MIN: u64 = 4096;
     pub const INFLIGHT_MIN_CHUNKS: u64 = 2;
+    /// The delivery rate is measured over intervals of at least this long; the best one fades
+    /// by this factor per interval.
+    pub const RATE_INTERVAL: Duration = Duration::from_millis(10);
+    pub const RATE_FADE: f64 = 0.9;
     /// First guess of the compression ratio: the raw bytes taken for one chunk, in chunks.
     pub const COMPRESS_MULT_INITIAL: u64 = 2;
     /// Most raw chunks packed into one compressed chunk.
@@ -132,6 +138,41 @@ impl Rtt {
     /// The wait before an unacknowledged transmission counts as lost.
     fn timer(&self) -> Duration {
         (self.rto * self.backoff).min(TIMER_MAX)
+    }
+}
+
+/// The delivery rate of the line: the best recent interval, fading.
+struct Pipe {
+    /// Line bytes per second.
+    max_rate: f64,
+    mark: Option<(Instant, u64)>,
+}
+
+impl Pipe {
+    fn new() -> Pipe {
+        Pipe {
+            max_rate: 0.0,
+            mark: None,
+        }
+    }
+
+    /// `delivered` line bytes are known held, as of `now`.
+    fn delivered(&mut self, delivered: u64, now: Instant) {
+        let Some((at, before)) = self.mark else {
+            self.mark = Some((now, delivered));
+            return;
+        };
+        let dt = now - at;
+        if dt >= RATE_INTERVAL {
+            let rate = (delivered - before) as f64 / dt.as_secs_f64();
+            self.max_rate = rate.max(self.max_rate * RATE_FADE);
+            self.mark = Some((now, delivered));
+        }
+    }
+
+    /// Line bytes worth keeping in flight (0 before anything was measured).
+    fn inflight(&self) -> u64 {
+        (INFLIGHT_TIME.as_secs_f64() * self.max_rate) as u64
     }
 }
 
@@ -259,6 +300,7 @@ pub(super) struct Window<'a> {
     overhead: f64,
     /// Line bytes of chunks known held, for the delivery rate.
     delivered_wire: u64,
+    pipe: Pipe,
     last_rewind: Option<(u64, Instant)>,
     last_progress: Instant,
     stall: Duration,
@@ -270,10 +312,12 @@ pub(super) struct Window<'a> {
 }
 
 impl<'a> Window<'a> {
+    /// `begin_rtt`: the round trip of the request that began the transfer, a first estimate.
     pub fn new(
         image: &'a [u8],
         start: &FlashStart,
         proto: u8,
+        begin_rtt: Duration,
         opts: &FlashOptions,
         resumed_from: u64,
         started: Instant,
@@ -298,10 +342,17 @@ impl<'a> Window<'a> {
             awaiting: BTreeMap::new(),
             inflight_wire: 0,
             next_tx: 0,
-            rtt: Rtt::new(),
+            rtt: {
+                let mut rtt = Rtt::new();
+                if begin_rtt < RTO_INITIAL {
+                    rtt.sample(begin_rtt);
+                }
+                rtt
+            },
             loss: LossMeter::new(),
             overhead: OVERHEAD_INITIAL,
             delivered_wire: 0,
+            pipe: Pipe::new(),
             last_rewind: None,
             last_progress: Instant::now(),
             stall: opts.stall_timeout,
@@ -327,16 +378,8 @@ impl<'a> Window<'a> {
         if !self.selective() {
             return (chunk * self.window_chunks).min(self.window);
         }
-        let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 {
-            self.delivered_wire as f64 / secs
-        } else {
-            0.0
-        };
-        let want = (rate * INFLIGHT_TIME.as_secs_f64()) as u64;
-        want.max(INFLIGHT_MIN)
-            .max(chunk * INFLIGHT_MIN_CHUNKS)
-            .min(self.window)
+        let floor = INFLIGHT_MIN.max(chunk * INFLIGHT_MIN_CHUNKS);
+        self.pipe.inflight().max(floor).min(self.window)
     }
 
     /// The next range to send: a lost one first, else fresh bytes (within the charger's window
@@ -459,6 +502,7 @@ impl<'a> Window<'a> {
             }
         }
         self.delivered_wire += seg.wire;
+        self.pipe.delivered(self.delivered_wire, now);
         self.last_progress = now;
     }
 
@@ -507,9 +551,13 @@ impl<'a> Window<'a> {
         }
         self.cumulative(ack.next, now);
         for &(s, e) in &ack.blocks {
+            let e = e.min(self.size);
+            if s >= e {
+                continue;
+            }
             let inside: Vec<u64> = self
                 .segs
-                .range(s..e.min(self.size))
+                .range(s..e)
                 .filter(|(_, seg)| seg.end <= e)
                 .map(|(k, _)| *k)
                 .collect();
@@ -595,21 +643,21 @@ impl<'a> Window<'a> {
         }
     }
 
-    /// When the oldest transmission in flight counts as lost.
+    /// When the oldest transmission in flight counts as lost (transmissions are numbered in
+    /// the order they were sent).
     fn timer(&self, now: Instant) -> Instant {
         let oldest = self
             .awaiting
-            .values()
-            .filter_map(|s| self.segs.get(s))
-            .map(|s| s.sent_at)
-            .min()
-            .unwrap_or(now);
+            .first_key_value()
+            .and_then(|(_, s)| self.segs.get(s))
+            .map_or(now, |s| s.sent_at);
         oldest + self.rtt.timer()
     }
 
     /// Sets the chunk size from the measured loss.
     fn resize(&mut self) {
-        if self.loss.outcomes < LOSS_WARMUP {
+        // A loss says something at once; a clean start only after a few chunks.
+        if self.loss.outcomes < LOSS_WARMUP && self.loss.lost <= 0.0 {
             return;
         }
         let best = best_chunk(self.loss.byte_error_rate(), self.overhead.max(1.0));
@@ -728,6 +776,139 @@ impl<'a> Window<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn window(image: &[u8], proto: u8) -> Window<'_> {
+        let start = FlashStart {
+            transfer: 1,
+            resume_offset: 0,
+            window: 32 * 1024,
+            max_chunk: 4096,
+        };
+        Window::new(
+            image,
+            &start,
+            proto,
+            Duration::from_millis(1),
+            &FlashOptions::default(),
+            0,
+            Instant::now(),
+        )
+    }
+
+    /// Sends what the window allows, as `run` does.
+    fn fill(w: &mut Window<'_>, out: &mut Vec<u8>) -> usize {
+        let now = Instant::now();
+        let limit = w.inflight_limit();
+        let mut n = 0;
+        while w.inflight_wire < limit
+            && let Some((off, end, again)) = w.next_range()
+        {
+            w.send_chunk(off, end, again, now, out);
+            n += 1;
+        }
+        n
+    }
+
+    fn consistent(w: &Window<'_>) {
+        let wire: u64 = w
+            .awaiting
+            .values()
+            .map(|s| w.segs.get(s).expect("awaiting range is known").wire)
+            .sum();
+        assert_eq!(wire, w.inflight_wire);
+        assert!(w.lost.iter().all(|s| w.segs.contains_key(s)));
+        assert!(w.acked <= w.size && w.fresh <= w.size);
+    }
+
+    #[test]
+    fn only_the_lost_transmission_is_sent_again() {
+        let image: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut w = window(&image, 2);
+        w.packer.on = false;
+        let mut out = Vec::new();
+        assert!(fill(&mut w, &mut out) >= 2);
+        let first: Vec<(u32, u64)> = w.awaiting.iter().map(|(t, s)| (*t, *s)).collect();
+        // The second transmission arrived, the first did not.
+        let (tx2, s2) = first[1];
+        let end2 = w.segs[&s2].end;
+        w.on_ack(
+            &Ack {
+                next: 0,
+                echo: tx2,
+                blocks: vec![(s2, end2)],
+            },
+            Instant::now(),
+        );
+        consistent(&w);
+        assert_eq!(w.lost.iter().copied().collect::<Vec<_>>(), vec![first[0].1]);
+        assert_eq!(w.next_range(), Some((first[0].1, s2, true)));
+        // Once it is held, the cumulative offset passes both.
+        w.on_ack(
+            &Ack {
+                next: end2,
+                echo: 0,
+                blocks: vec![],
+            },
+            Instant::now(),
+        );
+        consistent(&w);
+        assert!(w.lost.is_empty());
+        assert_eq!(w.acked, end2);
+    }
+
+    #[test]
+    fn hostile_acknowledgements_never_break_the_sender() {
+        let image = vec![0x5Au8; 200_000];
+        for proto in [1u8, 2] {
+            let mut w = window(&image, proto);
+            let mut seed = 0x1234_5678u64 + proto as u64;
+            let mut next = || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            let mut out = Vec::new();
+            for round in 0..3000 {
+                fill(&mut w, &mut out);
+                out.clear();
+                let r = next();
+                let near = |v: u64| v % (image.len() as u64 + 5000);
+                let body = match r % 5 {
+                    0 => Ack {
+                        next: near(next()),
+                        echo: (next() % 4000) as u32,
+                        blocks: (0..next() % 5)
+                            .map(|_| {
+                                let s = near(next());
+                                (s, s + 1 + next() % 9000)
+                            })
+                            .collect(),
+                    }
+                    .encode(proto),
+                    1 => Nak {
+                        next: near(next()),
+                        reason: (next() % 6) as u8,
+                        detail: "x".into(),
+                        echo: (next() % 4000) as u32,
+                    }
+                    .encode(proto),
+                    _ => (0..next() % 40).map(|_| next() as u8).collect(),
+                };
+                let kind = if r % 5 == 1 { Kind::Nak } else { Kind::Ack };
+                let f = Frame::new(kind, channel::FIRMWARE, 1, body);
+                match w.on_frame(&f, Instant::now()) {
+                    Ok(Some(WindowEnd::Restart)) | Err(_) | Ok(None) => {}
+                    Ok(Some(WindowEnd::Done)) => unreachable!(),
+                }
+                if round % 7 == 0 {
+                    w.on_timeout(Instant::now() + Duration::from_secs(10));
+                }
+                w.resize();
+                consistent(&w);
+            }
+        }
+    }
 
     #[test]
     fn best_chunk_follows_the_error_rate() {

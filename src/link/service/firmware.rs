@@ -19,6 +19,30 @@ pub const MAX_INFLATED_CHUNK: usize = 64 * 1024;
 /// Held bytes handed to the backend in one write at most.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// Protocol 2: received ranges reported in one ACK besides those that took a chunk since the
+/// previous ACK.
+const OTHER_BLOCKS: usize = 3;
+/// Protocol 2: chunks acknowledged together at most (fewer when one read of the line brought
+/// fewer). Fewer ACKs cost less on a fast line; a lost one costs at most this many chunks
+/// their acknowledgement, and the next ACK reports them again.
+const ACK_EVERY: usize = 16;
+
+/// Protocol 2: an acknowledgement owed for the chunks stored since the last one.
+pub(super) struct AckDue {
+    tid: u16,
+    /// The last transmission stored or already held.
+    echo: u32,
+    /// Offsets of the chunks stored since the last ACK, oldest first.
+    touched: Vec<u64>,
+}
+
+/// Offsets reported by the previous ACK, reported again (a lost ACK is covered by the next).
+#[derive(Default)]
+pub(super) struct LastAck {
+    tid: u16,
+    touched: Vec<u64>,
+}
+
 /// One transfer in progress.
 pub(super) struct Transfer {
     pub id: u16,
@@ -110,9 +134,9 @@ impl Held {
         out
     }
 
-    /// Held ranges merged, at most `max` of them: the one holding `recent` first, then the
-    /// others from the highest offset down.
-    pub fn blocks(&self, recent: u64, max: usize) -> Vec<(u64, u64)> {
+    /// Held ranges merged, at most `max` of them: first those holding one of `recent` (the
+    /// latest first), then up to [`OTHER_BLOCKS`] others from the highest offset down.
+    pub fn blocks(&self, recent: &[u64], max: usize) -> Vec<(u64, u64)> {
         let mut merged: Vec<(u64, u64)> = Vec::new();
         for (&s, v) in &self.map {
             let e = s + v.len() as u64;
@@ -121,12 +145,29 @@ impl Held {
                 _ => merged.push((s, e)),
             }
         }
-        let mut out = Vec::with_capacity(max.min(merged.len()));
-        if let Some(i) = merged.iter().position(|&(s, e)| s <= recent && recent < e) {
-            out.push(merged.remove(i));
+        let mut picked = vec![false; merged.len()];
+        let mut out = Vec::new();
+        for &r in recent.iter().rev() {
+            if out.len() >= max {
+                break;
+            }
+            let i = merged.partition_point(|&(_, e)| e <= r);
+            if i < merged.len() && merged[i].0 <= r && !picked[i] {
+                picked[i] = true;
+                out.push(merged[i]);
+            }
         }
-        out.extend(merged.into_iter().rev());
-        out.truncate(max);
+        let mut others = 0;
+        for i in (0..merged.len()).rev() {
+            if out.len() >= max || others >= OTHER_BLOCKS {
+                break;
+            }
+            if !picked[i] {
+                picked[i] = true;
+                out.push(merged[i]);
+                others += 1;
+            }
+        }
         out
     }
 }
@@ -287,15 +328,65 @@ impl<B: Backend> Session<B> {
                 }
             }
         }
-        let Some(t) = self.transfer.as_ref() else {
+        if echo == 0 {
+            // Not kept: say so now, with nothing echoed.
+            self.send_due_ack().await;
+            let Some(t) = self.transfer.as_ref() else {
+                return;
+            };
+            let ack = Ack {
+                next: t.next,
+                echo: 0,
+                blocks: t.held.blocks(&[], codec::MAX_SACK_BLOCKS),
+            };
+            self.ack(tid, ack).await;
+            return;
+        }
+        match &mut self.ack_due {
+            Some(due) if due.tid == tid => {
+                due.echo = echo;
+                due.touched.push(offset);
+                if due.touched.len() >= ACK_EVERY {
+                    self.send_due_ack().await;
+                }
+            }
+            _ => {
+                self.send_due_ack().await;
+                self.ack_due = Some(AckDue {
+                    tid,
+                    echo,
+                    touched: vec![offset],
+                });
+            }
+        }
+    }
+
+    /// Sends the acknowledgement owed for the chunks stored since the last one: one ACK for
+    /// all that one read of the line brought (one per chunk on a slow line, far fewer on a
+    /// fast one). Its blocks cover every range that took one of those chunks, so the tool
+    /// counts none of them lost.
+    pub(super) async fn send_due_ack(&mut self) {
+        let Some(due) = self.ack_due.take() else {
             return;
         };
+        let Some(t) = self.transfer.as_ref().filter(|t| t.id == due.tid) else {
+            return;
+        };
+        let mut recent = std::mem::take(&mut self.last_ack.touched);
+        if self.last_ack.tid != due.tid {
+            recent.clear();
+        }
+        recent.extend_from_slice(&due.touched);
         let ack = Ack {
             next: t.next,
-            echo,
-            blocks: t.held.blocks(offset, codec::MAX_SACK_BLOCKS),
+            echo: due.echo,
+            blocks: t.held.blocks(&recent, codec::MAX_SACK_BLOCKS),
         };
-        self.ack(tid, ack).await;
+        self.last_ack = LastAck {
+            tid: due.tid,
+            touched: due.touched,
+        };
+        self.ack(due.tid, ack).await;
     }
 
     /// Writes `data` at `at` through the backend; the new next offset, or `None` after a
@@ -340,11 +431,16 @@ mod tests {
         // A duplicate adds nothing.
         h.insert(22, &image[22..48]);
         assert_eq!(h.bytes(), 30);
-        assert_eq!(h.blocks(45, 4), vec![(20, 50)]);
+        assert_eq!(h.blocks(&[45], 4), vec![(20, 50)]);
         h.insert(70, &image[70..80]);
         h.insert(60, &image[60..65]);
-        assert_eq!(h.blocks(62, 4), vec![(60, 65), (70, 80), (20, 50)]);
-        assert_eq!(h.blocks(62, 2), vec![(60, 65), (70, 80)]);
+        assert_eq!(h.blocks(&[62], 4), vec![(60, 65), (70, 80), (20, 50)]);
+        assert_eq!(h.blocks(&[62], 2), vec![(60, 65), (70, 80)]);
+        // Every range that took a recent chunk comes first, the latest first.
+        assert_eq!(
+            h.blocks(&[21, 71, 61, 500], 8),
+            vec![(60, 65), (70, 80), (20, 50)]
+        );
         // Nothing continues the image at 10.
         assert!(h.take_from(10, 1024).is_empty());
         // From 25: the held range from 20 is cut to start at 25.

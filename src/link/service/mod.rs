@@ -56,7 +56,8 @@ pub trait Backend: Send + Sync + 'static {
 pub struct ServiceOptions {
     /// Largest firmware chunk accepted (bytes, at most [`frame::MAX_CHUNK`]).
     pub max_chunk: u32,
-    /// Firmware bytes the tool may keep in flight.
+    /// Firmware bytes the tool may keep in flight (protocol 1), and how far beyond the next
+    /// expected byte the charger holds chunks that arrive ahead of a gap (protocol 2).
     pub window: u32,
     /// Target size of one response part of a multi-part answer.
     pub part_budget: usize,
@@ -71,7 +72,7 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             max_chunk: frame::MAX_CHUNK as u32,
-            window: 32 * 1024,
+            window: 256 * 1024,
             part_budget: 480,
             dedup_entries: 32,
             proto_max: codec::PROTO_MAX,
@@ -99,6 +100,10 @@ struct Session<B: Backend> {
     logs: Option<JoinHandle<()>>,
     transfer: Option<Transfer>,
     next_transfer: u16,
+    /// Protocol 2: chunks stored since the last ACK, acknowledged together once everything
+    /// read so far is handled.
+    ack_due: Option<firmware::AckDue>,
+    last_ack: firmware::LastAck,
 }
 
 /// Serves one connection until the line closes (EOF: `Ok`) or fails (`Err`).
@@ -121,6 +126,8 @@ pub async fn serve<B: Backend>(
         logs: None,
         transfer: None,
         next_transfer: rand::random::<u16>() | 1,
+        ack_due: None,
+        last_ack: firmware::LastAck::default(),
     };
     let mut decoder = Decoder::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -137,6 +144,7 @@ pub async fn serve<B: Backend>(
                             Decoded::Text(t) => tracing::debug!(target: "link", text = %t, "non-frame bytes on the service port"),
                         }
                     }
+                    s.send_due_ack().await;
                 }
                 Err(e) => break Err(Error::io("reading the service port", e)),
             },

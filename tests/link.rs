@@ -1001,3 +1001,36 @@ async fn requests_on_a_channel_the_protocol_does_not_define_are_refused() {
     // The same request on the control channel is answered.
     assert_eq!(answer(12).0, status::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_interrupted_on_a_throttled_line_resumes() {
+    let rig = rig(LineShaper {
+        baud: Some(2_000_000),
+        ..LineShaper::default()
+    });
+    let img = image("3.2.0", 512 * 1024, 8);
+    {
+        let c = connect(&rig).await;
+        let (tx, mut rx) = watch::channel(FlashProgress::default());
+        let img2 = img.clone();
+        let task = tokio::spawn(async move {
+            let r = c
+                .flash(&img2, &img2[..16], &FlashOptions::default(), &tx)
+                .await;
+            drop(c);
+            r
+        });
+        while rx.borrow().done < 150_000 {
+            rx.changed().await.expect("progress");
+        }
+        task.abort();
+        let _ = task.await;
+    }
+    let c = connect(&rig).await;
+    let report = tokio::time::timeout(Duration::from_secs(60), flash(&c, &img))
+        .await
+        .expect("the resumed flash finishes")
+        .expect("resumed flash");
+    assert!(report.resumed_from >= 150_000, "{}", report.resumed_from);
+    assert_eq!(rig.fake.flash.lock().expect("lock").staged, img);
+}

@@ -122,6 +122,23 @@ pub(super) fn start_conn(io: BoxIo, stats: Arc<Mutex<Stats>>) -> Conn {
     }
 }
 
+/// A port still held for a moment (a connection just closed by this or another process) is
+/// tried again for this long before "in use" is reported.
+const BUSY_GRACE: Duration = Duration::from_secs(1);
+const BUSY_RETRY: Duration = Duration::from_millis(50);
+
+async fn open(port: &str, baud: u32) -> Result<BoxIo> {
+    let until = Instant::now() + BUSY_GRACE;
+    loop {
+        match transport::open(port, baud).await {
+            Err(Error::Busy { .. }) if Instant::now() < until => {
+                tokio::time::sleep(BUSY_RETRY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Two delimiters (ending any partial frame on the charger) and a HELLO.
 fn hello_frame(session: u64, id: u16) -> Vec<u8> {
     let body = HostHello {
@@ -150,7 +167,7 @@ pub(super) struct Greeting<'a> {
 /// Opens the port and says HELLO until the charger answers. On failure the port is closed
 /// again before this returns.
 pub(super) async fn handshake(g: Greeting<'_>) -> Result<(Conn, DeviceHello)> {
-    let io = transport::open(g.port, g.baud).await?;
+    let io = open(g.port, g.baud).await?;
     let mut conn = start_conn(io, g.stats.clone());
     match greet(&mut conn, &g).await {
         Ok(hello) => Ok((conn, hello)),

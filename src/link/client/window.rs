@@ -57,6 +57,11 @@ pub(super) mod tuning {
     pub const BACKOFF_MAX: u32 = 64;
     /// Longest wait for an acknowledgement, backoff included.
     pub const TIMER_MAX: Duration = Duration::from_secs(3);
+    /// The wait is at least this many times the time the line needs for what is in flight
+    /// (a serial line is a queue: the last chunk sent is answered after all before it).
+    pub const DRAIN_MARGIN: f64 = 1.5;
+    /// Send times kept for round trips measured on echoes.
+    pub const SENT_REMEMBERED: usize = 8192;
     /// Protocol 2: line bytes in flight are about this much time at the best recent delivery
     /// rate (enough to keep the line busy and to fill the charger's window on a fast one), ...
     pub const INFLIGHT_TIME: Duration = Duration::from_millis(250);
@@ -133,6 +138,8 @@ impl Rtt {
         }
         let s = self.srtt.unwrap_or(sample);
         self.rto = (s + self.rttvar * 4 + RTO_SLACK).clamp(RTO_MIN, RTO_MAX);
+        // A backed-off timeout holds until a round trip is measured again (Karn).
+        self.backoff = 1;
     }
 
     /// The wait before an unacknowledged transmission counts as lost.
@@ -292,6 +299,8 @@ pub(super) struct Window<'a> {
     lost: BTreeSet<u64>,
     /// Transmissions in flight (tx → range start), oldest first.
     awaiting: BTreeMap<u32, u64>,
+    /// When each transmission not yet echoed left (for round trips measured on the echo).
+    sent: BTreeMap<u32, Instant>,
     inflight_wire: u64,
     next_tx: u32,
     rtt: Rtt,
@@ -340,6 +349,7 @@ impl<'a> Window<'a> {
             segs: BTreeMap::new(),
             lost: BTreeSet::new(),
             awaiting: BTreeMap::new(),
+            sent: BTreeMap::new(),
             inflight_wire: 0,
             next_tx: 0,
             rtt: {
@@ -484,12 +494,16 @@ impl<'a> Window<'a> {
             },
         );
         self.awaiting.insert(tx, off);
+        self.sent.insert(tx, now);
+        if self.sent.len() > SENT_REMEMBERED {
+            self.sent.pop_first();
+        }
         self.inflight_wire += wire;
         self.wire_bytes += wire;
     }
 
     /// The charger holds the range starting at `start`.
-    fn held(&mut self, start: u64, echo: u32, now: Instant) {
+    fn held(&mut self, start: u64, now: Instant) {
         let Some(seg) = self.segs.remove(&start) else {
             return;
         };
@@ -497,9 +511,6 @@ impl<'a> Window<'a> {
         if self.awaiting.remove(&seg.tx).is_some() {
             self.inflight_wire -= seg.wire;
             self.loss.record(seg.wire, false);
-            if seg.tx == echo {
-                self.rtt.sample(now - seg.sent_at);
-            }
         }
         self.delivered_wire += seg.wire;
         self.pipe.delivered(self.delivered_wire, now);
@@ -526,7 +537,6 @@ impl<'a> Window<'a> {
         if next > self.acked {
             self.acked = next;
             self.last_progress = now;
-            self.rtt.backoff = 1;
         }
         let below: Vec<u64> = self
             .segs
@@ -535,7 +545,7 @@ impl<'a> Window<'a> {
             .map(|(k, _)| *k)
             .collect();
         for k in below {
-            self.held(k, 0, now);
+            self.held(k, now);
         }
         if self.fresh < self.acked {
             self.fresh = self.acked;
@@ -562,15 +572,20 @@ impl<'a> Window<'a> {
                 .map(|(k, _)| *k)
                 .collect();
             for k in inside {
-                self.held(k, ack.echo, now);
+                self.held(k, now);
             }
         }
         if ack.echo == 0 {
             return;
         }
+        // The echo names one transmission exactly, even one given up for lost meanwhile: a
+        // true round trip.
+        if let Some(&sent) = self.sent.get(&ack.echo) {
+            self.rtt.sample(now - sent);
+        }
+        self.sent = self.sent.split_off(&ack.echo.saturating_add(1));
         if let Some(&start) = self.awaiting.get(&ack.echo) {
-            self.held(start, ack.echo, now);
-            self.rtt.backoff = 1;
+            self.held(start, now);
         }
         let older: Vec<(u32, u64)> = self
             .awaiting
@@ -621,7 +636,7 @@ impl<'a> Window<'a> {
     /// No acknowledgement for a while: what has been in flight longer than the timeout is
     /// lost.
     fn on_timeout(&mut self, now: Instant) {
-        let wait = self.rtt.timer();
+        let wait = self.wait();
         let old: Vec<(u32, u64)> = self
             .awaiting
             .iter()
@@ -651,7 +666,18 @@ impl<'a> Window<'a> {
             .first_key_value()
             .and_then(|(_, s)| self.segs.get(s))
             .map_or(now, |s| s.sent_at);
-        oldest + self.rtt.timer()
+        oldest + self.wait()
+    }
+
+    /// How long a transmission may go unanswered: the retransmission timeout, but at least
+    /// the time the line needs to carry what is in flight.
+    fn wait(&self) -> Duration {
+        let base = self.rtt.timer();
+        if self.pipe.max_rate <= 0.0 {
+            return base;
+        }
+        let drain = DRAIN_MARGIN * self.inflight_wire as f64 / self.pipe.max_rate;
+        base.max(Duration::from_secs_f64(drain.min(TIMER_MAX.as_secs_f64())))
     }
 
     /// Sets the chunk size from the measured loss.

@@ -132,7 +132,16 @@ impl Client {
             })
             .await?;
             let proto = self.hello().proto;
-            let mut w = Window::new(image, &start, proto, asked.elapsed(), opts, from, started);
+            let mut w = Window::new(
+                image,
+                &start,
+                proto,
+                asked.elapsed(),
+                self.baud,
+                opts,
+                from,
+                started,
+            );
             let outcome = w.run(self, &mut rx, progress).await;
             wire_bytes += w.wire_bytes;
             retransmits += w.retransmits;

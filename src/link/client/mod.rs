@@ -103,6 +103,8 @@ pub struct Client {
     hello: Arc<Mutex<DeviceHello>>,
     events: broadcast::Sender<LinkEvent>,
     timeout: Duration,
+    /// The rate the port was opened at.
+    baud: u32,
 }
 
 impl std::fmt::Debug for Client {
@@ -150,6 +152,7 @@ impl Client {
             hello,
             events,
             timeout: opts.timeout,
+            baud,
         })
     }
 

@@ -156,9 +156,11 @@ struct Pipe {
 }
 
 impl Pipe {
-    fn new() -> Pipe {
+    /// `nominal`: the line rate the port was opened at (bytes per second), the first guess; it
+    /// fades when the line turns out slower.
+    fn new(nominal: f64) -> Pipe {
         Pipe {
-            max_rate: 0.0,
+            max_rate: nominal,
             mark: None,
         }
     }
@@ -321,12 +323,15 @@ pub(super) struct Window<'a> {
 }
 
 impl<'a> Window<'a> {
-    /// `begin_rtt`: the round trip of the request that began the transfer, a first estimate.
+    /// `begin_rtt`: the round trip of the request that began the transfer, a first estimate;
+    /// `baud`: the rate the port was opened at.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         image: &'a [u8],
         start: &FlashStart,
         proto: u8,
         begin_rtt: Duration,
+        baud: u32,
         opts: &FlashOptions,
         resumed_from: u64,
         started: Instant,
@@ -362,7 +367,7 @@ impl<'a> Window<'a> {
             loss: LossMeter::new(),
             overhead: OVERHEAD_INITIAL,
             delivered_wire: 0,
-            pipe: Pipe::new(),
+            pipe: Pipe::new(baud as f64 / 10.0),
             last_rewind: None,
             last_progress: Instant::now(),
             stall: opts.stall_timeout,
@@ -815,6 +820,7 @@ mod tests {
             &start,
             proto,
             Duration::from_millis(1),
+            115_200,
             &FlashOptions::default(),
             0,
             Instant::now(),

@@ -1280,6 +1280,32 @@ async fn reset_and_shutdown_close_with_a_status_code_after_the_answer() {
     shutdown.await.unwrap().unwrap();
 }
 
+#[tokio::test]
+async fn a_csms_that_never_answers_the_close_does_not_hold_up_the_reboot() {
+    let csms = HostileCsms::bind().await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start(dir.path(), &csms, "CPDEAF").await;
+    let mut peer = csms.accept().await;
+    peer.booted().await;
+    assert!(
+        peer.text(json!([2, "deaf", "Reset", {"type": "Hard"}]).to_string())
+            .await
+    );
+    // This CSMS reads nothing more: the charger waits a bounded time for its close, then
+    // restarts and connects again.
+    let mut again = csms.accept().await;
+    again.booted().await;
+    again.still_answers("after-deaf").await.unwrap();
+    // The old connection still delivers the Reset answer, then the close with 1012.
+    assert_eq!(
+        peer.next_back().await,
+        Back::Json(json!([3, "deaf", {"status": "Accepted"}]))
+    );
+    let end = peer.until_closed().await;
+    assert!(closed_with(&end, 1012), "{end:?}");
+    emu.shutdown().await.unwrap();
+}
+
 // ----- memory ---------------------------------------------------------------------------------
 
 /// Peak resident memory of a process in kB (VmHWM).

@@ -322,18 +322,24 @@ pub async fn run(
     }
 }
 
-/// Sends what the core has already queued (answers included) before a close.
+/// Bound on delivering what is queued before a close (a CSMS that reads nothing gets the close
+/// frame, or nothing, after this).
+const FLUSH_BEFORE_CLOSE: Duration = Duration::from_secs(1);
+
+/// Sends what the core has already queued (answers included) before a close, within
+/// [`FLUSH_BEFORE_CLOSE`].
 async fn flush_queued(socket: &mut transport::Socket, outgoing: &mut mpsc::Receiver<String>) {
+    let deadline = Instant::now() + FLUSH_BEFORE_CLOSE;
     let mut queued = false;
     while let Ok(text) = outgoing.try_recv() {
         queued = true;
-        match timeout(SEND_TIMEOUT, socket.feed(Message::text(text))).await {
+        match tokio::time::timeout_at(deadline, socket.feed(Message::text(text))).await {
             Ok(Ok(())) => {}
             _ => return,
         }
     }
     if queued {
-        let _ = timeout(SEND_TIMEOUT, socket.flush()).await;
+        let _ = tokio::time::timeout_at(deadline, socket.flush()).await;
     }
 }
 
@@ -349,9 +355,9 @@ async fn close(socket: &mut transport::Socket, closing: Closing, raw: bool) {
     tracing::debug!(code = closing.code(), ?outcome, "connection closed");
 }
 
-/// How long [`shut_down`] waits for the connection task: the close linger plus a margin for
-/// delivering what was queued.
-pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(6);
+/// How long [`shut_down`] waits for the connection task: delivering what was queued, then the
+/// close linger, and a margin.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_millis(4500);
 
 /// Ends a charge point's connection task for good: asks it to deliver what is queued on
 /// `outgoing` and close with the code of `closing`, then waits for it (at most

@@ -63,6 +63,9 @@ fn out_of_range_numbers_are_usage_errors_naming_the_flag() {
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(stderr.contains(flag), "{args:?} names {flag}: {stderr}");
-        assert!(stderr.contains(hint), "{args:?} gives the range {hint}: {stderr}");
+        assert!(
+            stderr.contains(hint),
+            "{args:?} gives the range {hint}: {stderr}"
+        );
     }
 }

@@ -112,62 +112,6 @@ pub const PHASE_ROTATIONS: [&str; 8] = [
     "TSR",
 ];
 
-/// Names of every key, so callers cannot misspell them.
-pub mod keys {
-    pub const ALLOW_OFFLINE_TX_FOR_UNKNOWN_ID: &str = "AllowOfflineTxForUnknownId";
-    pub const AUTHORIZATION_CACHE_ENABLED: &str = "AuthorizationCacheEnabled";
-    pub const AUTHORIZE_REMOTE_TX_REQUESTS: &str = "AuthorizeRemoteTxRequests";
-    pub const CLOCK_ALIGNED_DATA_INTERVAL: &str = "ClockAlignedDataInterval";
-    pub const CONNECTION_TIME_OUT: &str = "ConnectionTimeOut";
-    pub const CONNECTOR_PHASE_ROTATION: &str = "ConnectorPhaseRotation";
-    pub const CONNECTOR_PHASE_ROTATION_MAX_LENGTH: &str = "ConnectorPhaseRotationMaxLength";
-    pub const GET_CONFIGURATION_MAX_KEYS: &str = "GetConfigurationMaxKeys";
-    pub const HEARTBEAT_INTERVAL: &str = "HeartbeatInterval";
-    pub const LIGHT_INTENSITY: &str = "LightIntensity";
-    pub const LOCAL_AUTHORIZE_OFFLINE: &str = "LocalAuthorizeOffline";
-    pub const LOCAL_PRE_AUTHORIZE: &str = "LocalPreAuthorize";
-    pub const MESSAGE_TIMEOUT: &str = "MessageTimeout";
-    pub const METER_VALUES_ALIGNED_DATA: &str = "MeterValuesAlignedData";
-    pub const METER_VALUES_ALIGNED_DATA_MAX_LENGTH: &str = "MeterValuesAlignedDataMaxLength";
-    pub const METER_VALUES_SAMPLED_DATA: &str = "MeterValuesSampledData";
-    pub const METER_VALUES_SAMPLED_DATA_MAX_LENGTH: &str = "MeterValuesSampledDataMaxLength";
-    pub const METER_VALUE_SAMPLE_INTERVAL: &str = "MeterValueSampleInterval";
-    pub const MINIMUM_STATUS_DURATION: &str = "MinimumStatusDuration";
-    pub const NUMBER_OF_CONNECTORS: &str = "NumberOfConnectors";
-    pub const RESET_RETRIES: &str = "ResetRetries";
-    pub const STOP_TRANSACTION_MAX_METER_VALUES: &str = "StopTransactionMaxMeterValues";
-    pub const STOP_TRANSACTION_ON_EV_SIDE_DISCONNECT: &str = "StopTransactionOnEVSideDisconnect";
-    pub const STOP_TRANSACTION_ON_INVALID_ID: &str = "StopTransactionOnInvalidId";
-    pub const STOP_TXN_ALIGNED_DATA: &str = "StopTxnAlignedData";
-    pub const STOP_TXN_ALIGNED_DATA_MAX_LENGTH: &str = "StopTxnAlignedDataMaxLength";
-    pub const STOP_TXN_SAMPLED_DATA: &str = "StopTxnSampledData";
-    pub const STOP_TXN_SAMPLED_DATA_MAX_LENGTH: &str = "StopTxnSampledDataMaxLength";
-    pub const SUPPORTED_FEATURE_PROFILES: &str = "SupportedFeatureProfiles";
-    pub const SUPPORTED_FEATURE_PROFILES_MAX_LENGTH: &str = "SupportedFeatureProfilesMaxLength";
-    pub const TRANSACTION_MESSAGE_ATTEMPTS: &str = "TransactionMessageAttempts";
-    pub const TRANSACTION_MESSAGE_RETRY_INTERVAL: &str = "TransactionMessageRetryInterval";
-    pub const UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT: &str = "UnlockConnectorOnEVSideDisconnect";
-    pub const WEB_SOCKET_PING_INTERVAL: &str = "WebSocketPingInterval";
-    pub const LOCAL_AUTH_LIST_ENABLED: &str = "LocalAuthListEnabled";
-    pub const LOCAL_AUTH_LIST_MAX_LENGTH: &str = "LocalAuthListMaxLength";
-    pub const SEND_LOCAL_LIST_MAX_LENGTH: &str = "SendLocalListMaxLength";
-    pub const RESERVE_CONNECTOR_ZERO_SUPPORTED: &str = "ReserveConnectorZeroSupported";
-    pub const CHARGE_PROFILE_MAX_STACK_LEVEL: &str = "ChargeProfileMaxStackLevel";
-    pub const CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT: &str =
-        "ChargingScheduleAllowedChargingRateUnit";
-    pub const CHARGING_SCHEDULE_MAX_PERIODS: &str = "ChargingScheduleMaxPeriods";
-    pub const MAX_CHARGING_PROFILES_INSTALLED: &str = "MaxChargingProfilesInstalled";
-    pub const SUPPORTED_FILE_TRANSFER_PROTOCOLS: &str = "SupportedFileTransferProtocols";
-    pub const SECURITY_PROFILE: &str = "SecurityProfile";
-    pub const AUTHORIZATION_KEY: &str = "AuthorizationKey";
-    pub const FREE_CHARGING: &str = "FreeCharging";
-    pub const FREE_CHARGING_ID_TAG: &str = "FreeChargingIdTag";
-    pub const LOCK_CABLE_PERMANENTLY: &str = "LockCablePermanently";
-    pub const CSMS_URL: &str = "CsmsUrl";
-    pub const CHARGE_POINT_ID: &str = "ChargePointId";
-    pub const BASIC_AUTH_PASSWORD: &str = "BasicAuthPassword";
-}
-
 use keys::*;
 
 /// Errors of the configuration store. None of them ever carries the AuthorizationKey.
@@ -261,7 +205,7 @@ enum Rule {
     /// A boolean that only accepts `true` (StopTransactionOnEVSideDisconnect).
     OnlyTrue,
     /// A list of supported measurands, at most as many as the named MaxLength key.
-    Measurands { max_length_key: &'static str },
+    Measurands { max_length_key: IntKey },
     /// `ConnectorPhaseRotation`.
     PhaseRotation,
     /// An OCPP IdToken (1 to 20 characters).
@@ -367,140 +311,228 @@ const fn service(
     }
 }
 
+/// Declares the registry from one list: each entry names the key's typed handle (`IntKey`,
+/// `BoolKey`, ...), its constant, its wire name and its [`KeySpec`]. From that one list come the
+/// [`Key`] enum (same order as the registry, so a key is its own index), the name constants in
+/// [`keys`] and the typed handles (`IntKey::MESSAGE_TIMEOUT`), so a misspelt key or a key read
+/// with the wrong type does not compile.
+macro_rules! registry {
+    ($($kind:ident $konst:ident $variant:ident => $ctor:ident($($arg:expr),+ $(,)?)),+ $(,)?) => {
+        /// Every configuration key, in registry order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Key {
+            $($variant),+
+        }
+
+        /// Names of every key, as OCPP spells them.
+        pub mod keys {
+            $(pub const $konst: &str = stringify!($variant);)+
+        }
+
+        /// Every key, at its registry index.
+        const KEYS: &[Key] = &[$(Key::$variant),+];
+
+        static REGISTRY: &[KeySpec] = &[
+            $($ctor(stringify!($variant), $($arg),+)),+
+        ];
+
+        $(
+            impl $kind {
+                pub const $konst: $kind = $kind(Key::$variant);
+            }
+        )+
+    };
+}
+
+/// A boolean key, read with [`Configuration::bool`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoolKey(Key);
+/// An integer key, read with [`Configuration::int`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntKey(Key);
+/// A list key, read with [`Configuration::list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListKey(Key);
+/// A text key, read with [`Configuration::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextKey(Key);
+/// A write-only key: its value is never read back (see [`Configuration::authorization_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretKey(Key);
+
+macro_rules! typed_key {
+    ($($kind:ident),+) => {$(
+        impl From<$kind> for Key {
+            fn from(k: $kind) -> Key {
+                k.0
+            }
+        }
+
+        impl $kind {
+            /// The key's name.
+            pub fn name(self) -> &'static str {
+                self.0.name()
+            }
+        }
+    )+};
+}
+
+typed_key!(BoolKey, IntKey, ListKey, TextKey, SecretKey);
+
+impl Key {
+    /// The key's name as OCPP spells it.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The key's registry entry.
+    pub fn spec(self) -> &'static KeySpec {
+        &REGISTRY[self as usize]
+    }
+
+    /// The key named `name`, compared without regard to case (configuration key names are
+    /// CiString50 in OCPP), so `heartbeatinterval` finds HeartbeatInterval.
+    pub fn find(name: &str) -> Option<Key> {
+        index_of(name).map(|i| KEYS[i])
+    }
+}
+
 use Access::{ReadOnly as R, ReadWrite as RW, WriteOnly as W};
 use ValueType::{Boolean as BOOL, List as LIST, Text as TEXT};
 
 #[rustfmt::skip]
-static REGISTRY: &[KeySpec] = &[
+registry! {
     // Core profile (OCPP 1.6 §9.1 and errata v4.0).
-    key(ALLOW_OFFLINE_TX_FOR_UNKNOWN_ID, BOOL, RW, "Core", "false", Rule::Plain,
+    BoolKey ALLOW_OFFLINE_TX_FOR_UNKNOWN_ID AllowOfflineTxForUnknownId => key(BOOL, RW, "Core", "false", Rule::Plain,
         "Start a transaction offline for an idTag the charger cannot authorize locally"),
-    key(AUTHORIZATION_CACHE_ENABLED, BOOL, RW, "Core", "true", Rule::Plain,
+    BoolKey AUTHORIZATION_CACHE_ENABLED AuthorizationCacheEnabled => key(BOOL, RW, "Core", "true", Rule::Plain,
         "Remember idTags the CSMS accepted, for offline and faster authorization"),
-    key(AUTHORIZE_REMOTE_TX_REQUESTS, BOOL, RW, "Core", "false", Rule::Plain,
+    BoolKey AUTHORIZE_REMOTE_TX_REQUESTS AuthorizeRemoteTxRequests => key(BOOL, RW, "Core", "false", Rule::Plain,
         "Authorize the idTag of RemoteStartTransaction before starting"),
-    key(CLOCK_ALIGNED_DATA_INTERVAL, int(0, 86_400), RW, "Core", "0", Rule::Plain,
+    IntKey CLOCK_ALIGNED_DATA_INTERVAL ClockAlignedDataInterval => key(int(0, 86_400), RW, "Core", "0", Rule::Plain,
         "Seconds between clock-aligned meter values, aligned to midnight; 0 disables"),
-    key(CONNECTION_TIME_OUT, int(1, 3_600), RW, "Core", "30", Rule::Plain,
+    IntKey CONNECTION_TIME_OUT ConnectionTimeOut => key(int(1, 3_600), RW, "Core", "30", Rule::Plain,
         "Seconds from Preparing until a session without a plugged cable or idTag is cancelled"),
-    key(CONNECTOR_PHASE_ROTATION, LIST, RW, "Core", "0.RST,1.RST", Rule::PhaseRotation,
+    ListKey CONNECTOR_PHASE_ROTATION ConnectorPhaseRotation => key(LIST, RW, "Core", "0.RST,1.RST", Rule::PhaseRotation,
         "Phase rotation per connector, <connectorId>.<rotation>"),
-    key(CONNECTOR_PHASE_ROTATION_MAX_LENGTH, ANY_INT, R, "Core", "2", Rule::Plain,
+    IntKey CONNECTOR_PHASE_ROTATION_MAX_LENGTH ConnectorPhaseRotationMaxLength => key(ANY_INT, R, "Core", "2", Rule::Plain,
         "Most entries ConnectorPhaseRotation may hold"),
-    key(GET_CONFIGURATION_MAX_KEYS, ANY_INT, R, "Core", "64", Rule::Plain,
+    IntKey GET_CONFIGURATION_MAX_KEYS GetConfigurationMaxKeys => key(ANY_INT, R, "Core", "64", Rule::Plain,
         "Most keys one GetConfiguration request may name"),
-    key(HEARTBEAT_INTERVAL, int(0, U32_SECONDS_MAX), RW, "Core", "86400", Rule::Plain,
+    IntKey HEARTBEAT_INTERVAL HeartbeatInterval => key(int(0, U32_SECONDS_MAX), RW, "Core", "86400", Rule::Plain,
         "Seconds between heartbeats when idle; BootNotification's interval overrides it"),
-    key(LIGHT_INTENSITY, int(0, 100), RW, "Core", "100", Rule::Plain,
+    IntKey LIGHT_INTENSITY LightIntensity => key(int(0, 100), RW, "Core", "100", Rule::Plain,
         "LED brightness in percent"),
-    key(LOCAL_AUTHORIZE_OFFLINE, BOOL, RW, "Core", "true", Rule::Plain,
+    BoolKey LOCAL_AUTHORIZE_OFFLINE LocalAuthorizeOffline => key(BOOL, RW, "Core", "true", Rule::Plain,
         "Start transactions offline for idTags valid in the cache or local list"),
-    key(LOCAL_PRE_AUTHORIZE, BOOL, RW, "Core", "false", Rule::Plain,
+    BoolKey LOCAL_PRE_AUTHORIZE LocalPreAuthorize => key(BOOL, RW, "Core", "false", Rule::Plain,
         "Start at once for locally valid idTags without waiting for Authorize"),
-    key(MESSAGE_TIMEOUT, int(1, 3_600), RW, "Core", "30", Rule::Plain,
+    IntKey MESSAGE_TIMEOUT MessageTimeout => key(int(1, 3_600), RW, "Core", "30", Rule::Plain,
         "Seconds to wait for a CSMS answer before a request counts as failed"),
-    key(METER_VALUES_ALIGNED_DATA, LIST, RW, "Core", "Energy.Active.Import.Register",
-        Rule::Measurands { max_length_key: METER_VALUES_ALIGNED_DATA_MAX_LENGTH },
+    ListKey METER_VALUES_ALIGNED_DATA MeterValuesAlignedData => key(LIST, RW, "Core", "Energy.Active.Import.Register",
+        Rule::Measurands { max_length_key: IntKey::METER_VALUES_ALIGNED_DATA_MAX_LENGTH },
         "Measurands sent in clock-aligned MeterValues"),
-    key(METER_VALUES_ALIGNED_DATA_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
+    IntKey METER_VALUES_ALIGNED_DATA_MAX_LENGTH MeterValuesAlignedDataMaxLength => key(ANY_INT, R, "Core", "6", Rule::Plain,
         "Most measurands MeterValuesAlignedData may hold"),
-    key(METER_VALUES_SAMPLED_DATA, LIST, RW, "Core", "Energy.Active.Import.Register",
-        Rule::Measurands { max_length_key: METER_VALUES_SAMPLED_DATA_MAX_LENGTH },
+    ListKey METER_VALUES_SAMPLED_DATA MeterValuesSampledData => key(LIST, RW, "Core", "Energy.Active.Import.Register",
+        Rule::Measurands { max_length_key: IntKey::METER_VALUES_SAMPLED_DATA_MAX_LENGTH },
         "Measurands sampled during a transaction"),
-    key(METER_VALUES_SAMPLED_DATA_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
+    IntKey METER_VALUES_SAMPLED_DATA_MAX_LENGTH MeterValuesSampledDataMaxLength => key(ANY_INT, R, "Core", "6", Rule::Plain,
         "Most measurands MeterValuesSampledData may hold"),
-    key(METER_VALUE_SAMPLE_INTERVAL, int(0, U32_SECONDS_MAX), RW, "Core", "60", Rule::Plain,
+    IntKey METER_VALUE_SAMPLE_INTERVAL MeterValueSampleInterval => key(int(0, U32_SECONDS_MAX), RW, "Core", "60", Rule::Plain,
         "Seconds between sampled meter values in a transaction; 0 disables"),
-    key(MINIMUM_STATUS_DURATION, int(0, 86_400), RW, "Core", "0", Rule::Plain,
+    IntKey MINIMUM_STATUS_DURATION MinimumStatusDuration => key(int(0, 86_400), RW, "Core", "0", Rule::Plain,
         "Seconds a status must hold before StatusNotification is sent"),
-    key(NUMBER_OF_CONNECTORS, ANY_INT, R, "Core", "1", Rule::Plain,
+    IntKey NUMBER_OF_CONNECTORS NumberOfConnectors => key(ANY_INT, R, "Core", "1", Rule::Plain,
         "Number of physical connectors"),
-    key(RESET_RETRIES, int(0, 100), RW, "Core", "2", Rule::Plain,
+    IntKey RESET_RETRIES ResetRetries => key(int(0, 100), RW, "Core", "2", Rule::Plain,
         "Times to retry a failed reset"),
-    key(STOP_TRANSACTION_MAX_METER_VALUES, ANY_INT, R, "Core", "100", Rule::Plain,
+    IntKey STOP_TRANSACTION_MAX_METER_VALUES StopTransactionMaxMeterValues => key(ANY_INT, R, "Core", "100", Rule::Plain,
         "Most meter values in StopTransaction's transactionData"),
-    key(STOP_TRANSACTION_ON_EV_SIDE_DISCONNECT, BOOL, RW, "Core", "true", Rule::OnlyTrue,
+    BoolKey STOP_TRANSACTION_ON_EV_SIDE_DISCONNECT StopTransactionOnEVSideDisconnect => key(BOOL, RW, "Core", "true", Rule::OnlyTrue,
         "Stop the transaction when the cable is unplugged on the EV side (only true accepted)"),
-    key(STOP_TRANSACTION_ON_INVALID_ID, BOOL, RW, "Core", "true", Rule::Plain,
+    BoolKey STOP_TRANSACTION_ON_INVALID_ID StopTransactionOnInvalidId => key(BOOL, RW, "Core", "true", Rule::Plain,
         "Stop a transaction whose idTag the CSMS rejects in StartTransaction.conf"),
-    key(STOP_TXN_ALIGNED_DATA, LIST, RW, "Core", "",
-        Rule::Measurands { max_length_key: STOP_TXN_ALIGNED_DATA_MAX_LENGTH },
+    ListKey STOP_TXN_ALIGNED_DATA StopTxnAlignedData => key(LIST, RW, "Core", "",
+        Rule::Measurands { max_length_key: IntKey::STOP_TXN_ALIGNED_DATA_MAX_LENGTH },
         "Clock-aligned measurands in StopTransaction; empty sends none"),
-    key(STOP_TXN_ALIGNED_DATA_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
+    IntKey STOP_TXN_ALIGNED_DATA_MAX_LENGTH StopTxnAlignedDataMaxLength => key(ANY_INT, R, "Core", "6", Rule::Plain,
         "Most measurands StopTxnAlignedData may hold"),
-    key(STOP_TXN_SAMPLED_DATA, LIST, RW, "Core", "",
-        Rule::Measurands { max_length_key: STOP_TXN_SAMPLED_DATA_MAX_LENGTH },
+    ListKey STOP_TXN_SAMPLED_DATA StopTxnSampledData => key(LIST, RW, "Core", "",
+        Rule::Measurands { max_length_key: IntKey::STOP_TXN_SAMPLED_DATA_MAX_LENGTH },
         "Sampled measurands in StopTransaction; empty sends none"),
-    key(STOP_TXN_SAMPLED_DATA_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
+    IntKey STOP_TXN_SAMPLED_DATA_MAX_LENGTH StopTxnSampledDataMaxLength => key(ANY_INT, R, "Core", "6", Rule::Plain,
         "Most measurands StopTxnSampledData may hold"),
-    key(SUPPORTED_FEATURE_PROFILES, LIST, R, "Core",
+    ListKey SUPPORTED_FEATURE_PROFILES SupportedFeatureProfiles => key(LIST, R, "Core",
         "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger",
         Rule::Plain, "Feature profiles this charger implements"),
-    key(SUPPORTED_FEATURE_PROFILES_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
+    IntKey SUPPORTED_FEATURE_PROFILES_MAX_LENGTH SupportedFeatureProfilesMaxLength => key(ANY_INT, R, "Core", "6", Rule::Plain,
         "Most entries SupportedFeatureProfiles may hold"),
-    key(TRANSACTION_MESSAGE_ATTEMPTS, int(0, 100), RW, "Core", "3", Rule::Plain,
+    IntKey TRANSACTION_MESSAGE_ATTEMPTS TransactionMessageAttempts => key(int(0, 100), RW, "Core", "3", Rule::Plain,
         "Times a transaction message is sent when the CSMS fails to process it"),
-    key(TRANSACTION_MESSAGE_RETRY_INTERVAL, int(1, 86_400), RW, "Core", "60", Rule::Plain,
+    IntKey TRANSACTION_MESSAGE_RETRY_INTERVAL TransactionMessageRetryInterval => key(int(1, 86_400), RW, "Core", "60", Rule::Plain,
         "Seconds before the first retry of a transaction message, multiplied per attempt"),
-    key(UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT, BOOL, RW, "Core", "true", Rule::Plain,
+    BoolKey UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT UnlockConnectorOnEVSideDisconnect => key(BOOL, RW, "Core", "true", Rule::Plain,
         "Unlock the cable when it is unplugged on the EV side"),
-    key(WEB_SOCKET_PING_INTERVAL, int(0, 86_400), RW, "Core", "30", Rule::Plain,
+    IntKey WEB_SOCKET_PING_INTERVAL WebSocketPingInterval => key(int(0, 86_400), RW, "Core", "30", Rule::Plain,
         "Seconds between WebSocket pings; 0 disables"),
     // Local Auth List Management.
-    key(LOCAL_AUTH_LIST_ENABLED, BOOL, RW, "LocalAuthListManagement", "true", Rule::Plain,
+    BoolKey LOCAL_AUTH_LIST_ENABLED LocalAuthListEnabled => key(BOOL, RW, "LocalAuthListManagement", "true", Rule::Plain,
         "Consult the local authorization list"),
-    key(LOCAL_AUTH_LIST_MAX_LENGTH, ANY_INT, R, "LocalAuthListManagement", "1024", Rule::Plain,
+    IntKey LOCAL_AUTH_LIST_MAX_LENGTH LocalAuthListMaxLength => key(ANY_INT, R, "LocalAuthListManagement", "1024", Rule::Plain,
         "Most idTags the local authorization list holds"),
-    key(SEND_LOCAL_LIST_MAX_LENGTH, ANY_INT, R, "LocalAuthListManagement", "255", Rule::Plain,
+    IntKey SEND_LOCAL_LIST_MAX_LENGTH SendLocalListMaxLength => key(ANY_INT, R, "LocalAuthListManagement", "255", Rule::Plain,
         "Most idTags one SendLocalList may carry"),
     // Reservation.
-    key(RESERVE_CONNECTOR_ZERO_SUPPORTED, BOOL, R, "Reservation", "false", Rule::Plain,
+    BoolKey RESERVE_CONNECTOR_ZERO_SUPPORTED ReserveConnectorZeroSupported => key(BOOL, R, "Reservation", "false", Rule::Plain,
         "Whether connector 0 (the whole charger) can be reserved"),
     // Smart Charging.
-    key(CHARGE_PROFILE_MAX_STACK_LEVEL, ANY_INT, R, "SmartCharging", "8", Rule::Plain,
+    IntKey CHARGE_PROFILE_MAX_STACK_LEVEL ChargeProfileMaxStackLevel => key(ANY_INT, R, "SmartCharging", "8", Rule::Plain,
         "Highest stackLevel a charging profile may use"),
-    key(CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT, LIST, R, "SmartCharging", "Current",
+    ListKey CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT ChargingScheduleAllowedChargingRateUnit => key(LIST, R, "SmartCharging", "Current",
         Rule::Plain, "Charging rate units accepted in schedules (A only)"),
-    key(CHARGING_SCHEDULE_MAX_PERIODS, ANY_INT, R, "SmartCharging", "24", Rule::Plain,
+    IntKey CHARGING_SCHEDULE_MAX_PERIODS ChargingScheduleMaxPeriods => key(ANY_INT, R, "SmartCharging", "24", Rule::Plain,
         "Most periods one charging schedule may hold"),
-    key(MAX_CHARGING_PROFILES_INSTALLED, ANY_INT, R, "SmartCharging", "10", Rule::Plain,
+    IntKey MAX_CHARGING_PROFILES_INSTALLED MaxChargingProfilesInstalled => key(ANY_INT, R, "SmartCharging", "10", Rule::Plain,
         "Most charging profiles installed at once"),
     // Firmware Management.
-    key(SUPPORTED_FILE_TRANSFER_PROTOCOLS, LIST, R, "FirmwareManagement", "HTTP,HTTPS",
+    ListKey SUPPORTED_FILE_TRANSFER_PROTOCOLS SupportedFileTransferProtocols => key(LIST, R, "FirmwareManagement", "HTTP,HTTPS",
         Rule::Plain, "Protocols for firmware download and diagnostics upload"),
     // Security whitepaper edition 3.
-    key(SECURITY_PROFILE, int(0, 1), RW, "Security", "0", Rule::SecurityProfile,
+    IntKey SECURITY_PROFILE SecurityProfile => key(int(0, 1), RW, "Security", "0", Rule::SecurityProfile,
         "0 = no authentication, 1 = HTTP Basic authentication; only raised over OCPP"),
-    key(AUTHORIZATION_KEY, TEXT, W, "Security", "", Rule::AuthorizationKey,
+    SecretKey AUTHORIZATION_KEY AuthorizationKey => key(TEXT, W, "Security", "", Rule::AuthorizationKey,
         "HTTP Basic password, 16 to 20 bytes written as hex; write-only"),
     // Vendor keys (release notes).
-    key(FREE_CHARGING, BOOL, RW, "Vendor", "false", Rule::Plain,
+    BoolKey FREE_CHARGING FreeCharging => key(BOOL, RW, "Vendor", "false", Rule::Plain,
         "Charge without RFID or RemoteStartTransaction"),
-    key(FREE_CHARGING_ID_TAG, TEXT, RW, "Vendor", "FreeCharging", Rule::IdToken,
+    TextKey FREE_CHARGING_ID_TAG FreeChargingIdTag => key(TEXT, RW, "Vendor", "FreeCharging", Rule::IdToken,
         "idTag used for transactions while FreeCharging is true"),
-    key(LOCK_CABLE_PERMANENTLY, BOOL, RW, "Vendor", "false", Rule::Plain,
+    BoolKey LOCK_CABLE_PERMANENTLY LockCablePermanently => key(BOOL, RW, "Vendor", "false", Rule::Plain,
         "Behave as a fixed-cable charger: keep the cable locked"),
     // Service port only.
-    service(CSMS_URL, "", Rule::WebSocketUrl,
+    TextKey CSMS_URL CsmsUrl => service("", Rule::WebSocketUrl,
         "CSMS endpoint (ws:// or wss://); the charge point id is appended"),
-    service(CHARGE_POINT_ID, "ZAP000001", Rule::ChargePointId,
+    TextKey CHARGE_POINT_ID ChargePointId => service("ZAP000001", Rule::ChargePointId,
         "Identity of this charger at the CSMS, last path segment of the URL"),
-    service(BASIC_AUTH_PASSWORD, "bytes", Rule::OneOf(&["bytes", "hex"]),
+    TextKey BASIC_AUTH_PASSWORD BasicAuthPassword => service("bytes", Rule::OneOf(&["bytes", "hex"]),
         "HTTP Basic password from AuthorizationKey: bytes = decoded key, hex = the hex text"),
-];
+}
 
 /// Every key of this charger, in the order GetConfiguration lists them.
 pub fn registry() -> &'static [KeySpec] {
     REGISTRY
 }
 
-/// The key named exactly `name` (case-sensitive, as OCPP keys are).
+/// The key spelt exactly `name`. Requests from the CSMS or the service port find keys without
+/// regard to case ([`Key::find`]); this exact lookup is for names the program itself holds.
 pub fn spec(name: &str) -> Option<&'static KeySpec> {
     REGISTRY.iter().find(|s| s.name == name)
 }
 
+/// Registry index of the key named `name`, compared without regard to case.
 fn index_of(name: &str) -> Option<usize> {
-    REGISTRY.iter().position(|s| s.name == name)
+    REGISTRY.iter().position(|s| s.name.eq_ignore_ascii_case(name))
 }
 
 /// Answer to a change request, as ChangeConfiguration.conf reports it.
@@ -725,12 +757,20 @@ impl Configuration {
             }
             return (known, unknown);
         }
+        // Names are compared without regard to case, so `heartbeatinterval` and
+        // `HeartbeatInterval` are the same key, answered once under its canonical name.
+        let mut seen = Vec::new();
         for (n, name) in keys.iter().enumerate() {
-            if keys[..n].contains(name) {
+            if keys[..n].iter().any(|k| k.eq_ignore_ascii_case(name)) {
                 continue;
             }
             match index_of(name) {
-                Some(i) if visible(&REGISTRY[i], channel) => known.push(self.entry(i)),
+                Some(i) if visible(&REGISTRY[i], channel) => {
+                    if !seen.contains(&i) {
+                        seen.push(i);
+                        known.push(self.entry(i));
+                    }
+                }
                 _ => unknown.push(name.clone()),
             }
         }
@@ -761,18 +801,11 @@ impl Configuration {
     }
 
     fn cable_locked(&self) -> bool {
-        self.raw(LOCK_CABLE_PERMANENTLY) == "true"
+        self.raw(Key::LockCablePermanently) == "true"
     }
 
-    fn raw(&self, key: &str) -> &str {
-        match index_of(key) {
-            Some(i) => &self.values[i],
-            None => {
-                debug_assert!(false, "no configuration key {key}");
-                tracing::error!(key, "lookup of a configuration key that does not exist");
-                ""
-            }
-        }
+    fn raw(&self, key: Key) -> &str {
+        &self.values[key as usize]
     }
 
     /// ChangeConfiguration / `config set`: validates `value`, stores it atomically and answers.
@@ -787,16 +820,17 @@ impl Configuration {
                 return outcome;
             }
         };
-        let (spec, result) = match planned {
-            Planned::Value(i, canonical) => (&REGISTRY[i], self.commit(i, canonical)),
-            Planned::Secret(i, secret) => (&REGISTRY[i], self.commit_secret(secret)),
+        let (index, result) = match planned {
+            Planned::Value(i, canonical) => (i, self.commit(i, canonical)),
+            Planned::Secret(i, secret) => (i, self.commit_secret(secret)),
         };
+        let spec = &REGISTRY[index];
         match result {
             Ok(()) => {
                 if spec.is_secret() {
                     tracing::info!(key, ?channel, "configuration key changed (value withheld)");
                 } else {
-                    tracing::info!(key, value = %self.raw(key), ?channel, "configuration key changed");
+                    tracing::info!(key = spec.name, value = %self.values[index], ?channel, "configuration key changed");
                 }
                 outcome_for(spec)
             }
@@ -830,7 +864,8 @@ impl Configuration {
         if !visible(spec, channel) {
             return Err(ChangeOutcome::NotSupported);
         }
-        let reject = |reason: String| ChangeOutcome::Rejected(format!("{key}: {reason}"));
+        let name = spec.name;
+        let reject = |reason: String| ChangeOutcome::Rejected(format!("{name}: {reason}"));
         if spec.access == Access::ReadOnly {
             return Err(reject("read-only".to_string()));
         }
@@ -906,8 +941,7 @@ impl Configuration {
     /// Falls back to the previous SecurityProfile after a failed reconnect with the new one
     /// (whitepaper A05.FR.08). Bypasses the only-upward rule.
     pub fn revert_security_profile(&mut self, old: u8) -> Result<()> {
-        let i =
-            index_of(SECURITY_PROFILE).ok_or_else(|| Error::UnknownKey(SECURITY_PROFILE.into()))?;
+        let i = Key::SecurityProfile as usize;
         let canonical = self
             .validate(&REGISTRY[i], &old.to_string())
             .map_err(|reason| Error::Invalid {
@@ -1023,8 +1057,9 @@ impl Configuration {
                 let max = self.int(max_length_key);
                 if items.len() as i64 > max {
                     return Err(format!(
-                        "{} entries, at most {max} allowed ({max_length_key})",
-                        items.len()
+                        "{} entries, at most {max} allowed ({})",
+                        items.len(),
+                        max_length_key.name()
                     ));
                 }
             }
@@ -1051,8 +1086,8 @@ impl Configuration {
         if items.is_empty() {
             return Err("needs at least one <connectorId>.<rotation> entry".to_string());
         }
-        let connectors = self.int(NUMBER_OF_CONNECTORS);
-        let max = self.int(CONNECTOR_PHASE_ROTATION_MAX_LENGTH);
+        let connectors = self.int(IntKey::NUMBER_OF_CONNECTORS);
+        let max = self.int(IntKey::CONNECTOR_PHASE_ROTATION_MAX_LENGTH);
         if items.len() as i64 > max {
             return Err(format!(
                 "{} entries, at most {max} allowed ({CONNECTOR_PHASE_ROTATION_MAX_LENGTH})",
@@ -1091,28 +1126,21 @@ impl Configuration {
 
     /// Value of a boolean key. UnlockConnectorOnEVSideDisconnect reads false while
     /// LockCablePermanently is true.
-    pub fn bool(&self, key: &str) -> bool {
-        if key == UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT && self.cable_locked() {
+    pub fn bool(&self, key: BoolKey) -> bool {
+        if key == BoolKey::UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT && self.cable_locked() {
             return false;
         }
-        self.raw(key) == "true"
+        self.raw(key.0) == "true"
     }
 
-    /// Value of an integer key (0 for a key that is not an integer).
-    pub fn int(&self, key: &str) -> i64 {
-        let raw = self.raw(key);
-        match raw.parse() {
-            Ok(n) => n,
-            Err(_) => {
-                debug_assert!(false, "configuration key {key} is not an integer");
-                0
-            }
-        }
+    /// Value of an integer key (stored values are validated, so they always parse).
+    pub fn int(&self, key: IntKey) -> i64 {
+        self.raw(key.0).parse().unwrap_or_default()
     }
 
     /// Entries of a list key (empty for an empty value).
-    pub fn list(&self, key: &str) -> Vec<String> {
-        let raw = self.raw(key);
+    pub fn list(&self, key: ListKey) -> Vec<String> {
+        let raw = self.raw(key.0);
         if raw.is_empty() {
             Vec::new()
         } else {
@@ -1120,9 +1148,10 @@ impl Configuration {
         }
     }
 
-    /// Value of a text key; empty for AuthorizationKey (use [`Self::authorization_key`]).
-    pub fn text(&self, key: &str) -> String {
-        self.raw(key).to_string()
+    /// The value of any key as stored text; empty for AuthorizationKey (use
+    /// [`Self::authorization_key`]).
+    pub fn text(&self, key: impl Into<Key>) -> String {
+        self.raw(key.into()).to_string()
     }
 
     /// The AuthorizationKey as the hex text it was set with.
@@ -1134,7 +1163,7 @@ impl Configuration {
     /// (what the OCPP compliance test expects), `hex` the bytes of its hex text.
     pub fn basic_auth_password(&self) -> Option<BasicPassword> {
         let key = self.authorization_key.as_ref()?;
-        if self.raw(BASIC_AUTH_PASSWORD) == "hex" {
+        if self.raw(Key::BasicAuthPassword) == "hex" {
             return Some(BasicPassword(key.expose().as_bytes().to_vec()));
         }
         // The key was validated as hex when stored; a decode failure cannot happen, but is
@@ -1144,7 +1173,7 @@ impl Configuration {
 
     /// The current SecurityProfile (0 or 1).
     pub fn security_profile(&self) -> u8 {
-        u8::try_from(self.int(SECURITY_PROFILE)).unwrap_or(0)
+        u8::try_from(self.int(IntKey::SECURITY_PROFILE)).unwrap_or(0)
     }
 
     /// The state directory this configuration is stored in, if any.

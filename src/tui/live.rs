@@ -30,9 +30,9 @@ use crate::link::{self, Client, ClientOptions, LinkEvent, LogEvent};
 use crate::paths::Paths;
 use crate::provision::{AssignedValue, Profile};
 use crate::stack::chargepoint::{self, ConnectionState, Event, Registration};
-use crate::stack::messages::ChargePointErrorCode;
 use crate::stack::hardware::{Hardware, HwEvent};
 use crate::stack::logbook::Level;
+use crate::stack::messages::ChargePointErrorCode;
 
 /// Charge point id of the emulator the TUI starts.
 pub const EMULATOR_ID: &str = "CHARGECTL-EMU-1";
@@ -777,11 +777,8 @@ impl Tracker {
                     ConnectionState::Connected => OcppConnection::Connected {
                         boot_accepted: self.accepted(),
                     },
-                    ConnectionState::Failed => OcppConnection::Disconnected {
-                        reason: detail.clone().unwrap_or_else(|| "failed".to_string()),
-                    },
-                    ConnectionState::Disconnected => OcppConnection::Disconnected {
-                        reason: detail.clone().unwrap_or_else(|| "disconnected".to_string()),
+                    other => OcppConnection::Disconnected {
+                        reason: detail.clone().unwrap_or_else(|| other.as_str().to_string()),
                     },
                 });
                 None

@@ -17,18 +17,18 @@ use super::diagnostics::Diagnostics;
 use super::firmware::FirmwareUpdate;
 use super::metering::Metering;
 use super::outbox::{Outbox, Purpose};
+use super::registration::Link;
 use super::reservations::Reservations;
 use super::transactions::Transactions;
-use super::{Command, ConnectionState, Direction, Event, Exit, Options, RebootKind};
+use super::{Command, Direction, Event, Exit, Options, RebootKind};
 use super::{Registration, Snapshot};
 use crate::stack::config::{Configuration, IntKey};
 use crate::stack::connection::{self, ConnCtl, ConnEvent};
 use crate::stack::hardware::{Hardware, HwEvent};
 use crate::stack::logbook::LogBook;
-use crate::stack::messages::{self, CiString20, CiString25, CiString50, CsmsCall, Request};
+use crate::stack::messages::{self, CsmsCall, Request};
 use crate::stack::messages::{DiagnosticsStatus, FirmwareStatus};
 use crate::stack::rpc::{self, CallError, Frame};
-use crate::stack::transport::Endpoint;
 
 /// Results of background work, delivered to the actor's loop.
 #[derive(Debug)]
@@ -40,32 +40,13 @@ pub(super) enum Internal {
     DiagnosticsStatus(DiagnosticsStatus),
 }
 
-/// The connection to the CSMS and the registration on it.
-#[derive(Debug)]
-pub(super) struct Link {
-    pub online: bool,
-    pub online_since: Option<DateTime<Utc>>,
-    pub registration: Registration,
-    pub boot_retry_at: Option<Instant>,
-    pub heartbeat_at: Option<Instant>,
-    /// SecurityProfile change waiting for the first successful connection (A05.FR.06-08).
-    pub security_change: Option<(u8, u8)>,
-}
-
-impl Link {
-    /// Online and accepted: what may be sent besides BootNotification.
-    pub fn accepted(&self) -> bool {
-        self.online && self.registration == Registration::Accepted
-    }
-}
-
 pub(super) struct ChargePoint {
     pub opts: Arc<Options>,
     pub config: Configuration,
     pub hw: Arc<dyn Hardware>,
     pub log: LogBook,
     events: broadcast::Sender<Event>,
-    conn_ctl: mpsc::Sender<ConnCtl>,
+    pub conn_ctl: mpsc::Sender<ConnCtl>,
     conn_out: mpsc::Sender<String>,
     conn_ev: mpsc::Receiver<ConnEvent>,
     conn_task: tokio::task::JoinHandle<()>,
@@ -167,7 +148,10 @@ impl ChargePoint {
     pub async fn run(mut self, commands: &mut mpsc::Receiver<Command>) -> Exit {
         self.connect_now().await;
         loop {
-            if let Some(kind) = self.outbox.deferred_reboot_due(&self.link, &self.transactions) {
+            if let Some(kind) = self
+                .outbox
+                .deferred_reboot_due(&self.link, &self.transactions)
+            {
                 self.exit = Some(Exit::Reboot(kind));
             }
             if let Some(exit) = self.exit {
@@ -197,250 +181,6 @@ impl ChargePoint {
                 _ = sleep_until_opt(deadline) => self.on_timers().await,
             }
         }
-    }
-
-    // ----- connection ---------------------------------------------------------------------
-
-    fn endpoint(&self) -> Endpoint {
-        let password_bytes = self
-            .config
-            .basic_auth_password()
-            .map(|p| p.expose().to_vec());
-        Endpoint {
-            csms_url: self.config.text(crate::stack::config::TextKey::CSMS_URL),
-            charge_point_id: self.config.text(crate::stack::config::TextKey::CHARGE_POINT_ID),
-            security_profile: self.config.security_profile(),
-            basic_password: None,
-            basic_password_bytes: password_bytes,
-        }
-    }
-
-    pub fn ping_interval(&self) -> Duration {
-        secs(self.config.int(IntKey::WEB_SOCKET_PING_INTERVAL))
-    }
-
-    pub async fn set_ping_interval(&mut self) {
-        let _ = self
-            .conn_ctl
-            .send(ConnCtl::SetPingInterval(self.ping_interval()))
-            .await;
-    }
-
-    pub async fn connect_now(&mut self) {
-        let endpoint = self.endpoint();
-        let url = endpoint.url().ok();
-        self.emit(Event::Connection {
-            state: ConnectionState::Connecting,
-            url: url.clone(),
-            detail: Some(format!("security profile {}", endpoint.security_profile)),
-        });
-        self.log.info(
-            "ocpp",
-            format!(
-                "connecting to {} (security profile {})",
-                url.as_deref().unwrap_or("<invalid URL>"),
-                endpoint.security_profile
-            ),
-        );
-        let _ = self
-            .conn_ctl
-            .send(ConnCtl::Connect {
-                endpoint,
-                ping_interval: self.ping_interval(),
-            })
-            .await;
-    }
-
-    async fn on_conn_event(&mut self, ev: ConnEvent) {
-        match ev {
-            ConnEvent::Connected { url } => {
-                self.link.online = true;
-                self.link.online_since = Some(self.now());
-                self.log.info("ocpp", format!("connected to {url}"));
-                self.emit(Event::Connection {
-                    state: ConnectionState::Connected,
-                    url: Some(url),
-                    detail: None,
-                });
-                if let Some((old, new)) = self.link.security_change.take() {
-                    self.log.info(
-                        "security",
-                        format!("connected with security profile {new} (was {old})"),
-                    );
-                }
-                match self.link.registration {
-                    Registration::Accepted => {
-                        self.report_offline_changes();
-                        self.schedule_heartbeat();
-                    }
-                    _ => {
-                        self.link.boot_retry_at = None;
-                        self.enqueue_boot();
-                    }
-                }
-            }
-            ConnEvent::ConnectFailed {
-                error,
-                auth_failure,
-                retry_in,
-                attempt,
-            } => {
-                self.log.warn(
-                    "ocpp",
-                    format!(
-                        "connection attempt {attempt} failed: {error}; retrying in {:.1} s",
-                        retry_in.as_secs_f64()
-                    ),
-                );
-                self.emit(Event::Connection {
-                    state: ConnectionState::Failed,
-                    url: None,
-                    detail: Some(error),
-                });
-                if let Some((old, new)) = self.link.security_change
-                    // A05.FR.08: fall back to the previous profile when the new one fails.
-                    && (auth_failure || attempt >= 3)
-                {
-                    self.link.security_change = None;
-                    match self.config.revert_security_profile(old) {
-                        Ok(()) => {
-                            self.log.warn(
-                                "security",
-                                format!(
-                                    "security profile {new} failed to connect; falling back to {old}"
-                                ),
-                            );
-                            self.connect_now().await;
-                        }
-                        Err(e) => self.log.error(
-                            "security",
-                            format!("cannot restore security profile {old}: {e}"),
-                        ),
-                    }
-                }
-            }
-            ConnEvent::Text(text) => self.on_text(text).await,
-            ConnEvent::Disconnected { reason } => {
-                self.link.online = false;
-                self.link.online_since = None;
-                self.link.heartbeat_at = None;
-                if let Some(f) = self.outbox.in_flight.take() {
-                    self.log.debug(
-                        "ocpp",
-                        format!("{} {} lost with the connection", f.action, f.id),
-                    );
-                    // A transaction message stays first in the journal and goes again after the
-                    // reconnect; a BootNotification is queued again on connect.
-                    if let Purpose::Authorize(tag) = f.purpose {
-                        self.on_authorize_result(&tag, None);
-                    }
-                }
-                self.outbox.drop_on_disconnect();
-                self.log.warn("ocpp", format!("disconnected: {reason}"));
-                self.emit(Event::Connection {
-                    state: ConnectionState::Disconnected,
-                    url: None,
-                    detail: Some(reason),
-                });
-            }
-        }
-    }
-
-    // ----- registration -------------------------------------------------------------------
-
-    fn boot_request(&self) -> messages::BootNotificationRequest {
-        let id = &self.opts.identity;
-        messages::BootNotificationRequest {
-            charge_point_vendor: CiString20::truncated(&id.vendor),
-            charge_point_model: CiString20::truncated(&id.model),
-            charge_point_serial_number: Some(CiString25::truncated(&id.serial_number)),
-            charge_box_serial_number: Some(CiString25::truncated(&id.serial_number)),
-            firmware_version: Some(CiString50::truncated(&id.firmware_version)),
-            iccid: None,
-            imsi: None,
-            meter_type: None,
-            meter_serial_number: None,
-        }
-    }
-
-    /// Queues BootNotification first, unless one is queued or in flight already.
-    pub fn enqueue_boot(&mut self) {
-        if !self.outbox.has(&Purpose::Boot) {
-            let req = self.boot_request();
-            self.outbox.push_front(req, Purpose::Boot);
-        }
-    }
-
-    /// BootNotification asked for by TriggerMessage: queued behind what waits.
-    pub fn enqueue_boot_triggered(&mut self) {
-        let req = self.boot_request();
-        self.outbox.push(req, Purpose::Boot);
-    }
-
-    fn on_boot_result(&mut self, result: Result<messages::BootNotificationResponse, CallError>) {
-        let resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.log
-                    .warn("ocpp", format!("invalid BootNotification answer: {e}"));
-                self.retry_boot(None);
-                return;
-            }
-        };
-        let interval = resp.interval;
-        match resp.status {
-            messages::RegistrationStatus::Accepted => {
-                self.link.registration = Registration::Accepted;
-                self.link.boot_retry_at = None;
-                if interval > 0 {
-                    let _ = self.config.set_internal(
-                        crate::stack::config::keys::HEARTBEAT_INTERVAL,
-                        &interval.to_string(),
-                    );
-                }
-                self.log.info(
-                    "ocpp",
-                    format!("BootNotification accepted, heartbeat every {interval} s"),
-                );
-                self.emit(Event::Registration {
-                    status: Registration::Accepted,
-                });
-                self.report_all_connectors();
-                self.schedule_heartbeat();
-                self.report_pending_install_once();
-            }
-            messages::RegistrationStatus::Pending => {
-                self.link.registration = Registration::Pending;
-                self.log.info("ocpp", "BootNotification pending");
-                self.emit(Event::Registration {
-                    status: Registration::Pending,
-                });
-                self.retry_boot(Some(interval));
-            }
-            messages::RegistrationStatus::Rejected => {
-                self.link.registration = Registration::Rejected;
-                self.log.warn("ocpp", "BootNotification rejected");
-                self.emit(Event::Registration {
-                    status: Registration::Rejected,
-                });
-                self.retry_boot(Some(interval));
-            }
-        }
-    }
-
-    fn retry_boot(&mut self, interval: Option<u32>) {
-        let secs = match interval {
-            Some(i) if i > 0 => u64::from(i),
-            _ => 30,
-        };
-        self.link.boot_retry_at = Some(Instant::now() + Duration::from_secs(secs));
-        self.enqueue_boot();
-    }
-
-    pub fn schedule_heartbeat(&mut self) {
-        let interval = self.config.int(IntKey::HEARTBEAT_INTERVAL);
-        self.link.heartbeat_at =
-            (interval > 0 && self.link.online).then(|| Instant::now() + secs(interval));
     }
 
     // ----- outgoing -----------------------------------------------------------------------
@@ -480,7 +220,7 @@ impl ChargePoint {
 
     // ----- incoming -----------------------------------------------------------------------
 
-    async fn on_text(&mut self, text: String) {
+    pub async fn on_text(&mut self, text: String) {
         let frame = match Frame::parse(&text) {
             Ok(f) => f,
             Err(e) => {
@@ -614,7 +354,10 @@ impl ChargePoint {
         }
     }
 
-    fn data_transfer(&mut self, req: messages::DataTransferRequest) -> messages::DataTransferResponse {
+    fn data_transfer(
+        &mut self,
+        req: messages::DataTransferRequest,
+    ) -> messages::DataTransferResponse {
         let status = if req.vendor_id.as_str() == self.opts.identity.vendor {
             messages::DataTransferStatus::UnknownMessageId
         } else {

@@ -108,11 +108,7 @@ impl ChargePoint {
     }
 
     fn parent_of(&self, id_tag: &str) -> Option<String> {
-        match auth::lookup_local(
-            id_tag,
-            Some(&self.auth.local_list),
-            Some(&self.auth.cache),
-        ) {
+        match auth::lookup_local(id_tag, Some(&self.auth.local_list), Some(&self.auth.cache)) {
             LocalDecision::Known { info, .. } => info.parent_id_tag,
             LocalDecision::Unknown => None,
         }
@@ -120,11 +116,7 @@ impl ChargePoint {
 
     /// Decides locally or asks the CSMS, per LocalPreAuthorize / LocalAuthorizeOffline /
     /// AllowOfflineTxForUnknownId.
-    pub fn authorize(
-        &mut self,
-        id_tag: String,
-        charging_profile: Option<ChargingProfile>,
-    ) {
+    pub fn authorize(&mut self, id_tag: String, charging_profile: Option<ChargingProfile>) {
         let now = self.now();
         let local = auth::lookup_local(&id_tag, self.local_list(), self.cache());
         if self.link.accepted() {
@@ -208,7 +200,11 @@ impl ChargePoint {
     }
 
     /// The answer to an Authorize.req (None: no usable answer, decided by the offline rules).
-    pub fn on_authorize_result(&mut self, id_tag: &str, result: Option<messages::AuthorizeResponse>) {
+    pub fn on_authorize_result(
+        &mut self,
+        id_tag: &str,
+        result: Option<messages::AuthorizeResponse>,
+    ) {
         let Some(pending) = self.auth.authorizing.take() else {
             return;
         };
@@ -244,7 +240,10 @@ impl ChargePoint {
         }
     }
 
-    pub fn clear_cache(&mut self, _req: messages::ClearCacheRequest) -> messages::ClearCacheResponse {
+    pub fn clear_cache(
+        &mut self,
+        _req: messages::ClearCacheRequest,
+    ) -> messages::ClearCacheResponse {
         let status = match self.auth.cache.clear() {
             Ok(()) => {
                 self.log.info("auth", "authorization cache cleared");

@@ -39,29 +39,36 @@ impl ChargingProfiles {
 impl ChargePoint {
     /// Transaction context for smart charging (Relative profiles start with the transaction).
     fn smart_tx(&self) -> Option<TxContext> {
-        self.transactions
-            .active
-            .as_ref()
-            .map(|t| TxContext {
-                started: t.started_at,
-            })
+        self.transactions.active.as_ref().map(|t| TxContext {
+            started: t.started_at,
+        })
     }
 
     fn smart_context(&self) -> SetContext {
         SetContext {
             limits: Limits {
-                max_stack_level: self.config.int(IntKey::CHARGE_PROFILE_MAX_STACK_LEVEL).max(0)
-                    as u32,
-                max_periods: self.config.int(IntKey::CHARGING_SCHEDULE_MAX_PERIODS).max(0)
-                    as usize,
-                max_profiles: self.config.int(IntKey::MAX_CHARGING_PROFILES_INSTALLED).max(0)
-                    as usize,
+                max_stack_level: self
+                    .config
+                    .int(IntKey::CHARGE_PROFILE_MAX_STACK_LEVEL)
+                    .max(0) as u32,
+                max_periods: self
+                    .config
+                    .int(IntKey::CHARGING_SCHEDULE_MAX_PERIODS)
+                    .max(0) as usize,
+                max_profiles: self
+                    .config
+                    .int(IntKey::MAX_CHARGING_PROFILES_INSTALLED)
+                    .max(0) as usize,
             },
-            transaction: self.transactions.active.as_ref().map(|t| ActiveTransaction {
-                connector_id: SOCKET,
-                transaction_id: t.transaction_id,
-                started: t.started_at,
-            }),
+            transaction: self
+                .transactions
+                .active
+                .as_ref()
+                .map(|t| ActiveTransaction {
+                    connector_id: SOCKET,
+                    transaction_id: t.transaction_id,
+                    started: t.started_at,
+                }),
             now: self.now(),
         }
     }
@@ -162,8 +169,8 @@ impl ChargePoint {
         &mut self,
         req: messages::GetCompositeScheduleRequest,
     ) -> messages::GetCompositeScheduleResponse {
-        let unlimited = Decimal1::new(HARDWARE_MAX_AMPS)
-            .unwrap_or_else(|_| Decimal1::from_tenths(320));
+        let unlimited =
+            Decimal1::new(HARDWARE_MAX_AMPS).unwrap_or_else(|_| Decimal1::from_tenths(320));
         self.charging_profiles
             .store
             .handle_composite(&req, self.smart_tx(), self.now(), unlimited)

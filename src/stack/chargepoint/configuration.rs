@@ -59,7 +59,12 @@ impl ChargePoint {
     }
 
     /// Changes a key (its name in any case) and applies what the change sets in motion.
-    pub async fn change_config(&mut self, key: &str, value: &str, channel: Channel) -> ChangeOutcome {
+    pub async fn change_config(
+        &mut self,
+        key: &str,
+        value: &str,
+        channel: Channel,
+    ) -> ChangeOutcome {
         let old_profile = self.config.security_profile();
         let outcome = self.config.change(key, value, channel);
         let known = Key::find(key);

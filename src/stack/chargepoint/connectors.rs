@@ -267,9 +267,7 @@ impl ChargePoint {
         let info = match &self.connectors.fault {
             Some(Fault {
                 info: Some(info), ..
-            }) if error_code != ChargePointErrorCode::NoError => {
-                Some(CiString50::truncated(info))
-            }
+            }) if error_code != ChargePointErrorCode::NoError => Some(CiString50::truncated(info)),
             _ => None,
         };
         let req = messages::StatusNotificationRequest {

@@ -152,7 +152,9 @@ impl ChargePoint {
             Ok(version) => {
                 self.log.info(
                     "firmware",
-                    format!("firmware {version} verified and written to the inactive slot; rebooting"),
+                    format!(
+                        "firmware {version} verified and written to the inactive slot; rebooting"
+                    ),
                 );
                 let pending = PendingInstall { version };
                 if let Ok(bytes) = serde_json::to_vec(&pending)

@@ -2,13 +2,13 @@
 //! CSMS through the connection task. This file is its public surface: [`spawn`], the [`Handle`],
 //! the observer [`Event`]s and the [`Options`].
 //!
-//! Inside, [`actor`] runs the one loop (hardware events, CSMS frames, service-port commands,
+//! Inside, `actor` runs the one loop (hardware events, CSMS frames, service-port commands,
 //! timers, results of background work) and dispatches each CSMS CALL, decoded with
 //! [`CsmsCall::decode`](crate::stack::messages::CsmsCall::decode), to the feature that owns it:
-//! [`outbox`] (CP-initiated CALLs, ids, timeouts, deferred reboot), [`connectors`] (availability
-//! and status notifications), [`metering`], [`authorization`], [`transactions`],
-//! [`reservations`], [`trigger`], [`charging_profile`] (smart charging), [`firmware`] and
-//! [`diagnostics`]. One task means no locks around charger state and a deterministic order of
+//! `registration` (connection, BootNotification, heartbeat), `outbox` (CP-initiated CALLs, ids,
+//! timeouts, deferred reboot), `connectors` (availability and status notifications),
+//! `metering`, `authorization`, `transactions`, `reservations`, `trigger`, `charging_profile`
+//! (smart charging), `configuration`, `firmware` and `diagnostics`. One task means no locks around charger state and a deterministic order of
 //! events, which the paused-clock tests rely on.
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,7 @@ mod diagnostics;
 mod firmware;
 mod metering;
 mod outbox;
+mod registration;
 mod reservations;
 mod transactions;
 mod trigger;
@@ -109,6 +110,18 @@ pub enum ConnectionState {
     /// One connection attempt failed; another follows after the backoff.
     Failed,
     Disconnected,
+}
+
+impl ConnectionState {
+    /// The name as events serialise it (`"connecting"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Failed => "failed",
+            ConnectionState::Disconnected => "disconnected",
+        }
+    }
 }
 
 /// Which way an OCPP frame went, as [`Event::Message`] reports it.
@@ -295,4 +308,47 @@ where
 /// OCPP timestamps: RFC 3339 UTC with milliseconds and `Z`.
 pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_states_and_directions_as_before() {
+        for state in [
+            ConnectionState::Connecting,
+            ConnectionState::Connected,
+            ConnectionState::Failed,
+            ConnectionState::Disconnected,
+        ] {
+            let v = serde_json::to_value(Event::Connection {
+                state,
+                url: None,
+                detail: None,
+            })
+            .unwrap();
+            assert_eq!(v["data"]["state"], state.as_str());
+        }
+        let v = serde_json::to_value(Event::Message {
+            direction: Direction::Sent,
+            frame: Value::Null,
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "message", "data": {"direction": "sent", "frame": null}})
+        );
+        let v = serde_json::to_value(Event::Status {
+            connector_id: 1,
+            status: ChargePointStatus::SuspendedEvse,
+            error_code: ChargePointErrorCode::NoError,
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "status", "data":
+                {"connector_id": 1, "status": "SuspendedEVSE", "error_code": "NoError"}})
+        );
+    }
 }

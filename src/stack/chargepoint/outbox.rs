@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::RebootKind;
-use super::actor::Link;
+use super::registration::Link;
 use super::transactions::Transactions;
 use crate::stack::messages::Request;
 use crate::stack::rpc::{self, Frame};
@@ -103,7 +103,11 @@ impl Outbox {
 
     /// Whether a CALL for `purpose` is queued or in flight.
     pub fn has(&self, purpose: &Purpose) -> bool {
-        self.is_queued(purpose) || self.in_flight.as_ref().is_some_and(|f| &f.purpose == purpose)
+        self.is_queued(purpose)
+            || self
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| &f.purpose == purpose)
     }
 
     /// After the connection is lost: an Authorize falls back to the offline rules, and a
@@ -196,5 +200,92 @@ impl Outbox {
         .into_iter()
         .flatten()
         .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::chargepoint::Registration;
+    use crate::stack::messages::HeartbeatRequest;
+
+    fn link(registration: Registration, boot_retry_at: Option<Instant>) -> Link {
+        Link {
+            online: true,
+            online_since: None,
+            registration,
+            boot_retry_at,
+            heartbeat_at: None,
+            security_change: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_accepted_only_boot_notification_goes_out_and_not_before_its_retry() {
+        let mut out = Outbox::new(0xab);
+        out.push(HeartbeatRequest {}, Purpose::Heartbeat);
+        out.push_json("MeterValues", serde_json::json!({}), Purpose::Other);
+        assert!(out.take_next(&link(Registration::Pending, None)).is_none());
+        out.push(HeartbeatRequest {}, Purpose::Boot);
+        let later = Some(Instant::now() + Duration::from_secs(5));
+        assert!(out.take_next(&link(Registration::Pending, later)).is_none());
+        let boot = out.take_next(&link(Registration::Pending, None)).unwrap();
+        assert_eq!(boot.purpose, Purpose::Boot);
+        let accepted = link(Registration::Accepted, None);
+        assert_eq!(out.take_next(&accepted).unwrap().action, "Heartbeat");
+        assert_eq!(out.take_next(&accepted).unwrap().action, "MeterValues");
+        assert!(out.take_next(&accepted).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_get_fresh_ids_and_are_answered_or_time_out_once() {
+        let mut out = Outbox::new(0xab);
+        let frame = out.start_call(
+            "Heartbeat".into(),
+            serde_json::json!({}),
+            Purpose::Heartbeat,
+            Duration::from_secs(30),
+        );
+        let Frame::Call { id, .. } = frame else {
+            panic!("not a CALL");
+        };
+        assert_eq!(id, "ab-1");
+        assert!(out.finish_call("ab-2").is_none(), "another id");
+        assert!(out.has(&Purpose::Heartbeat));
+        assert!(out.expire_call(Instant::now()).is_none(), "not yet");
+        let later = Instant::now() + Duration::from_secs(30);
+        assert_eq!(out.next_deadline(), Some(later));
+        assert_eq!(out.expire_call(later).unwrap().id, "ab-1");
+        assert!(
+            out.finish_call("ab-1").is_none(),
+            "expired calls are not answered"
+        );
+        let Frame::Call { id, .. } = out.start_call(
+            "Heartbeat".into(),
+            serde_json::json!({}),
+            Purpose::Heartbeat,
+            Duration::from_secs(30),
+        ) else {
+            panic!("not a CALL");
+        };
+        assert_eq!(id, "ab-2");
+    }
+
+    #[test]
+    fn a_lost_connection_drops_authorize_heartbeat_and_boot_but_keeps_the_rest() {
+        let mut out = Outbox::new(1);
+        out.push(HeartbeatRequest {}, Purpose::Heartbeat);
+        out.push(HeartbeatRequest {}, Purpose::Boot);
+        out.push(HeartbeatRequest {}, Purpose::Authorize("T".into()));
+        out.push(HeartbeatRequest {}, Purpose::Status);
+        out.drop_on_disconnect();
+        assert!(out.is_queued(&Purpose::Status));
+        for gone in [
+            Purpose::Heartbeat,
+            Purpose::Boot,
+            Purpose::Authorize("T".into()),
+        ] {
+            assert!(!out.is_queued(&gone), "{gone:?}");
+        }
     }
 }

@@ -102,7 +102,10 @@ impl ChargePoint {
         }
     }
 
-    pub fn reserve_now(&mut self, req: messages::ReserveNowRequest) -> messages::ReserveNowResponse {
+    pub fn reserve_now(
+        &mut self,
+        req: messages::ReserveNowRequest,
+    ) -> messages::ReserveNowResponse {
         let status = self.reserve(&req);
         messages::ReserveNowResponse { status }
     }
@@ -172,11 +175,7 @@ impl ChargePoint {
         req: messages::CancelReservationRequest,
     ) -> messages::CancelReservationResponse {
         let id = i64::from(req.reservation_id);
-        let status = match self
-            .reservations
-            .active
-            .take_if(|r| r.reservation_id == id)
-        {
+        let status = match self.reservations.active.take_if(|r| r.reservation_id == id) {
             Some(_) => {
                 self.save_reservation();
                 self.log.info(

@@ -111,8 +111,7 @@ impl ChargePoint {
         match self.transactions.journal.push(action, payload, local_tx) {
             Ok(_) => true,
             Err(e) => {
-                self.log
-                    .error("tx", format!("cannot queue {action}: {e}"));
+                self.log.error("tx", format!("cannot queue {action}: {e}"));
                 false
             }
         }
@@ -239,7 +238,9 @@ impl ChargePoint {
             // StopTransactionOnEVSideDisconnect can only be true on this charger.
             self.stop_transaction(Reason::EvDisconnected, None);
         }
-        if self.config.bool(BoolKey::UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT)
+        if self
+            .config
+            .bool(BoolKey::UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT)
             && !self.config.bool(BoolKey::LOCK_CABLE_PERMANENTLY)
         {
             self.hw.set_cable_lock(false);
@@ -373,7 +374,9 @@ impl ChargePoint {
         self.transactions.finishing = self.connectors.plugged;
         let keep_locked = self.config.bool(BoolKey::LOCK_CABLE_PERMANENTLY)
             || (reason == Reason::EvDisconnected
-                && !self.config.bool(BoolKey::UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT));
+                && !self
+                    .config
+                    .bool(BoolKey::UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT));
         if !keep_locked {
             self.hw.set_cable_lock(false);
         }
@@ -477,7 +480,11 @@ impl ChargePoint {
     pub fn next_tx_message(&mut self) -> Option<(u64, String, Value)> {
         loop {
             let entry = self.transactions.journal.front()?.clone();
-            if self.transactions.retry_at.is_some_and(|t| t > Instant::now()) {
+            if self
+                .transactions
+                .retry_at
+                .is_some_and(|t| t > Instant::now())
+            {
                 return None;
             }
             let mut payload = entry.payload.clone();

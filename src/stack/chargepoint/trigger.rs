@@ -48,7 +48,10 @@ impl ChargePoint {
                 self.trigger_meter_values(connector.unwrap_or(ConnectorId::SOCKET))
             }
             MessageTrigger::FirmwareStatusNotification => {
-                let status = self.firmware.status.unwrap_or(messages::FirmwareStatus::Idle);
+                let status = self
+                    .firmware
+                    .status
+                    .unwrap_or(messages::FirmwareStatus::Idle);
                 self.outbox.push(
                     messages::FirmwareStatusNotificationRequest { status },
                     Purpose::Other,
@@ -80,7 +83,8 @@ impl ChargePoint {
             {
                 payload["transactionId"] = json!(id);
             }
-            self.outbox.push_json("MeterValues", payload, Purpose::Other);
+            self.outbox
+                .push_json("MeterValues", payload, Purpose::Other);
         } else {
             // No measurands configured: report the energy register at least.
             let all = ["Energy.Active.Import.Register".to_string()];

@@ -131,7 +131,10 @@ fn fixed_values_match_the_release_notes() {
         c.list(ListKey::CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT),
         ["Current"]
     );
-    assert_eq!(c.list(ListKey::SUPPORTED_FILE_TRANSFER_PROTOCOLS), ["HTTP", "HTTPS"]);
+    assert_eq!(
+        c.list(ListKey::SUPPORTED_FILE_TRANSFER_PROTOCOLS),
+        ["HTTP", "HTTPS"]
+    );
     assert_eq!(c.text(ListKey::CONNECTOR_PHASE_ROTATION), "0.RST,1.RST");
     assert_eq!(c.int(IntKey::HEARTBEAT_INTERVAL), 86400);
     assert_eq!(c.int(IntKey::METER_VALUE_SAMPLE_INTERVAL), 60);
@@ -960,7 +963,10 @@ fn read_only_overrides_survive_restart_and_validate_dependent_keys() {
     );
     let r = Configuration::open(dir.path()).unwrap();
     assert_eq!(r.int(IntKey::NUMBER_OF_CONNECTORS), 2);
-    assert_eq!(r.text(ListKey::CONNECTOR_PHASE_ROTATION), "0.RST,1.RST,2.TSR");
+    assert_eq!(
+        r.text(ListKey::CONNECTOR_PHASE_ROTATION),
+        "0.RST,1.RST,2.TSR"
+    );
     // Unchanged read-only keys are not stored at all.
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(CONFIG_FILE)).unwrap()).unwrap();

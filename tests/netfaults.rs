@@ -13,7 +13,7 @@ mod faultproxy;
 
 use chargectl::csms::{EventKind, Policy, RegistrationStatus, SandboxOptions};
 use chargectl::emulator::SimHardware;
-use chargectl::stack::chargepoint::{self, Event, Handle, Identity};
+use chargectl::stack::chargepoint::{self, ConnectionState, Direction, Event, Handle, Identity};
 use chargectl::stack::clock::{SharedClock, TokioClock};
 use chargectl::stack::config::{ChangeOutcome, Channel, Configuration};
 use chargectl::stack::connection::Backoff;
@@ -121,6 +121,7 @@ async fn start_charger(url: &str, id: &str) -> Charger {
             max: Duration::from_millis(300),
         },
         firmware: None,
+        event_capacity: chargepoint::EVENTS_SINGLE,
     };
     let (handle, task) = chargepoint::spawn(opts, hw.clone(), move |_| identity.clone());
     let sent = Arc::new(Mutex::new(Vec::new()));
@@ -140,7 +141,7 @@ async fn start_charger(url: &str, id: &str) -> Charger {
         loop {
             match events.recv().await {
                 Ok(Event::Message {
-                    direction: "sent",
+                    direction: Direction::Sent,
                     frame,
                 }) => {
                     if frame[0] == 2 {
@@ -151,12 +152,12 @@ async fn start_charger(url: &str, id: &str) -> Charger {
                     }
                 }
                 Ok(Event::Connection { state, .. }) => match state {
-                    "connected" => o.store(true, Ordering::SeqCst),
-                    "disconnected" => {
+                    ConnectionState::Connected => o.store(true, Ordering::SeqCst),
+                    ConnectionState::Disconnected => {
                         o.store(false, Ordering::SeqCst);
                         d.fetch_add(1, Ordering::SeqCst);
                     }
-                    "failed" => {
+                    ConnectionState::Failed => {
                         f.fetch_add(1, Ordering::SeqCst);
                     }
                     _ => {}

@@ -29,9 +29,10 @@ use crate::link::ports::{FixedPorts, PortLister};
 use crate::link::{self, Client, ClientOptions, LinkEvent, LogEvent};
 use crate::paths::Paths;
 use crate::provision::{AssignedValue, Profile};
-use crate::stack::chargepoint::{Event, Registration};
+use crate::stack::chargepoint::{self, ConnectionState, Event, Registration};
 use crate::stack::hardware::{Hardware, HwEvent};
 use crate::stack::logbook::Level;
+use crate::stack::messages::ChargePointErrorCode;
 
 /// Charge point id of the emulator the TUI starts.
 pub const EMULATOR_ID: &str = "CHARGECTL-EMU-1";
@@ -771,13 +772,13 @@ impl Tracker {
                 if let Some(u) = url {
                     self.csms_url = Some(u.clone());
                 }
-                self.ocpp = Some(match *state {
-                    "connecting" => OcppConnection::Connecting,
-                    "connected" => OcppConnection::Connected {
+                self.ocpp = Some(match state {
+                    ConnectionState::Connecting => OcppConnection::Connecting,
+                    ConnectionState::Connected => OcppConnection::Connected {
                         boot_accepted: self.accepted(),
                     },
                     other => OcppConnection::Disconnected {
-                        reason: detail.clone().unwrap_or_else(|| other.to_string()),
+                        reason: detail.clone().unwrap_or_else(|| other.as_str().to_string()),
                     },
                 });
                 None
@@ -797,9 +798,9 @@ impl Tracker {
                 error_code,
             } => {
                 if *connector_id == 1 || self.connector.is_none() {
-                    self.connector = Some(status.clone());
+                    self.connector = Some(status.to_string());
                 }
-                if error_code != "NoError" {
+                if *error_code != ChargePointErrorCode::NoError {
                     self.error(format!("connector {connector_id}: {error_code}"));
                 }
                 None
@@ -812,10 +813,9 @@ impl Tracker {
                 None
             }
             Event::Message { direction, frame } => {
-                let direction = if *direction == "sent" {
-                    Direction::Sent
-                } else {
-                    Direction::Received
+                let direction = match direction {
+                    chargepoint::Direction::Sent => Direction::Sent,
+                    chargepoint::Direction::Received => Direction::Received,
                 };
                 let frame = OcppFrame::from_wire(frame)?;
                 self.on_frame(direction, &frame);
@@ -901,7 +901,7 @@ async fn emulator_pump(
         });
         for (id, status, _) in &snap.connector_status {
             if *id == 1 || t.connector.is_none() {
-                t.connector = Some(status.clone());
+                t.connector = Some(status.to_string());
             }
         }
     }
@@ -1317,7 +1317,14 @@ mod tests {
     use crate::stack::secret::Secret;
     use serde_json::json;
 
+    use crate::stack::messages::ChargePointStatus;
+
     fn message(direction: &'static str, frame: serde_json::Value) -> Event {
+        let direction = if direction == "sent" {
+            chargepoint::Direction::Sent
+        } else {
+            chargepoint::Direction::Received
+        };
         Event::Message { direction, frame }
     }
 
@@ -1325,13 +1332,13 @@ mod tests {
     fn tracker_follows_registration_transactions_and_errors() {
         let mut t = Tracker::default();
         t.on_event(&Event::Connection {
-            state: "connecting",
+            state: ConnectionState::Connecting,
             url: Some("ws://127.0.0.1:9/CP1".into()),
             detail: None,
         });
         assert_eq!(t.ocpp, Some(OcppConnection::Connecting));
         t.on_event(&Event::Connection {
-            state: "connected",
+            state: ConnectionState::Connected,
             url: None,
             detail: None,
         });
@@ -1378,8 +1385,8 @@ mod tests {
 
         t.on_event(&Event::Status {
             connector_id: 1,
-            status: "Faulted".into(),
-            error_code: "GroundFailure".into(),
+            status: ChargePointStatus::Faulted,
+            error_code: ChargePointErrorCode::GroundFailure,
         });
         assert_eq!(t.connector.as_deref(), Some("Faulted"));
         t.on_event(&message(

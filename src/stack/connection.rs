@@ -22,6 +22,9 @@ pub enum ConnCtl {
     SetPingInterval(Duration),
     /// Close the connection and stop trying.
     Disconnect,
+    /// The network went away (`up: false`: drop the connection without a close frame and make
+    /// no attempts) or came back (`up: true`: connect at once).
+    Network { up: bool },
 }
 
 /// What the connection tells the core.
@@ -82,15 +85,23 @@ pub async fn run(
     let mut target: Option<(Endpoint, Duration)> = None;
     let mut attempt: u32 = 0;
     let mut retry_at: Option<Instant> = None;
+    let mut network_up = true;
     loop {
-        // Not connected: wait for a target or for the retry time.
-        let Some((endpoint, ping)) = target.clone() else {
+        // Not connected: wait for a target (and a network) or for the retry time.
+        let target_now = target.clone().filter(|_| network_up);
+        let Some((endpoint, ping)) = target_now else {
             match ctl.recv().await {
                 Some(ConnCtl::Connect {
                     endpoint,
                     ping_interval,
                 }) => {
                     target = Some((endpoint, ping_interval));
+                    attempt = 0;
+                    retry_at = None;
+                    continue;
+                }
+                Some(ConnCtl::Network { up }) => {
+                    network_up = up;
                     attempt = 0;
                     retry_at = None;
                     continue;
@@ -113,6 +124,7 @@ pub async fn run(
                             if let Some(t) = target.as_mut() { t.1 = p; }
                         }
                         Some(ConnCtl::Disconnect) => { target = None; retry_at = None; }
+                        Some(ConnCtl::Network { up }) => { network_up = up; attempt = 0; retry_at = None; }
                         None => return,
                     }
                     continue;
@@ -190,6 +202,12 @@ pub async fn run(
                         target = None;
                         break ("disconnected".to_string(), true);
                     }
+                    Some(ConnCtl::Network { up: false }) => {
+                        // The socket is dropped below without a close frame.
+                        network_up = false;
+                        break ("network lost".to_string(), false);
+                    }
+                    Some(ConnCtl::Network { up: true }) => {}
                     None => { let _ = socket.close(None).await; return; }
                 },
             }

@@ -1243,7 +1243,13 @@ impl Core {
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Hardware(ev) => self.on_hardware(ev),
+            Command::Hardware(ev) => {
+                if let HwEvent::NetworkLost | HwEvent::NetworkRestored = ev {
+                    let up = ev == HwEvent::NetworkRestored;
+                    let _ = self.conn_ctl.send(ConnCtl::Network { up }).await;
+                }
+                self.on_hardware(ev)
+            }
             Command::ConfigGet {
                 keys,
                 channel,
@@ -1315,6 +1321,8 @@ impl Core {
                 self.log.info("hw", "fault cleared");
                 self.fault = None;
             }
+            HwEvent::NetworkLost => self.log.warn("hw", "network lost"),
+            HwEvent::NetworkRestored => self.log.info("hw", "network restored"),
         }
         self.refresh_status();
     }

@@ -9,12 +9,14 @@
 //! | [`firmware`] | the signed firmware image format and the charger's A/B slots |
 //! | [`emulator`] | simulated hardware wired to the stack, a CSMS and a pseudo-terminal service port |
 //! | [`csms`] | the sandbox CSMS |
+//! | [`dryrun`] | commissioning dry runs: scenarios, findings, reports |
 //! | [`storage`] | crash-safe files: atomic replace, private files, directory fsync |
 //! | [`tui`] | ratatui screens as thin views over application state |
 //! | [`cli`] | clap commands for non-interactive use |
 
 pub mod cli;
 pub mod csms;
+pub mod dryrun;
 pub mod emulator;
 pub mod firmware;
 pub mod link;

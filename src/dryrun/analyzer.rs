@@ -490,8 +490,16 @@ impl Analyzer {
     fn on_mark(&mut self, at: Stamp, mark: Mark) {
         match mark {
             Mark::EvDemand => self.ev_demand_at = Some(at.elapsed),
-            Mark::OutageStarted | Mark::PowerCutStarted | Mark::RebootStarted | Mark::Finishing => {
-                self.own_disconnect = true
+            Mark::OutageStarted | Mark::Finishing => self.own_disconnect = true,
+            Mark::RebootStarted => {
+                // The charger registers again after the restart.
+                self.own_disconnect = true;
+                self.stats.registration = None;
+            }
+            Mark::PowerCutStarted => {
+                self.own_disconnect = true;
+                self.stats.registration = None;
+                self.lost_connection();
             }
             Mark::OutageEnded | Mark::PowerCutEnded => {}
             Mark::RemoteStartWait { received, waited } => {

@@ -848,7 +848,7 @@ fn a_close_right_after_the_chargers_message_is_the_known_reconnect_risk() {
     r.obs(Observation::Disconnected {
         reason: "network lost".into(),
     });
-    r.obs(Observation::Connected);
+    r.boot(300);
     r.obs(Observation::Scenario(Mark::Finishing));
     r.obs(Observation::Disconnected {
         reason: "connection ended".into(),
@@ -1092,4 +1092,22 @@ fn take_new_hands_out_each_finding_once() {
     assert!(r.a.take_new().is_empty(), "a repeat only counts");
     assert_eq!(r.a.findings()[0].count, 2);
     assert_eq!(r.a.stats().warnings, 1);
+}
+
+#[test]
+fn a_restart_forgets_the_registration_until_the_next_boot() {
+    for mark in [Mark::RebootStarted, Mark::PowerCutStarted] {
+        let mut r = Rig::plain();
+        r.boot(300);
+        assert_eq!(r.a.stats().registration.as_deref(), Some("Accepted"));
+        r.obs(Observation::Scenario(mark.clone()));
+        assert_eq!(r.a.stats().registration, None, "{mark:?}");
+        r.obs(Observation::Disconnected {
+            reason: "network lost".into(),
+        });
+        r.wait(10.0);
+        r.boot(300);
+        assert_eq!(r.a.stats().registration.as_deref(), Some("Accepted"));
+        assert_eq!(r.rules(), Vec::<String>::new(), "{mark:?}");
+    }
 }

@@ -1370,3 +1370,60 @@ async fn bad_scenarios_and_report_names_fail_before_the_run() {
     assert!(stderr.contains(".md, .html or .json"), "{stderr}");
     assert!(!bin.path("report.pdf").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_ends_the_run_early_and_the_report_is_still_written() {
+    let bin = Bin::new();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chargectl"))
+        .args([
+            "dry-run", "--id", "BIN-INT", "--report", "r.json", "--report", "r.md", "--json",
+        ])
+        .current_dir(bin.dir.path())
+        .env("CHARGECTL_CONFIG_DIR", bin.path("config"))
+        .env("CHARGECTL_DATA_DIR", bin.path("data"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chargectl runs");
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Once the charger is registered (the default scenario's first step is over), interrupt.
+    let registered = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["type"] == "step" && v["data"]["index"] == 2 {
+                return;
+            }
+        }
+        panic!("chargectl ended before its second step");
+    };
+    tokio::time::timeout(Duration::from_secs(60), registered)
+        .await
+        .expect("the first step ends within 60 s");
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("chargectl stops within 30 s of Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(bin.path("r.json")).unwrap()).unwrap();
+    assert_eq!(report["ended_by"], "interrupted");
+    assert_eq!(report["connection"]["registration"], "Accepted");
+    assert!(
+        report["scenario"]["steps_done"].as_u64().unwrap()
+            < report["scenario"]["steps"].as_u64().unwrap()
+    );
+    assert!(
+        std::fs::read_to_string(bin.path("r.md"))
+            .unwrap()
+            .contains("interrupted")
+    );
+}

@@ -308,7 +308,7 @@ impl Report {
             }
             let _ = writeln!(s, "## {} ({})\n", severity_heading(severity), group.len());
             for f in group {
-                let _ = writeln!(s, "### {}\n", md(&heading(f)));
+                let _ = writeln!(s, "### {}\n", md(&capitalize(&f.title)));
                 let _ = writeln!(
                     s,
                     "- **Area:** {} · **rule:** `{}`{}",
@@ -408,7 +408,12 @@ impl Report {
             );
             for f in group {
                 let _ = writeln!(s, "<section class=\"finding {}\">", severity.as_str());
-                let _ = writeln!(s, "<h3>{}</h3>", esc(&heading(f)));
+                let _ = writeln!(
+                    s,
+                    "<h3><span class=\"tag\">{}</span> {}</h3>",
+                    esc(severity.as_str()),
+                    esc(&capitalize(&f.title))
+                );
                 let _ = writeln!(s, "<dl>");
                 let mut row = |k: &str, v: String| {
                     let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(k), v);
@@ -610,10 +615,6 @@ fn area_verdict(area: Area, findings: &[Finding], exercised: bool) -> AreaVerdic
     }
 }
 
-fn heading(f: &Finding) -> String {
-    format!("[{}] {}", f.severity.as_str(), capitalize(&f.title))
-}
-
 fn severity_heading(s: Severity) -> &'static str {
     match s {
         Severity::Blocking => "Blocking",
@@ -697,6 +698,7 @@ const CSS: &str = "body { font-family: system-ui, -apple-system, \"Segoe UI\", R
 h1 { font-size: 1.6rem; margin-bottom: 0.3rem; }
 h2 { font-size: 1.3rem; border-bottom: 2px solid #ccc; margin-top: 2rem; }
 h3 { font-size: 1.05rem; margin: 0 0 0.5rem 0; }
+.tag { font-size: 0.75rem; text-transform: uppercase; letter-spacing: 0.05em; padding: 0.05rem 0.4rem; border: 1px solid currentColor; border-radius: 3px; margin-right: 0.4rem; vertical-align: middle; }
 table { border-collapse: collapse; margin: 1rem 0; width: 100%; }
 th, td { text-align: left; vertical-align: top; padding: 0.3rem 0.6rem; border-bottom: 1px solid #ddd; }
 table.facts th { width: 12rem; color: #555; font-weight: 600; }

@@ -1427,3 +1427,73 @@ async fn ctrl_c_ends_the_run_early_and_the_report_is_still_written() {
             .contains("interrupted")
     );
 }
+
+#[test]
+fn on_a_terminal_a_status_line_is_redrawn_and_the_verdict_stays() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::Read;
+    let bin = Bin::new();
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 40,
+            cols: 200,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("openpty");
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chargectl"));
+    cmd.args([
+        "dry-run",
+        "--id",
+        "PTY-1",
+        "--scenario",
+        "short.toml",
+        "--duration",
+        "3",
+    ]);
+    cmd.env("CHARGECTL_DATA_DIR", bin.path("data"));
+    cmd.env("CHARGECTL_CONFIG_DIR", bin.path("config"));
+    cmd.env("NO_COLOR", "1");
+    cmd.cwd(bin.dir.path());
+    let mut child = pair.slave.spawn_command(cmd).expect("spawn chargectl");
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().expect("pty reader");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _master = pair.master;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&out).contains("READY") {
+                // The verdict is out; give the last lines a moment, then stop reading.
+                std::thread::sleep(Duration::from_millis(300));
+                if let Ok(n) = reader.read(&mut buf) {
+                    out.extend_from_slice(&buf[..n]);
+                }
+                break;
+            }
+        }
+        let _ = tx.send(out);
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the dry run ends within 60 s");
+    let status = child.wait().expect("chargectl exits");
+    assert!(status.success(), "{status:?}");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("\r\x1b[2K[00:0"),
+        "no redrawn status line: {text:?}"
+    );
+    assert!(text.contains("connected · Accepted ·"), "{text:?}");
+    assert!(
+        text.contains("messages · 0 blocking, 0 warnings, 0 info"),
+        "{text:?}"
+    );
+    assert!(text.contains("READY: nothing blocking"), "{text:?}");
+    assert!(text.contains("Connection: ok"), "{text:?}");
+}

@@ -82,7 +82,8 @@ impl Observation {
 
     pub fn from_event_json(v: &Value) -> Option<Observation> {
         let data = &v["data"];
-        let text = |key: &str| data[key].as_str().unwrap_or_default().to_string();
+        let text =
+            |key: &str| super::findings::scrub_userinfo(data[key].as_str().unwrap_or_default());
         match v["type"].as_str()? {
             "connection" => match data["state"].as_str()? {
                 "connecting" => Some(Observation::Connecting),
@@ -240,8 +241,12 @@ pub struct Analyzer {
     profiles_installed: BTreeSet<i64>,
     connector_status: Option<String>,
     ev_demand_at: Option<Duration>,
+    /// Switches between charging and suspended in the last hour.
     switches: VecDeque<Duration>,
     max_switches_per_hour: usize,
+    switch_count: u64,
+    /// Whether any BootNotification of the run was Accepted.
+    ever_accepted: bool,
     last_smart_request: Option<Request>,
     exercised: BTreeSet<super::findings::Area>,
 }
@@ -267,6 +272,8 @@ impl Analyzer {
             ev_demand_at: None,
             switches: VecDeque::new(),
             max_switches_per_hour: 0,
+            switch_count: 0,
+            ever_accepted: false,
             last_smart_request: None,
             exercised: BTreeSet::new(),
         }
@@ -387,12 +394,13 @@ impl Analyzer {
                 .clone()
                 .unwrap_or_else(|| "no connection attempt finished".into());
             self.record(Rule::Unreachable { failure, detail }, None, None);
-        } else if self.stats.registration.as_deref() != Some("Accepted") {
-            let status = self
-                .stats
-                .registration
-                .clone()
-                .unwrap_or_else(|| "never answered".into());
+        } else if let Some(status) = match self.stats.registration.as_deref() {
+            Some("Accepted") => None,
+            Some(other) => Some(other.to_string()),
+            // A restart still under way at the end says nothing about the CSMS.
+            None if self.ever_accepted => None,
+            None => Some("never answered".to_string()),
+        } {
             let detail = self.pending_since.map(|p| {
                 format!(
                     "Pending since {:.0} s into the run",
@@ -404,8 +412,7 @@ impl Analyzer {
         if self.max_switches_per_hour > 0 {
             let detail = format!(
                 "{} switches between charging and suspended in the busiest hour, {} in the whole run",
-                self.max_switches_per_hour,
-                self.switches_total()
+                self.max_switches_per_hour, self.switch_count
             );
             let rule = Rule::SuspendedSwitching {
                 per_hour: self.max_switches_per_hour,
@@ -422,15 +429,13 @@ impl Analyzer {
                     self.record(rule, request, Some(detail));
                 }
             }
+            if let Some(i) = self
+                .index
+                .get(&("frequent_suspended_switching".to_string(), None))
+            {
+                self.findings[*i].count = self.switch_count;
+            }
         }
-    }
-
-    fn switches_total(&self) -> u64 {
-        self.findings
-            .iter()
-            .find(|f| f.rule == "frequent_suspended_switching")
-            .map_or(self.switches.len() as u64, |f| f.count)
-            .max(self.switches.len() as u64)
     }
 
     // ----- connection ----------------------------------------------------------------------
@@ -540,18 +545,17 @@ impl Analyzer {
         {
             self.switches.pop_front();
         }
+        self.switch_count += 1;
         let in_hour = self.switches.len();
         self.max_switches_per_hour = self.max_switches_per_hour.max(in_hour);
         let rule = Rule::SuspendedSwitching { per_hour: in_hour };
         let key = (rule.id().to_string(), None);
-        if let Some(i) = self.index.get(&key).copied() {
-            self.findings[i].count += 1;
-        } else if in_hour >= SUSPENDED_SWITCHES_PER_HOUR {
+        if !self.index.contains_key(&key) && in_hour >= SUSPENDED_SWITCHES_PER_HOUR {
             let request = self.last_smart_request.clone();
             self.record(rule, request, None);
-            if let Some(i) = self.index.get(&key).copied() {
-                self.findings[i].count = in_hour as u64;
-            }
+        }
+        if let Some(i) = self.index.get(&key).copied() {
+            self.findings[i].count = self.switch_count;
         }
     }
 
@@ -911,6 +915,7 @@ impl Analyzer {
                     let status = payload["status"].as_str().unwrap_or("?").to_string();
                     match status.as_str() {
                         "Accepted" => {
+                            self.ever_accepted = true;
                             if let Some(since) = self.pending_since.take() {
                                 let seconds = at.elapsed.saturating_sub(since.elapsed).as_secs();
                                 self.record(

@@ -209,7 +209,7 @@ impl Request {
         frame: &Value,
     ) -> Request {
         let redacted = crate::stack::rpc::redact_value(frame);
-        let mut excerpt: String = redacted.to_string();
+        let mut excerpt = scrub_userinfo(&redacted.to_string());
         if excerpt.chars().count() > EXCERPT_CHARS {
             excerpt = excerpt.chars().take(EXCERPT_CHARS - 1).collect();
             excerpt.push('…');
@@ -223,6 +223,27 @@ impl Request {
             excerpt,
         }
     }
+}
+
+/// Removes `user:password@` from every URL in `text` (a CSMS URL in an error, an FTP location
+/// with credentials in a request).
+pub fn scrub_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let authority_end = rest
+            .find(|c: char| matches!(c, '/' | '"' | '\'' | '\\') || c.is_whitespace())
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            out.push_str(crate::stack::secret::REDACTED);
+            out.push('@');
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Seconds with millisecond precision.
@@ -1024,6 +1045,19 @@ mod tests {
             seen.insert((id, rule.subject()));
         }
         assert!(seen.len() > 30);
+    }
+
+    #[test]
+    fn credentials_in_urls_are_scrubbed() {
+        assert_eq!(
+            scrub_userinfo("cannot connect to wss://cp:s3cret@csms.example.com/ocpp/CP1: refused"),
+            "cannot connect to wss://<redacted>@csms.example.com/ocpp/CP1: refused"
+        );
+        assert_eq!(
+            scrub_userinfo(r#"{"location":"ftp://u:p@h/x","b":"http://h/@x"}"#),
+            r#"{"location":"ftp://<redacted>@h/x","b":"http://h/@x"}"#
+        );
+        assert_eq!(scrub_userinfo("no url here"), "no url here");
     }
 
     #[test]

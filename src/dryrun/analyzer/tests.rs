@@ -1111,3 +1111,24 @@ fn a_restart_forgets_the_registration_until_the_next_boot() {
         assert_eq!(r.rules(), Vec::<String>::new(), "{mark:?}");
     }
 }
+
+#[test]
+fn a_restart_still_under_way_at_the_end_is_not_a_refused_boot() {
+    let mut r = Rig::plain();
+    r.boot(300);
+    r.csms_call("1", "Reset", json!({"type": "Hard"}));
+    r.cp_result("1", json!({"status": "Accepted"}));
+    r.obs(Observation::Rebooting);
+    assert_eq!(r.rules(), ["reset_requested"]);
+    // Pending after the restart is still a refusal.
+    let mut r = Rig::plain();
+    r.boot(300);
+    r.obs(Observation::Rebooting);
+    r.obs(Observation::Connected);
+    r.cp_call("b2", "BootNotification", json!({}));
+    r.csms_result(
+        "b2",
+        json!({"status": "Pending", "currentTime": "2026-01-01T00:00:00Z", "interval": 60}),
+    );
+    assert_eq!(r.rules(), ["boot_not_accepted"]);
+}

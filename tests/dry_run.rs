@@ -813,6 +813,34 @@ duration = "30s"
     assert_eq!(report.counts.blocking, 0, "{:#?}", summary(&report));
     assert_eq!(csms.calls_from(CP, "StartTransaction").len(), 1);
     csms.shutdown().await;
+
+    // Sent while the step before the wait still ran: it counts too.
+    let early = text.replace(
+        "action = \"wait_remote_start\"",
+        "after = \"30s\"\naction = \"wait_remote_start\"",
+    );
+    let csms = sandbox(Policy::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = csms.clone();
+    let report = with_script(
+        plan(Some(csms.url()), scenario(&early), dir.path()),
+        async move {
+            common::wait_call_from(&s, CP, "StatusNotification", 0, |p| {
+                p["status"] == "Preparing"
+            })
+            .await;
+            s.call(
+                CP,
+                "RemoteStartTransaction",
+                json!({"connectorId": 1, "idTag": "APP-1"}),
+            )
+            .await
+            .unwrap();
+        },
+    )
+    .await;
+    csms.shutdown().await;
+    assert_eq!(report.counts.blocking, 0, "{:#?}", summary(&report));
 }
 
 #[tokio::test(start_paused = true)]

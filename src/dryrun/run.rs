@@ -148,8 +148,10 @@ struct Runner<'a, F: FnMut(Update)> {
     events: Option<broadcast::Receiver<Event>>,
     phase: Phase,
     steps_done: usize,
-    /// A RemoteStartTransaction arrived since this instant.
+    /// When the first RemoteStartTransaction not yet waited for arrived.
     remote_start_at: Option<Instant>,
+    /// When the current step began.
+    step_started: Instant,
     outage: bool,
     power_cut: bool,
     lagged: u64,
@@ -206,6 +208,7 @@ where
         phase: first,
         steps_done: 0,
         remote_start_at: None,
+        step_started: start,
         outage: false,
         power_cut: false,
         lagged: 0,
@@ -348,9 +351,8 @@ impl<F: FnMut(Update)> Runner<'_, F> {
                     self.next_step(index);
                 }
             }
-            Action::WaitRemoteStart { .. }
-                if self.remote_start_at.is_some_and(|t| t >= started) =>
-            {
+            Action::WaitRemoteStart { .. } if self.remote_start_at.is_some() => {
+                self.remote_start_at = None;
                 let waited = started.elapsed();
                 self.observe(Observation::Scenario(Mark::RemoteStartWait {
                     received: true,
@@ -403,6 +405,7 @@ impl<F: FnMut(Update)> Runner<'_, F> {
     async fn begin(&mut self, index: usize) -> anyhow::Result<()> {
         let step = &self.plan.scenario.steps[index];
         let now = Instant::now();
+        let previous_step = std::mem::replace(&mut self.step_started, now);
         let total = self.plan.scenario.steps.len();
         (self.on_update)(Update::Step(StepStarted {
             index: index + 1,
@@ -421,7 +424,11 @@ impl<F: FnMut(Update)> Runner<'_, F> {
                 return Ok(());
             }
             Action::WaitRemoteStart { timeout } => {
-                self.remote_start_at = None;
+                // A RemoteStartTransaction the CSMS sent during the previous step (while the EV
+                // was plugged in, say) counts; an older one does not.
+                if self.remote_start_at.is_some_and(|t| t < previous_step) {
+                    self.remote_start_at = None;
+                }
                 self.phase = wait(timeout);
                 return Ok(());
             }

@@ -1525,3 +1525,83 @@ fn on_a_terminal_a_status_line_is_redrawn_and_the_verdict_stays() {
     assert!(text.contains("READY: nothing blocking"), "{text:?}");
     assert!(text.contains("Connection: ok"), "{text:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_configures_the_charger_and_says_what_the_site_expects() {
+    let mut policy = Policy::default();
+    policy.id_tags.insert(
+        "CARD-7".into(),
+        IdTagInfo::with_status(AuthorizationStatus::Blocked),
+    );
+    let csms = sandbox(policy).await;
+    let bin = Bin::new();
+    std::fs::write(
+        bin.path("site-b.toml"),
+        format!(
+            r#"name = "site-b"
+[variables]
+CHARGE_POINT_ID = {{ description = "Charge point id" }}
+[ocpp]
+csms_url = "{}/ocpp"
+charge_point_id = "${{CHARGE_POINT_ID}}"
+[config]
+MeterValueSampleInterval = 120
+[commissioning]
+accepted_id_tags = ["CARD-7"]
+"#,
+            csms.url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        bin.path("card.toml"),
+        "[[step]]\naction = \"boot\"\ntimeout = \"20s\"\n[[step]]\naction = \"plug\"\n[[step]]\naction = \"card\"\n[[step]]\naction = \"wait\"\nduration = \"2s\"\n",
+    )
+    .unwrap();
+    let out = bin
+        .run(&[
+            "--profile",
+            "site-b.toml",
+            "--set",
+            "CHARGE_POINT_ID=SITE-B-1",
+            "--scenario",
+            "card.toml",
+            "--report",
+            "b.json",
+        ])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(bin.path("b.json")).unwrap()).unwrap();
+    assert_eq!(report["profile"], "site-b");
+    assert_eq!(report["charge_point_id"], "SITE-B-1");
+    assert_eq!(
+        report["expectations"]["accepted_id_tags"],
+        json!(["CARD-7"])
+    );
+    let f = &report["findings"][0];
+    assert_eq!(
+        (&f["rule"], &f["subject"], &f["severity"]),
+        (
+            &json!("id_tag_not_accepted"),
+            &json!("CARD-7"),
+            &json!("blocking")
+        )
+    );
+    assert!(!csms.calls_from("SITE-B-1", "Authorize").is_empty());
+
+    // A value the charger refuses fails like provision would, before any connection.
+    std::fs::write(
+        bin.path("bad-value.toml"),
+        "[config]\nHeartbeatInterval = \"soon\"\n",
+    )
+    .unwrap();
+    let out = bin
+        .run(&["--profile", "bad-value.toml", "--scenario", "card.toml"])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("HeartbeatInterval"), "{stderr}");
+    csms.shutdown().await;
+}

@@ -85,6 +85,7 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
         Some(Command::Firmware(cmd)) => commands::firmware::run(cmd, env).await,
         Some(Command::Csms { listen }) => commands::csms::run(listen, env).await,
         Some(Command::Emulate(args)) => commands::emulate::run(args, env).await,
+        Some(Command::DryRun(args)) => commands::dry_run::run(args, env).await,
         Some(Command::Provision {
             profile,
             port,

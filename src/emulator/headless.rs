@@ -16,11 +16,11 @@ pub fn parse_action(line: &str) -> Result<HwEvent, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let Some(action) = value.get("action").and_then(Value::as_str) else {
         return Err(
-            "missing \"action\" (plug, unplug, card, ev_demand, fault, clear_fault)".into(),
+            "missing \"action\" (plug, unplug, card, ev_demand, fault, clear_fault, network_lost, network_restored)".into(),
         );
     };
     let ev: HwEvent = serde_json::from_value(value.clone()).map_err(|e| {
-        format!("bad \"{action}\" action: {e} (expected plug, unplug, card {{id_tag}}, ev_demand {{amps}}, fault {{error_code}}, clear_fault)")
+        format!("bad \"{action}\" action: {e} (expected plug, unplug, card {{id_tag}}, ev_demand {{amps}}, fault {{error_code}}, clear_fault, network_lost, network_restored)")
     })?;
     match &ev {
         HwEvent::EvDemand { amps } if !amps.is_finite() || *amps < 0.0 => {
@@ -249,6 +249,14 @@ mod tests {
         assert_eq!(
             parse_action(r#"{"action":"clear_fault"}"#),
             Ok(HwEvent::ClearFault)
+        );
+        assert_eq!(
+            parse_action(r#"{"action":"network_lost"}"#),
+            Ok(HwEvent::NetworkLost)
+        );
+        assert_eq!(
+            parse_action(r#"{"action":"network_restored"}"#),
+            Ok(HwEvent::NetworkRestored)
         );
         assert!(parse_action("plug").unwrap_err().contains("not JSON"));
         assert!(

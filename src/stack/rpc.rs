@@ -119,6 +119,26 @@ pub struct FrameError {
     pub error: CallError,
 }
 
+impl FrameError {
+    /// The id a CALLERROR answering an unreadable message carries.
+    pub const UNKNOWN_ID: &'static str = "-1";
+
+    /// The CALLERROR that answers this broken message, if any: a broken CALL (or a message of
+    /// unknown type) is answered with its own unique id, a message whose id cannot be read with
+    /// id `"-1"`; a broken CALLRESULT or CALLERROR is never answered.
+    pub fn reply(&self) -> Option<Frame> {
+        let id = match (&self.id, self.is_call) {
+            (Some(id), true) => id.clone(),
+            (None, _) => Self::UNKNOWN_ID.to_string(),
+            (Some(_), false) => return None,
+        };
+        Some(Frame::CallError {
+            id,
+            error: self.error.clone(),
+        })
+    }
+}
+
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.error)
@@ -793,6 +813,27 @@ mod tests {
         assert_eq!((e.id.as_deref(), e.is_call), (Some("cut-2"), false));
         let e = Frame::parse(&format!(r#"[2,"{}","Reset",{{}}]"#, "x".repeat(37))).unwrap_err();
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
+    }
+
+    #[test]
+    fn broken_frames_are_answered_with_their_id_or_minus_one() {
+        let reply = |text: &str| Frame::parse(text).unwrap_err().reply();
+        let ids =
+            |frame: Option<Frame>| frame.map(|f| (f.id().to_string(), f.to_value()[2].clone()));
+        assert_eq!(
+            ids(reply("not json")),
+            Some(("-1".into(), json!("FormationViolation")))
+        );
+        assert_eq!(
+            ids(reply(r#"[2,"m1","Heartbeat"]"#)),
+            Some(("m1".into(), json!("ProtocolError")))
+        );
+        assert_eq!(
+            ids(reply(r#"[2,"cut-1","Heartbeat",{"#)),
+            Some(("cut-1".into(), json!("FormationViolation")))
+        );
+        assert_eq!(reply(r#"[3,"x",{}, 1]"#), None);
+        assert_eq!(reply(r#"[3,"cut-2",{"#), None);
     }
 
     mod decode {

@@ -796,15 +796,8 @@ impl Core {
                 });
                 self.log
                     .warn("ocpp", format!("malformed frame from the CSMS: {e}"));
-                // A message whose unique id cannot be read is answered with id "-1".
-                let id = match (e.id.clone(), e.is_call) {
-                    (Some(id), true) => Some(id),
-                    (None, _) => Some("-1".to_string()),
-                    (Some(_), false) => None,
-                };
-                if let Some(id) = id {
-                    self.send_frame(Frame::CallError { id, error: e.error })
-                        .await;
+                if let Some(reply) = e.reply() {
+                    self.send_frame(reply).await;
                 }
                 return;
             }

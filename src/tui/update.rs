@@ -65,7 +65,8 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.connect.selected = state.connect.selected.min(n.saturating_sub(1));
             vec![]
         }
-        Msg::Connected(identity) => {
+        Msg::Connected(charger) => {
+            let identity = &charger.identity;
             if state.firmware.phase == FlashPhase::Rebooting {
                 state.firmware.phase = FlashPhase::Done {
                     version: identity.firmware_version.clone(),
@@ -75,18 +76,21 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                 .link
                 .target()
                 .cloned()
-                .unwrap_or_else(|| Target::Port(identity.serial.clone()));
+                .unwrap_or_else(|| Target::Port(identity.serial_number.clone()));
             notice(
                 state,
                 NoticeKind::Success,
                 format!(
                     "connected to {} {} {} (firmware {})",
-                    identity.vendor, identity.model, identity.serial, identity.firmware_version
+                    identity.vendor,
+                    identity.model,
+                    identity.serial_number,
+                    identity.firmware_version
                 ),
             );
             state.link = Link::Connected {
                 target,
-                identity,
+                charger,
                 since: state.now,
             };
             if state.screen == Screen::Connect {
@@ -585,7 +589,7 @@ fn show(state: &mut State, screen: Screen) -> Vec<Effect> {
 }
 
 fn require_connected(state: &mut State) -> bool {
-    if state.link.identity().is_some() {
+    if state.link.charger().is_some() {
         return true;
     }
     notice(
@@ -597,7 +601,7 @@ fn require_connected(state: &mut State) -> bool {
 }
 
 fn require_emulator(state: &mut State) -> bool {
-    if state.is_emulated() && state.link.identity().is_some() {
+    if state.is_emulated() && state.link.charger().is_some() {
         return true;
     }
     notice(
@@ -837,7 +841,10 @@ fn flash(state: &mut State, confirming: bool) -> Vec<Effect> {
         );
         return vec![];
     }
-    state.firmware.previous_version = state.link.identity().map(|i| i.firmware_version.clone());
+    state.firmware.previous_version = state
+        .link
+        .charger()
+        .map(|c| c.identity.firmware_version.clone());
     state.firmware.phase = FlashPhase::Flashing(super::msg::FlashProgress {
         done: 0,
         total: image.size,

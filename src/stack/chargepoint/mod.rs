@@ -35,14 +35,7 @@ pub use firmware_mgmt::FirmwareTarget;
 pub use session::SUPPORTED_MEASURANDS;
 use session::{ActiveTx, AuthSource, PendingStart};
 
-/// Who the charger is, as sent in BootNotification.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Identity {
-    pub vendor: String,
-    pub model: String,
-    pub serial_number: String,
-    pub firmware_version: String,
-}
+pub use crate::stack::identity::Identity;
 
 /// How to build and run a charge point.
 #[derive(Clone)]

@@ -839,12 +839,7 @@ impl Configuration {
                 "read-only while {LOCK_CABLE_PERMANENTLY} is true"
             )));
         }
-        let length = value.chars().count();
-        if length > MAX_VALUE_CHARS {
-            return Err(reject(format!(
-                "value is {length} characters, at most {MAX_VALUE_CHARS} allowed"
-            )));
-        }
+        check_value_length(value).map_err(reject)?;
         match spec.rule {
             Rule::AuthorizationKey => {
                 if value.is_empty() && channel == Channel::Service {
@@ -1214,7 +1209,20 @@ fn check_authorization_key(value: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn check_ws_url(value: &str) -> std::result::Result<(), String> {
+/// Checks a value's length against [`MAX_VALUE_CHARS`] (ChangeConfiguration's CiString500).
+pub fn check_value_length(value: &str) -> std::result::Result<(), String> {
+    let length = value.chars().count();
+    if length > MAX_VALUE_CHARS {
+        return Err(format!(
+            "value is {length} characters, at most {MAX_VALUE_CHARS} allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a CSMS URL: `ws://` or `wss://`, a host, an optional port in 1..=65535, no blanks,
+/// credentials, query or fragment; empty means "not configured".
+pub fn check_ws_url(value: &str) -> std::result::Result<(), String> {
     if value.is_empty() {
         return Ok(());
     }
@@ -1255,7 +1263,7 @@ fn check_ws_url(value: &str) -> std::result::Result<(), String> {
     if let Some(p) = port {
         match p.parse::<u16>() {
             Ok(n) if n > 0 => {}
-            _ => return Err(format!("port {p:?} is not a number in 1..=65535")),
+            _ => return Err(format!("port {p:?} is not a port number (1 to 65535)")),
         }
     }
     Ok(())

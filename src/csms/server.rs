@@ -26,29 +26,23 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
-/// The only subprotocol the sandbox speaks.
-pub const SUBPROTOCOL: &str = "ocpp1.6";
+/// The only subprotocol the sandbox speaks (the stack's).
+pub use crate::stack::transport::SUBPROTOCOL;
 
 /// Pending connections the kernel queues for the accept loop; Linux caps it at
 /// `net.core.somaxconn`. Large, so a boot storm of thousands of charge points is queued rather
 /// than dropped (a dropped SYN costs the charge point a one-second retransmit).
 pub const LISTEN_BACKLOG: u32 = 65_535;
 
-/// Largest OCPP-J message accepted from a charge point. OCPP 1.6 messages are a few hundred
-/// bytes to a few kilobytes (a StopTransaction with its meter values); anything larger closes
-/// the connection with "message too big".
-pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
-
-/// WebSocket settings per connection: a 4 KiB read buffer (it grows for a larger message and is
-/// zero-filled up to this size on every read, so the default 128 KiB would cost 128 KiB of
-/// resident memory per charge point), frames written at once, the message size capped.
+/// WebSocket settings per connection: the stack's limits for every OCPP-J connection (messages
+/// and frames of at most [`crate::stack::transport::MAX_MESSAGE_SIZE`]), a 4 KiB read buffer (it
+/// grows for a larger message and is zero-filled up to this size on every read, so the default
+/// 128 KiB would cost 128 KiB of resident memory per charge point), frames written at once.
 /// tungstenite has no permessage-deflate, so compression is never negotiated.
 fn websocket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
+    crate::stack::transport::websocket_config()
         .read_buffer_size(4096)
         .write_buffer_size(0)
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }
 
 /// How to run the sandbox.

@@ -495,15 +495,20 @@ impl Core {
                 self.exit = Some(Exit::Reboot(d.kind));
             }
             if let Some(exit) = self.exit {
-                // Let the connection task send what is queued and close the socket cleanly.
-                drop(self.conn_ctl);
-                drop(self.conn_out);
-                if tokio::time::timeout(Duration::from_secs(2), &mut self.conn_task)
-                    .await
-                    .is_err()
-                {
-                    self.conn_task.abort();
-                }
+                // Deliver what is queued (a Reset answer), close with 1001 or 1012, and wait
+                // for the CSMS's close before restarting.
+                let closing = match exit {
+                    Exit::Shutdown => connection::Closing::Shutdown,
+                    Exit::Reboot(_) => connection::Closing::Reboot,
+                };
+                connection::shut_down(
+                    self.conn_ctl,
+                    self.conn_out,
+                    &mut self.conn_ev,
+                    &mut self.conn_task,
+                    closing,
+                )
+                .await;
                 return exit;
             }
             self.pump().await;
@@ -547,12 +552,11 @@ impl Core {
         let password_bytes = self
             .config
             .basic_auth_password()
-            .map(|p| p.expose().to_vec());
+            .map(|p| super::secret::SecretBytes::new(p.expose()));
         Endpoint {
             csms_url: self.config.text("CsmsUrl"),
             charge_point_id: self.config.text("ChargePointId"),
             security_profile: profile,
-            basic_password: None,
             basic_password_bytes: password_bytes,
         }
     }
@@ -619,6 +623,7 @@ impl Core {
                 auth_failure,
                 retry_in,
                 attempt,
+                ..
             } => {
                 self.log.warn(
                     "ocpp",
@@ -789,6 +794,8 @@ impl Core {
                 });
                 self.log
                     .warn("ocpp", format!("malformed frame from the CSMS: {e}"));
+                // A message whose unique id cannot be read is answered with id "-1"; a broken
+                // CALLRESULT or CALLERROR is ignored.
                 if let Some(reply) = e.reply() {
                     self.send_frame(reply).await;
                 }
@@ -1254,7 +1261,6 @@ impl Core {
             }
             Command::Shutdown(reply) => {
                 self.log.info("boot", "shutting down");
-                let _ = self.conn_ctl.send(ConnCtl::Disconnect).await;
                 self.exit = Some(Exit::Shutdown);
                 let _ = reply.send(());
             }

@@ -131,6 +131,11 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
         listen: String,
+        /// Print a summary once a second (connections, boots, messages) instead of one line per
+        /// event; frames are counted, not recorded. For load tests with thousands of charge
+        /// points.
+        #[arg(long)]
+        summary: bool,
     },
     /// Build and check signed firmware images.
     #[command(subcommand)]

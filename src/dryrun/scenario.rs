@@ -366,9 +366,7 @@ impl Scenario {
                         at(Some(step_span.clone()), "\"fault\" needs error_code".into())
                     })?;
                     let c = code.get_ref();
-                    if c == "NoError"
-                        || !crate::emulator::headless::ERROR_CODES.contains(&c.as_str())
-                    {
+                    if !crate::emulator::headless::is_fault_code(c) {
                         return Err(at(
                             Some(code.span()),
                             format!(

@@ -96,8 +96,8 @@ pub mod fake {
     use super::*;
     use crate::stack::logbook::Level;
     use crate::tui::msg::{
-        ApplyOutcome, ChargerStatus, ConfigEntry, FlashProgress, HardwareAction, Identity,
-        ImageInfo, OcppConnection, PortInfo, SignatureStatus, Slot, UsbIds, ValueType,
+        ApplyOutcome, ChargerInfo, ChargerStatus, ConfigEntry, FlashProgress, HardwareAction,
+        Identity, ImageInfo, OcppConnection, PortInfo, SignatureStatus, Slot, UsbIds, ValueType,
     };
     use std::sync::Mutex;
     use std::time::Duration;
@@ -125,17 +125,19 @@ pub mod fake {
                 .unwrap_or_else(|e| e.into_inner().clone())
         }
 
-        fn identity(&self, emulated: bool) -> Identity {
+        fn identity(&self, emulated: bool) -> ChargerInfo {
             let version = self
                 .firmware
                 .lock()
                 .map(|v| v.clone())
                 .unwrap_or_else(|e| e.into_inner().clone());
-            Identity {
-                vendor: "Zaptec".into(),
-                model: "Go".into(),
-                serial: "ZAP000123".into(),
-                firmware_version: version,
+            ChargerInfo {
+                identity: Identity {
+                    vendor: "Zaptec".into(),
+                    model: "Go".into(),
+                    serial_number: "ZAP000123".into(),
+                    firmware_version: version,
+                },
                 active_slot: Slot::A,
                 inactive_version: Some("2.0.4".into()),
                 uptime: Duration::from_secs(3_725),

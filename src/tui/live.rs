@@ -18,8 +18,8 @@ use tokio::task::AbortHandle;
 
 use super::backend::{Backend, Events, Task};
 use super::msg::{
-    ApplyOutcome, ChangeValue, ChargerStatus, ConfigChange, ConfigEntry, CsmsTarget, Direction,
-    Effect, FlashProgress, HardwareAction, Identity, ImageInfo, Msg, OcppConnection, OcppFrame,
+    ApplyOutcome, ChangeValue, ChargerInfo, ChargerStatus, ConfigChange, ConfigEntry, CsmsTarget,
+    Direction, Effect, FlashProgress, HardwareAction, ImageInfo, Msg, OcppConnection, OcppFrame,
     PortInfo, ProfileChange, SignatureStatus, Slot, UsbIds, ValueType,
 };
 use crate::emulator::service_port::{ChargerBackend, ServicePort};
@@ -531,7 +531,7 @@ fn client_options(opts: &LiveOptions, lister: Arc<dyn PortLister>) -> ClientOpti
     }
 }
 
-async fn greet(client: &Client, emulated: bool) -> Result<Identity, String> {
+async fn greet(client: &Client, emulated: bool) -> Result<ChargerInfo, String> {
     client
         .identify()
         .await
@@ -539,7 +539,7 @@ async fn greet(client: &Client, emulated: bool) -> Result<Identity, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn open_port(inner: &Inner, port: &str) -> Result<(Session, Identity), String> {
+async fn open_port(inner: &Inner, port: &str) -> Result<(Session, ChargerInfo), String> {
     let opts = client_options(&inner.opts, inner.opts.lister.clone());
     let client = Client::connect(port, inner.opts.baud, opts)
         .await
@@ -556,7 +556,7 @@ async fn open_port(inner: &Inner, port: &str) -> Result<(Session, Identity), Str
     ))
 }
 
-async fn open_emulator(inner: &Inner, csms: &CsmsTarget) -> Result<(Session, Identity), String> {
+async fn open_emulator(inner: &Inner, csms: &CsmsTarget) -> Result<(Session, ChargerInfo), String> {
     let state_dir = inner.opts.paths.emulator_state_dir(EMULATOR_ID);
     let (url, sandbox) = match csms {
         CsmsTarget::Url(url) => (url.clone(), None),
@@ -992,8 +992,7 @@ fn hw_event(action: HardwareAction) -> Result<HwEvent, String> {
             }
         }
         HardwareAction::Fault { code } => {
-            if code != "NoError" && crate::emulator::headless::ERROR_CODES.contains(&code.as_str())
-            {
+            if crate::emulator::headless::is_fault_code(&code) {
                 Ok(HwEvent::Fault {
                     error_code: code,
                     info: None,
@@ -1001,10 +1000,8 @@ fn hw_event(action: HardwareAction) -> Result<HwEvent, String> {
             } else {
                 Err(format!(
                     "unknown fault code '{code}' (one of: {})",
-                    crate::emulator::headless::ERROR_CODES
-                        .iter()
-                        .filter(|c| **c != "NoError")
-                        .copied()
+                    crate::emulator::headless::fault_codes()
+                        .map(|c| c.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ))
@@ -1267,12 +1264,9 @@ fn tui_ports(ports: &[link::PortInfo]) -> Vec<PortInfo> {
         .collect()
 }
 
-fn tui_identity(id: link::Identity, emulated: bool) -> Identity {
-    Identity {
-        vendor: id.vendor,
-        model: id.model,
-        serial: id.serial_number,
-        firmware_version: id.firmware_version,
+fn tui_identity(id: link::Identity, emulated: bool) -> ChargerInfo {
+    ChargerInfo {
+        identity: (&id).into(),
         active_slot: if id.active_slot.eq_ignore_ascii_case("B") {
             Slot::B
         } else {
@@ -1672,7 +1666,7 @@ mod tests {
         })
         .await;
         assert!(identity.emulated);
-        assert_eq!(identity.vendor, "Zaptec");
+        assert_eq!(identity.identity.vendor, "Zaptec");
         assert!(state_dir.join(SERVICE_PORT_NAME).exists());
 
         run(&mut backend, Effect::ReadConfig { request: 7 }, &events);
@@ -1849,7 +1843,10 @@ mod tests {
             _ => None,
         })
         .await;
-        assert_eq!(again.serial, identity.serial);
+        assert_eq!(
+            again.identity.serial_number,
+            identity.identity.serial_number
+        );
         run(&mut backend, Effect::ReadConfig { request: 9 }, &events);
         let entries = next_where(&mut rx, "ConfigRead", |m| match m {
             Msg::ConfigRead {
@@ -1905,7 +1902,7 @@ mod tests {
             _ => None,
         })
         .await;
-        assert_eq!(again.serial, first.serial);
+        assert_eq!(again.identity.serial_number, first.identity.serial_number);
         // The log subscription survives the reconnect.
         if let Some(e) = emu.emulator() {
             e.logbook.info("test", "after the replug");

@@ -208,6 +208,11 @@ impl Fleet {
         self.stats.summary()
     }
 
+    /// The live counters, for a view that reads them on its own schedule.
+    pub fn stats(&self) -> Arc<FleetStats> {
+        self.stats.clone()
+    }
+
     /// The ids this process runs, in order.
     pub fn ids(&self) -> &[String] {
         &self.ids

@@ -1948,18 +1948,3 @@ mod tests {
         backend.shutdown().await;
     }
 }
-
-/// Feeds the emulator screen with a fleet's summary once a second, until the TUI stops
-/// listening.
-pub async fn feed_fleet(
-    stats: Arc<crate::emulator::fleet::FleetStats>,
-    events: crate::tui::backend::Events,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        if !events.send(Msg::Fleet(stats.summary())).await {
-            return;
-        }
-    }
-}

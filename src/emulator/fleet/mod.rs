@@ -343,10 +343,11 @@ async fn spawn_all(
         let traced = trace.as_deref() == Some(p.id.as_str());
         let scale = Scale {
             probe: Some(probe.clone()),
+            // Nobody listens to the others: one slot, not a preallocated ring.
             event_capacity: if traced {
                 chargepoint::EVENTS_SINGLE
             } else {
-                base.event_capacity
+                1
             },
             ..base.clone()
         };

@@ -80,7 +80,7 @@ impl ConfigTarget for link::Client {
     }
 }
 
-/// One key of a profile against the charger's current value.
+/// One key of a provisioning profile against the charger's current value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyChange {
     pub key: String,
@@ -96,7 +96,7 @@ impl KeyChange {
     }
 }
 
-/// Every key a profile sets, in write order, against what the charger holds.
+/// Every key a provisioning profile sets, in write order, against what the charger holds.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub keys: Vec<KeyChange>,
@@ -220,7 +220,7 @@ impl Report {
 
 /// Applies resolved assignments to a charger: reads its configuration, then checks (dry run) or
 /// writes every key in write order, unchanged ones included, so the report lists the whole
-/// profile. A link failure stops the workflow with its error.
+/// provisioning profile. A link failure stops the workflow with its error.
 pub async fn apply<T: ConfigTarget>(
     target: &T,
     assignments: Vec<Assignment>,
@@ -289,7 +289,7 @@ pub struct Interrupted<E: std::error::Error> {
 }
 
 /// Writes `keys` one at a time in [`write_order`] and collects the charger's answer to each
-/// (the TUI's apply of pending edits, a profile's keys among them).
+/// (the TUI's apply of pending edits, a provisioning profile's keys among them).
 pub async fn write_keys<T: ConfigTarget>(
     target: &T,
     keys: Vec<Assignment>,

@@ -2,11 +2,11 @@
 //! provisioning profile to a charger over its service port.
 //!
 //! The workflow is the library's ([`crate::provision::apply`]): the keys are written one at a
-//! time in the profile's order (the AuthorizationKey before SecurityProfile), and the charger
-//! applies its own rules to each (the same as OCPP ChangeConfiguration). `--dry-run` shows the
-//! changes and checks each value with the charger's rules without writing anything. This file
-//! resolves the profile for the command line (`--set`, a prompt on a terminal) and prints the
-//! report.
+//! time in the provisioning profile's order (the AuthorizationKey before SecurityProfile), and
+//! the charger applies its own rules to each (the same as OCPP ChangeConfiguration).
+//! `--dry-run` shows the changes and checks each value with the charger's rules without writing
+//! anything. This file resolves the provisioning profile for the command line (`--set`, a
+//! prompt on a terminal) and prints the report.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,15 +19,16 @@ use crate::cli::{Env, ExitCode, Failure, output};
 use crate::provision::{self, AssignedValue, Assignment, Mode, Step};
 use crate::stack::config::ChangeOutcome;
 
-/// Resolves a profile for this environment: variables from `--set`, secrets from the
+/// Resolves a provisioning profile for this environment: variables from `--set`, secrets from the
 /// environment or (on a terminal) a prompt without echo.
 pub fn load(
     name: &str,
     set: &[String],
     env: &Env,
 ) -> anyhow::Result<(provision::Profile, Vec<Assignment>)> {
-    let profile = provision::Profile::find(name, &env.paths.config_dir.join("profiles"))
-        .map_err(|e| Failure::new(ExitCode::BadInput, e))?;
+    let provisioning_profile =
+        provision::Profile::find(name, &env.paths.config_dir.join("profiles"))
+            .map_err(|e| Failure::new(ExitCode::BadInput, e))?;
     let mut vars = BTreeMap::new();
     for s in set {
         let (k, v) = super::config::parse_assignment(s)
@@ -37,7 +38,7 @@ pub fn load(
     let getenv = |name: &str| std::env::var(name).ok();
     let ask = |what: &str| rpassword::prompt_password(format!("{what}: ")).ok();
     let prompt: Option<provision::Prompt<'_>> = if env.interactive { Some(&ask) } else { None };
-    let assignments = profile
+    let assignments = provisioning_profile
         .resolve(&vars, &getenv, prompt)
         .map_err(|e| match e {
             provision::Error::MissingVariable { .. } | provision::Error::MissingSecret { .. } => {
@@ -45,7 +46,7 @@ pub fn load(
             }
             other => Failure::new(ExitCode::BadInput, other),
         })?;
-    Ok((profile, assignments))
+    Ok((provisioning_profile, assignments))
 }
 
 pub async fn run(
@@ -55,7 +56,7 @@ pub async fn run(
     dry_run: bool,
     env: &Env,
 ) -> anyhow::Result<ExitCode> {
-    let (profile, assignments) = load(name, set, env)?;
+    let (provisioning_profile, assignments) = load(name, set, env)?;
     let client = connect(port).await?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Write };
     let report = provision::apply(&client, assignments, mode, |step| {
@@ -88,7 +89,7 @@ pub async fn run(
             .map(|(k, old, new, outcome)| json!({"key": k, "old": old, "new": new, "outcome": outcome}))
             .collect();
         output::print_json(&json!({
-            "profile": profile.name,
+            "profile": provisioning_profile.name,
             "dry_run": dry_run,
             "changes": items,
         }))?;
@@ -98,7 +99,7 @@ pub async fn run(
             out,
             "{} profile {}{}",
             if dry_run { "would apply" } else { "applied" },
-            profile.name,
+            provisioning_profile.name,
             if dry_run {
                 " (dry run: nothing written)"
             } else {

@@ -63,7 +63,7 @@ pub(super) async fn apply(client: Client, gate: Gate, changes: Vec<ConfigChange>
 
 /// Loads a provisioning profile (variables and secrets from the environment) and reports the
 /// keys it would change against the connected charger, or against nothing when none is.
-pub(super) async fn load_profile(
+pub(super) async fn load_provisioning_profile(
     client: Option<Client>,
     gate: Gate,
     env: EnvLookup,
@@ -109,14 +109,14 @@ pub(super) async fn load_profile(
     };
     gate.send(Msg::ProfileLoaded {
         path,
-        changes: profile_changes(&plan),
+        changes: provisioning_changes(&plan),
     })
     .await;
 }
 
 /// The keys a plan changes, as the configuration screen lists them: secrets as [`ChangeValue::Secret`],
 /// write-only current values never shown.
-fn profile_changes(plan: &Plan) -> Vec<ProfileChange> {
+fn provisioning_changes(plan: &Plan) -> Vec<ProfileChange> {
     plan.changes()
         .map(|c| ProfileChange {
             key: c.key.clone(),
@@ -181,7 +181,7 @@ mod tests {
             entry("MeterValueSampleInterval", Some("0"), false),
             entry("AuthorizationKey", Some("leaked?"), true),
         ];
-        let changes = profile_changes(&Plan::new(assignments, current));
+        let changes = provisioning_changes(&Plan::new(assignments, current));
         let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(
             keys,

@@ -55,7 +55,7 @@ pub const TUI_PORT_NAME: &str = "tui-link";
 /// waits for room (keys arrive far slower than the manager takes them).
 const COMMANDS_QUEUED: usize = 64;
 
-/// Looks up an environment variable (profile secrets).
+/// Looks up an environment variable (provisioning profile variables and secrets).
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// How the live backend reaches chargers.
@@ -74,7 +74,7 @@ pub struct LiveOptions {
     /// Keys firmware images are checked against before flashing, and that an emulator started
     /// here trusts. Empty: the signature is reported as not checked (the charger checks it).
     pub trusted_keys: Vec<VerifyingKey>,
-    /// Environment lookup for profile secrets.
+    /// Environment lookup for provisioning profile variables and secrets.
     pub env: EnvLookup,
 }
 
@@ -262,7 +262,7 @@ impl Backend for LiveBackend {
             }
             Effect::ReadConfig { request } => self.request(Op::ReadConfig { request }, events),
             Effect::ApplyConfig { changes } => self.request(Op::ApplyConfig(changes), events),
-            Effect::LoadProfile { path } => self.request(Op::LoadProfile(path), events),
+            Effect::LoadProfile { path } => self.request(Op::LoadProvisioningProfile(path), events),
             Effect::InspectImage { request, path } => {
                 self.request(Op::InspectImage { request, path }, events)
             }

@@ -2,7 +2,7 @@
 //! commands [`super::LiveBackend`] queues, in order. Opening and closing run on the manager
 //! itself (one charger at a time, never two on the same port); everything else a session does
 //! runs as a task in the session's own `JoinSet`, so closing the session aborts and awaits it.
-//! Work that needs no charger (a profile or an image check while disconnected) runs in the
+//! Work that needs no charger (a provisioning profile or an image check while disconnected) runs in the
 //! manager's own set. A panicked task, in either set or in the manager, closes the session and
 //! is reported through [`Health`], which the runtime turns into its error exit.
 
@@ -33,7 +33,7 @@ pub(super) enum Target {
 pub(super) enum Op {
     ReadConfig { request: u64 },
     ApplyConfig(Vec<ConfigChange>),
-    LoadProfile(PathBuf),
+    LoadProvisioningProfile(PathBuf),
     InspectImage { request: u64, path: PathBuf },
     Flash(PathBuf),
     Reboot,
@@ -46,7 +46,7 @@ impl Op {
         match self {
             Op::ReadConfig { .. } => "reading the configuration",
             Op::ApplyConfig(_) => "applying the configuration",
-            Op::LoadProfile(_) => "loading a provisioning profile",
+            Op::LoadProvisioningProfile(_) => "loading a provisioning profile",
             Op::InspectImage { .. } => "inspecting an image",
             Op::Flash(_) => "flashing firmware",
             Op::Reboot => "rebooting",
@@ -357,15 +357,16 @@ impl Manager {
         Ok(())
     }
 
-    /// Starts `op` on the session it was asked for; profile and image checks also run without
+    /// Starts `op` on the session it was asked for; provisioning profiles and image checks also run without
     /// a charger, everything else answers that none is connected.
     fn dispatch(&mut self, op: Op, gate: Gate) {
         let generation = gate.generation;
         let session = self.session.as_mut().filter(|s| s.generation == generation);
         match (op, session) {
-            (Op::LoadProfile(path), session) => {
+            (Op::LoadProvisioningProfile(path), session) => {
                 let client = session.as_ref().map(|s| s.client.clone());
-                let task = apply::load_profile(client, gate, self.opts.env.clone(), path);
+                let task =
+                    apply::load_provisioning_profile(client, gate, self.opts.env.clone(), path);
                 match session {
                     Some(s) => s.spawn(task),
                     None => drop(self.work.spawn(task)),

@@ -10,6 +10,7 @@
 //! | [`emulator`] | simulated hardware wired to the stack, a CSMS and a pseudo-terminal service port |
 //! | [`csms`] | the sandbox CSMS |
 //! | [`storage`] | crash-safe files: atomic replace, private files, directory fsync |
+//! | [`sync`] | locks that survive a panicked holder |
 //! | [`tui`] | ratatui screens as thin views over application state |
 //! | [`cli`] | clap commands for non-interactive use |
 
@@ -23,4 +24,5 @@ pub mod paths;
 pub mod provision;
 pub mod stack;
 pub mod storage;
+pub mod sync;
 pub mod tui;

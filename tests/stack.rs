@@ -8,7 +8,7 @@ mod common;
 use base64::Engine as _;
 use chargectl::csms::{BasicAuthSeen, EventKind, Policy, RegistrationStatus, SandboxOptions};
 use chargectl::emulator::{BootSettings, Emulator};
-use chargectl::stack::chargepoint::Event;
+use chargectl::stack::chargepoint::{ConnectionState, Event};
 use chargectl::stack::hardware::HwEvent;
 use chargectl::stack::secret::Secret;
 use common::rawcsms::{Handshake, RawCsms};
@@ -630,6 +630,94 @@ async fn get_and_change_configuration_follow_the_release_notes() {
     csms.shutdown().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn configuration_keys_are_found_in_any_case_and_answered_with_their_name() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPK").await;
+    booted(&csms, "CPK", 0).await;
+    assert_eq!(
+        change_key(&csms, "CPK", "meterVALUEsampleinterval", "120").await,
+        "Accepted"
+    );
+    let named = csms
+        .call(
+            "CPK",
+            "GetConfiguration",
+            json!({"key": ["metervaluesampleinterval", "HEARTBEATINTERVAL", "csmsurl"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        named,
+        json!({
+            "configurationKey": [
+                {"key": "MeterValueSampleInterval", "readonly": false, "value": "120"},
+                {"key": "HeartbeatInterval", "readonly": false, "value": "300"},
+            ],
+            "unknownKey": ["csmsurl"],
+        })
+    );
+    assert_eq!(
+        change_key(&csms, "CPK", "numberofconnectors", "2").await,
+        "Rejected"
+    );
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn connector_ids_the_charger_does_not_have_are_refused_as_each_operation_says() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPN").await;
+    booted(&csms, "CPN", 0).await;
+    let asked = [
+        (
+            "ChangeAvailability",
+            json!({"connectorId": 2, "type": "Inoperative"}),
+            json!({"status": "Rejected"}),
+        ),
+        (
+            "UnlockConnector",
+            json!({"connectorId": 0}),
+            json!({"status": "NotSupported"}),
+        ),
+        (
+            "UnlockConnector",
+            json!({"connectorId": 7}),
+            json!({"status": "NotSupported"}),
+        ),
+        (
+            "RemoteStartTransaction",
+            json!({"connectorId": 2, "idTag": "T1"}),
+            json!({"status": "Rejected"}),
+        ),
+        (
+            "RemoteStartTransaction",
+            json!({"connectorId": 0, "idTag": "T1"}),
+            json!({"status": "Rejected"}),
+        ),
+        (
+            "ReserveNow",
+            json!({"connectorId": 3, "expiryDate": "2099-01-01T00:00:00Z", "idTag": "T1", "reservationId": 1}),
+            json!({"status": "Rejected"}),
+        ),
+        (
+            "TriggerMessage",
+            json!({"requestedMessage": "Heartbeat", "connectorId": 2147483647}),
+            json!({"status": "Rejected"}),
+        ),
+    ];
+    for (action, payload, expected) in asked {
+        let answer = csms.call("CPN", action, payload.clone()).await.unwrap();
+        assert_eq!(answer, expected, "{action} {payload}");
+    }
+    assert_one_call_in_flight(&csms, "CPN");
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
 // ----- 6. Reset, ChangeAvailability, DataTransfer, ClearCache ------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -1008,7 +1096,7 @@ async fn reconnects_with_backoff_without_a_new_boot_and_sends_what_was_queued() 
     tokio::time::timeout(WAIT, async {
         loop {
             if let Ok(Event::Connection {
-                state: "disconnected",
+                state: ConnectionState::Disconnected,
                 ..
             }) = events.recv().await
             {
@@ -1039,7 +1127,7 @@ async fn reconnects_with_backoff_without_a_new_boot_and_sends_what_was_queued() 
         if matches!(
             ev,
             Event::Connection {
-                state: "failed",
+                state: ConnectionState::Failed,
                 ..
             }
         ) {
@@ -1080,7 +1168,7 @@ async fn a_transaction_started_offline_is_delivered_first_after_the_reconnect() 
     tokio::time::timeout(WAIT, async {
         loop {
             if let Ok(Event::Connection {
-                state: "disconnected",
+                state: ConnectionState::Disconnected,
                 ..
             }) = events.recv().await
             {

@@ -52,10 +52,10 @@ pub struct PortArgs {
     #[arg(short, long, env = "CHARGECTL_PORT", value_name = "PORT")]
     pub port: String,
     /// Line rate of the serial port.
-    #[arg(long, env = "CHARGECTL_BAUD", default_value_t = 115_200)]
+    #[arg(long, env = "CHARGECTL_BAUD", default_value_t = 115_200, value_parser = baud_rate())]
     pub baud: u32,
     /// Seconds to wait for the charger to answer a request.
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = seconds(0.001, 3600.0))]
     pub timeout: f64,
 }
 
@@ -217,22 +217,22 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "PATH")]
     pub serial_link: Option<PathBuf>,
     /// Throttle the emulated service port to this line rate (bits per second, 10 bits a byte).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = baud_rate())]
     pub serial_baud: Option<u32>,
     /// Fraction of bytes the emulated service port drops (fault injection), such as 0.001.
-    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = fraction)]
     pub serial_drop_rate: f64,
     /// Fraction of bytes the emulated service port corrupts (fault injection), such as 0.001.
-    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = fraction)]
     pub serial_flip_rate: f64,
     /// Number of emulated chargers (ids get a -N suffix when more than one).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_COUNT))]
     pub count: u32,
     /// Run without the TUI: hardware actions as JSON Lines on stdin, events on stdout.
     #[arg(long)]
     pub headless: bool,
     /// SecurityProfile to start with (0 or 1), stored in the charger's configuration.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=1))]
     pub security_profile: Option<u8>,
     /// AuthorizationKey as hex (16 to 20 bytes), stored write-only in the configuration.
     #[arg(
@@ -249,4 +249,95 @@ pub struct EmulateArgs {
     /// Public key trusted for firmware images (repeatable).
     #[arg(long = "trust-key", value_name = "PUBKEY")]
     pub trust_keys: Vec<PathBuf>,
+}
+
+// ----- value parsers: every numeric flag is range-checked here, with a clear error ----------
+
+/// The most emulated chargers one command starts.
+pub const MAX_COUNT: i64 = 10_000;
+
+/// Serial line rates accepted (bits per second).
+pub const BAUD_RATES: std::ops::RangeInclusive<i64> = 50..=12_000_000;
+
+fn baud_rate() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(BAUD_RATES)
+}
+
+/// A parser for a duration in seconds (a decimal number such as `5` or `0.5`) within
+/// `min..=max`, for every flag that takes seconds. Rejects what `Duration::from_secs_f64` would
+/// panic on (NaN, infinity, negative, huge) with a message naming the range.
+pub fn seconds(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
+    move |text: &str| {
+        let value: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+        if !value.is_finite() || value < min || value > max {
+            return Err(format!(
+                "{text} seconds is out of range: expected {min} to {max} seconds"
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// A fraction from 0 to 1 (`0.001` is one in a thousand).
+pub fn fraction(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number"))?;
+    if !(0.0..=1.0).contains(&value) {
+        return Err(format!(
+            "{text} is out of range: expected a fraction from 0 to 1"
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("chargectl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn seconds_accepts_the_range_and_rejects_what_would_panic() {
+        let p = seconds(0.001, 3600.0);
+        assert_eq!(p("5"), Ok(5.0));
+        assert_eq!(p(" 0.5 "), Ok(0.5));
+        assert_eq!(p("3600"), Ok(3600.0));
+        for bad in ["1e300", "inf", "NaN", "-1", "0", "3600.5", "five", ""] {
+            let e = p(bad).unwrap_err();
+            assert!(e.contains("seconds"), "{bad}: {e}");
+        }
+        assert!(p("1e300").unwrap_err().contains("0.001 to 3600"));
+    }
+
+    #[test]
+    fn every_numeric_flag_is_range_checked() {
+        for args in [
+            &["info", "--port", "x", "--timeout", "1e300"][..],
+            &["info", "--port", "x", "--timeout=-5"],
+            &["info", "--port", "x", "--baud", "0"],
+            &["info", "--port", "x", "--baud", "99999999999"],
+            &["emulate", "--serial-baud", "1"],
+            &["emulate", "--serial-drop-rate", "1.5"],
+            &["emulate", "--serial-flip-rate", "NaN"],
+            &["emulate", "--count", "0"],
+            &["emulate", "--security-profile", "2"],
+        ] {
+            let e = parse(args).map(|_| ()).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}: {e}"
+            );
+        }
+        assert!(parse(&["info", "--port", "x", "--timeout", "0.25"]).is_ok());
+        assert!(parse(&["emulate", "--serial-drop-rate", "0.001", "--count", "1"]).is_ok());
+    }
 }

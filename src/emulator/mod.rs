@@ -96,6 +96,7 @@ impl Emulator {
                 slots: slots.clone(),
                 trusted_keys: trusted_keys.clone(),
             }),
+            event_capacity: chargepoint::EVENTS_SINGLE,
         };
         let mut reboot_identity = identity.clone();
         let reboot_slots = slots.clone();
@@ -232,7 +233,10 @@ fn apply_settings(state_dir: &Path, s: &BootSettings) -> anyhow::Result<()> {
         config
             .set_internal("ChargePointId", id)
             .with_context(|| format!("charge point id '{id}'"))?;
-    } else if config.text("ChargePointId").is_empty() {
+    } else if config
+        .text(crate::stack::config::TextKey::CHARGE_POINT_ID)
+        .is_empty()
+    {
         config.set_internal("ChargePointId", "CHARGECTL-EMU-1")?;
     }
     if let Some(key) = &s.authorization_key {

@@ -92,8 +92,16 @@ struct Inner {
 }
 
 impl LogBook {
+    /// A log keeping the last `capacity` records, with a live channel of 4096 slots (one
+    /// charger whose log is followed line by line).
     pub fn new(capacity: usize, clock: SharedClock) -> Self {
-        let (tx, _) = broadcast::channel(4096);
+        Self::with_channel(capacity, 4096, clock)
+    }
+
+    /// A log whose live channel holds `channel` records: a charge point among thousands in one
+    /// process takes a small one, since the channel's slots are allocated up front.
+    pub fn with_channel(capacity: usize, channel: usize, clock: SharedClock) -> Self {
+        let (tx, _) = broadcast::channel(channel.max(1));
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 next_seq: 1,
@@ -108,7 +116,7 @@ impl LogBook {
     pub fn log(&self, level: Level, target: &str, message: impl Into<String>) {
         let message = message.into();
         let record = {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inner = crate::sync::lock(&self.inner);
             let record = LogRecord {
                 seq: inner.next_seq,
                 time: self.clock.now(),
@@ -145,13 +153,13 @@ impl LogBook {
 
     /// Records still held, oldest first.
     pub fn history(&self) -> Vec<LogRecord> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = crate::sync::lock(&self.inner);
         inner.ring.iter().cloned().collect()
     }
 
     /// History plus a receiver for what comes after it, with no gap and no duplicate between them.
     pub fn subscribe(&self) -> (Vec<LogRecord>, broadcast::Receiver<LogRecord>) {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = crate::sync::lock(&self.inner);
         let rx = self.tx.subscribe();
         (inner.ring.iter().cloned().collect(), rx)
     }

@@ -59,6 +59,12 @@ macro_rules! ci_string {
                 Ok(Self(value))
             }
 
+            /// `value` cut to [`Self::MAX_LEN`] characters, for text the charger itself holds
+            /// (its identity, a fault's info) that must fit the field.
+            pub fn truncated(value: &str) -> Self {
+                Self(value.chars().take($max).collect())
+            }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }

@@ -2,8 +2,9 @@
 //! connection and registration, the connector's status, the running transaction (from the
 //! StartTransaction answer) and the last errors. Pure: events in, [`Msg::Trace`] out.
 
-use crate::stack::chargepoint::{Event, Registration, Snapshot};
+use crate::stack::chargepoint::{self, ConnectionState, Event, Registration, Snapshot};
 use crate::stack::hardware::Hardware;
+use crate::stack::messages::ChargePointErrorCode;
 use crate::tui::msg::{ChargerStatus, Direction, Msg, OcppConnection, OcppFrame};
 
 /// Errors kept in the dashboard status, newest last.
@@ -56,7 +57,7 @@ impl Tracker {
         });
         for (id, status, _) in &snap.connector_status {
             if *id == 1 || self.connector.is_none() {
-                self.connector = Some(status.clone());
+                self.connector = Some(status.to_string());
             }
         }
     }
@@ -67,13 +68,13 @@ impl Tracker {
                 if let Some(u) = url {
                     self.csms_url = Some(u.clone());
                 }
-                self.ocpp = Some(match *state {
-                    "connecting" => OcppConnection::Connecting,
-                    "connected" => OcppConnection::Connected {
+                self.ocpp = Some(match state {
+                    ConnectionState::Connecting => OcppConnection::Connecting,
+                    ConnectionState::Connected => OcppConnection::Connected {
                         boot_accepted: self.accepted(),
                     },
                     other => OcppConnection::Disconnected {
-                        reason: detail.clone().unwrap_or_else(|| other.to_string()),
+                        reason: detail.clone().unwrap_or_else(|| other.as_str().to_string()),
                     },
                 });
                 None
@@ -93,9 +94,9 @@ impl Tracker {
                 error_code,
             } => {
                 if *connector_id == 1 || self.connector.is_none() {
-                    self.connector = Some(status.clone());
+                    self.connector = Some(status.to_string());
                 }
-                if error_code != "NoError" {
+                if *error_code != ChargePointErrorCode::NoError {
                     self.error(format!("connector {connector_id}: {error_code}"));
                 }
                 None
@@ -108,10 +109,9 @@ impl Tracker {
                 None
             }
             Event::Message { direction, frame } => {
-                let direction = if *direction == "sent" {
-                    Direction::Sent
-                } else {
-                    Direction::Received
+                let direction = match direction {
+                    chargepoint::Direction::Sent => Direction::Sent,
+                    chargepoint::Direction::Received => Direction::Received,
                 };
                 let frame = OcppFrame::from_wire(frame)?;
                 self.on_frame(direction, &frame);
@@ -172,9 +172,15 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::messages::ChargePointStatus;
     use serde_json::json;
 
     fn message(direction: &'static str, frame: serde_json::Value) -> Event {
+        let direction = if direction == "sent" {
+            chargepoint::Direction::Sent
+        } else {
+            chargepoint::Direction::Received
+        };
         Event::Message { direction, frame }
     }
 
@@ -182,13 +188,13 @@ mod tests {
     fn tracker_follows_registration_transactions_and_errors() {
         let mut t = Tracker::default();
         t.on_event(&Event::Connection {
-            state: "connecting",
+            state: ConnectionState::Connecting,
             url: Some("ws://127.0.0.1:9/CP1".into()),
             detail: None,
         });
         assert_eq!(t.ocpp, Some(OcppConnection::Connecting));
         t.on_event(&Event::Connection {
-            state: "connected",
+            state: ConnectionState::Connected,
             url: None,
             detail: None,
         });
@@ -235,8 +241,8 @@ mod tests {
 
         t.on_event(&Event::Status {
             connector_id: 1,
-            status: "Faulted".into(),
-            error_code: "GroundFailure".into(),
+            status: ChargePointStatus::Faulted,
+            error_code: ChargePointErrorCode::GroundFailure,
         });
         assert_eq!(t.connector.as_deref(), Some("Faulted"));
         t.on_event(&message(

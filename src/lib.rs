@@ -9,6 +9,7 @@
 //! | [`firmware`] | the signed firmware image format and the charger's A/B slots |
 //! | [`emulator`] | simulated hardware wired to the stack, a CSMS and a pseudo-terminal service port |
 //! | [`csms`] | the sandbox CSMS |
+//! | [`dryrun`] | commissioning dry runs: scenarios, findings, reports |
 //! | [`storage`] | crash-safe files: atomic replace, private files, directory fsync |
 //! | [`sync`] | locks that survive a panicked holder |
 //! | [`tui`] | ratatui screens as thin views over application state |
@@ -16,6 +17,7 @@
 
 pub mod cli;
 pub mod csms;
+pub mod dryrun;
 pub mod emulator;
 pub mod firmware;
 pub mod link;

@@ -83,8 +83,9 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
             no_reboot,
         }) => commands::flash::run(&image, &port, no_compress, no_reboot, env).await,
         Some(Command::Firmware(cmd)) => commands::firmware::run(cmd, env).await,
-        Some(Command::Csms { listen }) => commands::csms::run(listen, env).await,
+        Some(Command::Csms { listen, summary }) => commands::csms::run(listen, summary, env).await,
         Some(Command::Emulate(args)) => commands::emulate::run(args, env).await,
+        Some(Command::DryRun(args)) => commands::dry_run::run(args, env).await,
         Some(Command::Provision {
             profile,
             port,

@@ -4,7 +4,7 @@
 //! asserts the charger's answers and the frames on the wire.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
-#[path = "common/profiles.rs"]
+#[path = "common/http_server.rs"]
 mod http;
 #[path = "common/sessions.rs"]
 mod sessions_common;

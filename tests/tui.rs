@@ -78,12 +78,14 @@ fn vim_state() -> State {
     new_state(Keymap::load(Some("vim"), None).unwrap())
 }
 
-fn identity(version: &str, emulated: bool) -> Identity {
-    Identity {
-        vendor: "Zaptec".into(),
-        model: "Go".into(),
-        serial: "ZAP000123".into(),
-        firmware_version: version.into(),
+fn identity(version: &str, emulated: bool) -> ChargerInfo {
+    ChargerInfo {
+        identity: Identity {
+            vendor: "Zaptec".into(),
+            model: "Go".into(),
+            serial_number: "ZAP000123".into(),
+            firmware_version: version.into(),
+        },
         active_slot: Slot::A,
         inactive_version: Some("2.0.4".into()),
         uptime: Duration::from_secs(3725),

@@ -122,11 +122,20 @@ pub enum Command {
     },
     /// Run the charger's complete OCPP stack locally with simulated hardware.
     Emulate(EmulateArgs),
+    /// Commissioning dry run: the emulated charger against a CSMS, and a report of everything
+    /// that would not work on the real charger.
+    #[command(after_long_help = DRY_RUN_AFTER_HELP)]
+    DryRun(DryRunArgs),
     /// Run the sandbox CSMS on its own.
     Csms {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
         listen: String,
+        /// Print a summary once a second (connections, boots, messages) instead of one line per
+        /// event; frames are counted, not recorded. For load tests with thousands of charge
+        /// points.
+        #[arg(long)]
+        summary: bool,
     },
     /// Build and check signed firmware images.
     #[command(subcommand)]
@@ -249,6 +258,87 @@ pub struct EmulateArgs {
     /// Public key trusted for firmware images (repeatable).
     #[arg(long = "trust-key", value_name = "PUBKEY")]
     pub trust_keys: Vec<PathBuf>,
+    /// Set the meter's energy register to N Wh before boot (kept in the state directory), to
+    /// match a charger that has been in service.
+    #[arg(long, value_name = "N")]
+    pub meter_start_wh: Option<u64>,
+}
+
+/// `dry-run`'s extra help: exit codes, scenario format, report shape (also in its man page).
+const DRY_RUN_AFTER_HELP: &str = "\
+Exit status: 0 nothing blocking was found; 7 something blocking was found; 3 the charger never
+reached the CSMS (the reason is printed: DNS, TCP refused, timeout, TLS, the HTTP status of a
+refused upgrade such as 401 or 404, no ocpp1.6 subprotocol); 2 bad command line (a --report
+extension other than .md, .html or .json); 6 a bad profile or scenario file (file:line:column);
+130 interrupted (Ctrl-C) without a blocking finding. Once the run has started the reports are
+written whatever the outcome.
+
+Scenario (TOML, --scenario FILE): a timeline of steps, each run `after` a delay once the
+previous one is done:
+
+  [commissioning]                       optional, merged with the profile's [commissioning]
+  accepted_id_tags = [\"04A2B3C4D5\"]     cards the CSMS must accept
+  remote_start = true                   the CSMS must start a session remotely
+
+  [[step]]
+  after = \"5s\"                          seconds, or text such as \"1m30s\", \"500ms\"
+  action = \"plug\"
+
+Actions: boot (timeout), plug, unplug, card (id_tag), ev_demand (amps), fault (error_code,
+info), clear_fault, csms_outage (duration: network lost without a close frame, then back),
+power_cut (duration: no clean shutdown, then boot on the same state), reboot,
+wait_remote_start (timeout), wait (duration). Without --scenario the built-in default runs:
+boot, a card session with an outage during charging, a remote start if the CSMS sends one.
+
+Report (--report FILE, repeatable; .md, .html or .json; with --json the same object ends
+stdout as {\"type\": \"report\", \"data\": ...}), format_version 1:
+
+  format_version, tool {name, version}, charge_point_id, csms_url, sandbox, profile,
+  scenario {name, source, steps, steps_done}, expectations {accepted_id_tags, remote_start},
+  started_at, duration_s, ended_by (completed | interrupted | unreachable),
+  connection {connected, connections, disconnections_by_csms, registration,
+              failure {kind: dns | tcp_refused | timeout | tls | http_status (+status) |
+                       no_subprotocol | bad_url | other}, failure_detail},
+  messages {sent, received}, counts {blocking, warning, info},
+  findings [{rule, subject, severity (blocking | warning | info),
+             area (connection | authorization | transactions | smart_charging | firmware |
+                   diagnostics | configuration),
+             title, count, request {elapsed_s, time, message_id, action, direction, excerpt},
+             detail, charger, release_note {line, text}, advice}],
+  verdicts [{area, verdict (ok | warning | blocking | not_exercised), summary}],
+  verdict (ok | warning | blocking)
+
+--json streams JSON Lines: {\"type\": \"progress\"}, {\"type\": \"step\"}, {\"type\": \"finding\"},
+then {\"type\": \"report\"}. New fields and types may appear; ignore the ones you do not know.";
+
+#[derive(Debug, Args)]
+pub struct DryRunArgs {
+    /// CSMS URL (ws:// or wss://); the charge point id is appended as the last path segment.
+    /// Without it (and without one in the profile) the sandbox CSMS runs in-process.
+    #[arg(long, value_name = "URL")]
+    pub csms: Option<String>,
+    /// Charge point id (default: the profile's, else CHARGECTL-DRYRUN-1).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Provisioning profile: the emulated charger is configured exactly as `provision` would
+    /// configure the real one; its [commissioning] table says what the site expects.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Set a profile variable (repeatable), such as CHARGE_POINT_ID=CP1.
+    #[arg(long = "set", value_name = "VAR=VALUE")]
+    pub set: Vec<String>,
+    /// Scenario file (TOML timeline); default: the built-in scenario.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Watch at least this long, even after the scenario is over.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+    /// Write the report here (repeatable); the format follows the extension: .md, .html, .json.
+    #[arg(long = "report", value_name = "FILE")]
+    pub reports: Vec<PathBuf>,
+    /// Start the meter's energy register at N Wh, to match a charger in service.
+    #[arg(long, value_name = "N")]
+    pub meter_start_wh: Option<u64>,
 }
 
 // ----- value parsers: every numeric flag is range-checked here, with a clear error ----------

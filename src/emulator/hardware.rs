@@ -83,6 +83,24 @@ impl SimHardware {
         }
     }
 
+    /// Sets the persisted energy register in `state_dir` to `energy_wh` before the charger
+    /// boots (an emulated charger that matches one in service). Plug state and EV demand stay.
+    pub fn write_register(state_dir: &Path, energy_wh: f64) -> std::io::Result<()> {
+        if !energy_wh.is_finite() || energy_wh < 0.0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("meter register {energy_wh} Wh: must be 0 or more"),
+            ));
+        }
+        let path = state_dir.join(METER_FILE);
+        let mut doc: MeterFile = storage::read_optional(&path)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        doc.energy_wh = energy_wh;
+        let bytes = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
+        storage::write_atomic(&path, &bytes)
+    }
+
     fn integrate(s: &mut State) {
         let now = Instant::now();
         let dt = now.saturating_duration_since(s.last_update).as_secs_f64();
@@ -206,5 +224,24 @@ mod tests {
         let again = SimHardware::open(Some(dir.path()));
         assert!((again.meter().energy_wh - 11040.0).abs() < 0.01);
         assert!(again.plugged());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_register_can_start_at_a_given_value_and_keeps_the_plug_state() {
+        let dir = tempfile::tempdir().unwrap();
+        SimHardware::write_register(dir.path(), 1_234_567.0).unwrap();
+        let hw = SimHardware::open(Some(dir.path()));
+        assert_eq!(hw.meter().energy_wh, 1_234_567.0);
+        hw.set_plugged(true);
+        hw.set_ev_demand(10.0);
+        hw.set_offered_current(16.0);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        hw.flush();
+        SimHardware::write_register(dir.path(), 2_000_000.0).unwrap();
+        let again = SimHardware::open(Some(dir.path()));
+        assert_eq!(again.meter().energy_wh, 2_000_000.0);
+        assert!(again.plugged());
+        assert!(SimHardware::write_register(dir.path(), -1.0).is_err());
+        assert!(SimHardware::write_register(dir.path(), f64::NAN).is_err());
     }
 }

@@ -10,17 +10,18 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::Emulator;
 use crate::stack::hardware::HwEvent;
+use crate::stack::messages::ChargePointErrorCode;
 
 /// Parses one input line into a hardware action.
 pub fn parse_action(line: &str) -> Result<HwEvent, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let Some(action) = value.get("action").and_then(Value::as_str) else {
         return Err(
-            "missing \"action\" (plug, unplug, card, ev_demand, fault, clear_fault)".into(),
+            "missing \"action\" (plug, unplug, card, ev_demand, fault, clear_fault, network_lost, network_restored)".into(),
         );
     };
     let ev: HwEvent = serde_json::from_value(value.clone()).map_err(|e| {
-        format!("bad \"{action}\" action: {e} (expected plug, unplug, card {{id_tag}}, ev_demand {{amps}}, fault {{error_code}}, clear_fault)")
+        format!("bad \"{action}\" action: {e} (expected plug, unplug, card {{id_tag}}, ev_demand {{amps}}, fault {{error_code}}, clear_fault, network_lost, network_restored)")
     })?;
     match &ev {
         HwEvent::EvDemand { amps } if !amps.is_finite() || *amps < 0.0 => {
@@ -29,37 +30,30 @@ pub fn parse_action(line: &str) -> Result<HwEvent, String> {
         HwEvent::Card { id_tag } if id_tag.is_empty() || id_tag.len() > 20 => {
             Err("card id_tag must be 1 to 20 characters".into())
         }
-        HwEvent::Fault { error_code, .. }
-            if !is_error_code(error_code) || error_code == "NoError" =>
-        {
+        HwEvent::Fault { error_code, .. } if !is_fault_code(error_code) => {
             Err(format!("unknown fault error_code '{error_code}'"))
         }
         _ => Ok(ev),
     }
 }
 
-/// OCPP 1.6 ChargePointErrorCode values.
-pub const ERROR_CODES: &[&str] = &[
-    "ConnectorLockFailure",
-    "EVCommunicationError",
-    "GroundFailure",
-    "HighTemperature",
-    "InternalError",
-    "LocalListConflict",
-    "NoError",
-    "OtherError",
-    "OverCurrentFailure",
-    "PowerMeterFailure",
-    "PowerSwitchFailure",
-    "ReaderFailure",
-    "ResetFailure",
-    "UnderVoltage",
-    "OverVoltage",
-    "WeakSignal",
-];
+/// The error codes a simulated fault can carry: every OCPP 1.6 `ChargePointErrorCode` except
+/// `NoError`, in the specification's order.
+pub fn fault_codes() -> impl Iterator<Item = ChargePointErrorCode> {
+    ChargePointErrorCode::ALL
+        .iter()
+        .copied()
+        .filter(|c| *c != ChargePointErrorCode::NoError)
+}
 
-fn is_error_code(s: &str) -> bool {
-    ERROR_CODES.contains(&s)
+/// Whether `code` is the exact wire spelling of a fault code.
+pub fn is_fault_code(code: &str) -> bool {
+    ChargePointErrorCode::from_wire(code).is_some_and(|c| c != ChargePointErrorCode::NoError)
+}
+
+/// The fault code spelled `text`, ignoring ASCII case (`groundfailure` is `GroundFailure`).
+pub fn fault_code_ignoring_case(text: &str) -> Option<ChargePointErrorCode> {
+    fault_codes().find(|c| c.as_str().eq_ignore_ascii_case(text.trim()))
 }
 
 /// Runs until `stop` resolves. Input EOF does not stop the emulator (scripts may close stdin).
@@ -249,6 +243,14 @@ mod tests {
         assert_eq!(
             parse_action(r#"{"action":"clear_fault"}"#),
             Ok(HwEvent::ClearFault)
+        );
+        assert_eq!(
+            parse_action(r#"{"action":"network_lost"}"#),
+            Ok(HwEvent::NetworkLost)
+        );
+        assert_eq!(
+            parse_action(r#"{"action":"network_restored"}"#),
+            Ok(HwEvent::NetworkRestored)
         );
         assert!(parse_action("plug").unwrap_err().contains("not JSON"));
         assert!(

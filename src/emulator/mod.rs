@@ -41,6 +41,9 @@ pub struct BootSettings {
     /// Keys from a provisioning profile, applied in order with the service port's rules
     /// before the charger boots (a dry run of `provision`). Secret values stay `Secret`.
     pub profile: Vec<crate::provision::Assignment>,
+    /// Sets the meter's energy register (Wh) before boot, persisted in the state directory, so
+    /// the emulated charger matches one that has been in service.
+    pub meter_start_wh: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +72,10 @@ impl Emulator {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         apply_settings(state_dir, settings)?;
+        if let Some(wh) = settings.meter_start_wh {
+            SimHardware::write_register(state_dir, wh)
+                .with_context(|| format!("setting the meter register to {wh} Wh"))?;
+        }
         let serial_number = load_or_make_serial(state_dir)?;
         let clock: SharedClock = Arc::new(TokioClock::new());
         let logbook = LogBook::new(10_000, clock.clone());
@@ -173,6 +180,47 @@ impl Emulator {
             format!("service port re-enumerated as {}", device.display()),
         );
         Ok(device)
+    }
+
+    /// Cuts the power: the network goes first (the CSMS gets no close frame), then the stack
+    /// stops where it is, saving nothing more (as after `kill -9`). Boot it again with
+    /// [`Emulator::start`] on the same state directory.
+    pub async fn power_cut(self) {
+        let mut events = self.handle.subscribe();
+        let online = self.handle.snapshot().await.is_some_and(|s| s.online);
+        self.handle.hardware(HwEvent::NetworkLost).await;
+        if online {
+            // Wait until the connection is gone, so that stopping the stack cannot close it
+            // cleanly.
+            let gone = async {
+                loop {
+                    match events.recv().await {
+                        Ok(ev) => {
+                            let v = serde_json::to_value(&ev).unwrap_or_default();
+                            if v["type"] == "connection" && v["data"]["state"] == "disconnected" {
+                                break;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(2), gone)
+                .await
+                .is_err()
+            {
+                self.logbook
+                    .warn("hw", "power cut: the connection did not drop within 2 s");
+            }
+        }
+        self.service_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.task.abort();
+        let _ = self.task.await;
+        self.logbook.warn("hw", "power cut");
     }
 
     /// Stops the charger cleanly: state persisted, connection closed.

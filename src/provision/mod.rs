@@ -16,7 +16,8 @@ pub mod profile;
 pub mod workflow;
 
 pub use profile::{
-    AssignedValue, Assignment, Error, Profile, Prompt, Result, SHIPPED, SecretSource, Variable,
+    AssignedValue, Assignment, Commissioning, Error, Profile, Prompt, Result, SHIPPED,
+    SecretSource, Variable,
 };
 pub use workflow::{
     ConfigTarget, CurrentValue, Interrupted, KeyChange, KeyReport, Mode, Plan, Report, Step,

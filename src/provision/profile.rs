@@ -72,6 +72,15 @@ struct RawProfile {
     ocpp: RawOcpp,
     #[serde(default)]
     config: BTreeMap<String, toml::Value>,
+    commissioning: Option<RawCommissioning>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommissioning {
+    #[serde(default)]
+    accepted_id_tags: Vec<toml::Spanned<String>>,
+    remote_start: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -96,6 +105,19 @@ struct RawOcpp {
 struct RawSecret {
     env: String,
     prompt: Option<String>,
+}
+
+/// What the site expects from the CSMS (`[commissioning]`), checked by `chargectl dry-run`:
+///
+/// ```toml
+/// [commissioning]
+/// accepted_id_tags = ["04A2B3C4D5"]   # cards the CSMS must accept
+/// remote_start = true                 # the CSMS must start sessions remotely
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commissioning {
+    pub accepted_id_tags: Vec<String>,
+    pub remote_start: Option<bool>,
 }
 
 /// A variable the profile needs.
@@ -139,6 +161,8 @@ pub struct Profile {
     pub description: Option<String>,
     pub variables: Vec<Variable>,
     pub secrets: Vec<SecretSource>,
+    /// The `[commissioning]` table, when the profile has one.
+    pub commissioning: Option<Commissioning>,
     /// (key, value template) in the order they must be written.
     assignments: Vec<(String, String)>,
 }
@@ -345,7 +369,30 @@ impl Profile {
                 }
             }
         }
+        let commissioning = match &raw.commissioning {
+            Some(c) => {
+                let mut tags: Vec<String> = Vec::new();
+                for tag in &c.accepted_id_tags {
+                    let t = tag.get_ref();
+                    if t.is_empty() || t.chars().count() > 20 {
+                        return Err(at(
+                            Some(tag.span()),
+                            format!("accepted_id_tags: \"{t}\" must be 1 to 20 characters"),
+                        ));
+                    }
+                    if !tags.contains(t) {
+                        tags.push(t.clone());
+                    }
+                }
+                Some(Commissioning {
+                    accepted_id_tags: tags,
+                    remote_start: c.remote_start,
+                })
+            }
+            None => None,
+        };
         Ok(Profile {
+            commissioning,
             path: path.to_path_buf(),
             name: raw.name.unwrap_or_else(|| {
                 path.file_stem()
@@ -621,6 +668,32 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
                 "got {e:?}, expected prefix {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn commissioning_expectations_parse_and_bad_tags_name_line_and_column() {
+        let text = "[commissioning]\naccepted_id_tags = [\"04A2\", \"B7\", \"04A2\"]\nremote_start = true\n";
+        let p = Profile::parse(Path::new("c.toml"), text).unwrap();
+        assert_eq!(
+            p.commissioning,
+            Some(Commissioning {
+                accepted_id_tags: vec!["04A2".into(), "B7".into()],
+                remote_start: Some(true),
+            })
+        );
+        let p = Profile::parse(Path::new("c.toml"), GOOD).unwrap();
+        assert_eq!(p.commissioning, None);
+        let e = Profile::parse(
+            Path::new("c.toml"),
+            "[commissioning]\naccepted_id_tags = [\"\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("c.toml:2:21: accepted_id_tags"), "{e}");
+        let e = Profile::parse(Path::new("c.toml"), "[commissioning]\nremote = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:2:1: unknown field `remote`"), "{e}");
     }
 
     #[test]

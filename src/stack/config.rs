@@ -159,6 +159,7 @@ mod rules;
 pub use registry::*;
 use registry::{REGISTRY, Rule, index_of};
 use rules::*;
+pub use rules::{check_value_length, check_ws_url};
 
 /// Answer to a change request, as ChangeConfiguration.conf reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,12 +496,7 @@ impl Configuration {
                 "read-only while {LOCK_CABLE_PERMANENTLY} is true"
             )));
         }
-        let length = value.chars().count();
-        if length > MAX_VALUE_CHARS {
-            return Err(reject(format!(
-                "value is {length} characters, at most {MAX_VALUE_CHARS} allowed"
-            )));
-        }
+        check_value_length(value).map_err(reject)?;
         match spec.rule {
             Rule::AuthorizationKey => {
                 if value.is_empty() && channel == Channel::Service {

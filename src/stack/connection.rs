@@ -61,6 +61,9 @@ pub enum ConnCtl {
     /// Deliver everything queued on the outgoing channel, close the connection with the code of
     /// `Closing`, wait (bounded) for the CSMS's close, and end the task.
     Close(Closing),
+    /// The network went away (`up: false`: drop the connection without a close frame and make
+    /// no attempts) or came back (`up: true`: connect at once).
+    Network { up: bool },
 }
 
 /// What the connection tells the core.
@@ -133,15 +136,22 @@ pub async fn run(
     let mut target: Option<(Endpoint, Duration)> = None;
     let mut attempt: u32 = 0;
     let mut retry_at: Option<Instant> = None;
+    let mut network_up = true;
     loop {
-        // Not connected: wait for a target or for the retry time.
-        let Some((endpoint, ping)) = target.clone() else {
+        // Not connected: wait for a target (and a network) or for the retry time.
+        let Some((endpoint, ping)) = target.clone().filter(|_| network_up) else {
             match ctl.recv().await {
                 Some(ConnCtl::Connect {
                     endpoint,
                     ping_interval,
                 }) => {
                     target = Some((endpoint, ping_interval));
+                    attempt = 0;
+                    retry_at = None;
+                    continue;
+                }
+                Some(ConnCtl::Network { up }) => {
+                    network_up = up;
                     attempt = 0;
                     retry_at = None;
                     continue;
@@ -165,6 +175,11 @@ pub async fn run(
                         }
                         Some(ConnCtl::Disconnect) => {
                             target = None;
+                            retry_at = None;
+                        }
+                        Some(ConnCtl::Network { up }) => {
+                            network_up = up;
+                            attempt = 0;
                             retry_at = None;
                         }
                         Some(ConnCtl::Close(_)) | None => return,
@@ -249,6 +264,12 @@ pub async fn run(
                         target = None;
                         break ("disconnected".to_string(), true);
                     }
+                    Some(ConnCtl::Network { up: false }) => {
+                        // The socket is dropped below without a close frame.
+                        network_up = false;
+                        break ("network lost".to_string(), false);
+                    }
+                    Some(ConnCtl::Network { up: true }) => {}
                     Some(ConnCtl::Close(closing)) => {
                         flush_queued(&mut socket, &mut outgoing).await;
                         close(&mut socket, closing, false).await;

@@ -7,6 +7,7 @@ use crossterm::event::KeyEvent;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use crate::stack::identity::Identity;
 use crate::stack::logbook::LogRecord;
 use crate::stack::secret::Secret;
 
@@ -44,13 +45,10 @@ impl Slot {
     }
 }
 
-/// Who the connected charger is.
+/// The connected charger: who it is, its firmware slots and uptime.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
-    pub vendor: String,
-    pub model: String,
-    pub serial: String,
-    pub firmware_version: String,
+pub struct ChargerInfo {
+    pub identity: Identity,
     pub active_slot: Slot,
     /// Version held by the inactive slot, if any.
     pub inactive_version: Option<String>,
@@ -316,7 +314,7 @@ pub enum Msg {
     /// Time passes (the only clock `update` sees).
     Tick(Instant),
     PortsListed(Vec<PortInfo>),
-    Connected(Identity),
+    Connected(ChargerInfo),
     LinkLost {
         reason: String,
     },

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::keymap::{Context, Key, Keymap};
 use super::msg::{
-    ApplyOutcome, ChangeValue, ChargerStatus, ConfigEntry, Direction, FlashProgress, Identity,
+    ApplyOutcome, ChangeValue, ChargerInfo, ChargerStatus, ConfigEntry, Direction, FlashProgress,
     ImageInfo, OcppFrame, PortInfo,
 };
 use super::theme::Theme;
@@ -210,7 +210,7 @@ pub enum Link {
     Connecting(Target),
     Connected {
         target: Target,
-        identity: Identity,
+        charger: ChargerInfo,
         since: Option<Instant>,
     },
     Lost {
@@ -220,9 +220,9 @@ pub enum Link {
 }
 
 impl Link {
-    pub fn identity(&self) -> Option<&Identity> {
+    pub fn charger(&self) -> Option<&ChargerInfo> {
         match self {
-            Link::Connected { identity, .. } => Some(identity),
+            Link::Connected { charger, .. } => Some(charger),
             _ => None,
         }
     }
@@ -789,7 +789,7 @@ impl State {
     }
 
     pub fn is_emulated(&self) -> bool {
-        self.link.identity().is_some_and(|i| i.emulated)
+        self.link.charger().is_some_and(|c| c.emulated)
             || matches!(self.link.target(), Some(Target::Emulator(_)))
     }
 }

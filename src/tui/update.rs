@@ -14,29 +14,12 @@ use super::state::{
     ConnectItem, FlashPhase, Link, LogLine, NOTICE_TTL, Notice, NoticeKind, Pending, Prompt,
     PromptKind, Screen, State, Target,
 };
+use crate::emulator::headless::fault_code_ignoring_case;
+use crate::stack::config;
 use crate::stack::logbook::Level;
 
 /// Most errors kept for the dashboard.
 const ERRORS_KEPT: usize = 5;
-
-/// OCPP 1.6 ChargePointErrorCode values a fault can carry.
-pub const FAULT_CODES: &[&str] = &[
-    "ConnectorLockFailure",
-    "EVCommunicationError",
-    "GroundFailure",
-    "HighTemperature",
-    "InternalError",
-    "LocalListConflict",
-    "OtherError",
-    "OverCurrentFailure",
-    "OverVoltage",
-    "PowerMeterFailure",
-    "PowerSwitchFailure",
-    "ReaderFailure",
-    "ResetFailure",
-    "UnderVoltage",
-    "WeakSignal",
-];
 
 /// Applies one message; returns what the runtime must do.
 pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
@@ -65,7 +48,8 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.connect.selected = state.connect.selected.min(n.saturating_sub(1));
             vec![]
         }
-        Msg::Connected(identity) => {
+        Msg::Connected(charger) => {
+            let identity = &charger.identity;
             if state.firmware.phase == FlashPhase::Rebooting {
                 state.firmware.phase = FlashPhase::Done {
                     version: identity.firmware_version.clone(),
@@ -75,18 +59,21 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                 .link
                 .target()
                 .cloned()
-                .unwrap_or_else(|| Target::Port(identity.serial.clone()));
+                .unwrap_or_else(|| Target::Port(identity.serial_number.clone()));
             notice(
                 state,
                 NoticeKind::Success,
                 format!(
                     "connected to {} {} {} (firmware {})",
-                    identity.vendor, identity.model, identity.serial, identity.firmware_version
+                    identity.vendor,
+                    identity.model,
+                    identity.serial_number,
+                    identity.firmware_version
                 ),
             );
             state.link = Link::Connected {
                 target,
-                identity,
+                charger,
                 since: state.now,
             };
             if state.screen == Screen::Connect {
@@ -585,7 +572,7 @@ fn show(state: &mut State, screen: Screen) -> Vec<Effect> {
 }
 
 fn require_connected(state: &mut State) -> bool {
-    if state.link.identity().is_some() {
+    if state.link.charger().is_some() {
         return true;
     }
     notice(
@@ -597,7 +584,7 @@ fn require_connected(state: &mut State) -> bool {
 }
 
 fn require_emulator(state: &mut State) -> bool {
-    if state.is_emulated() && state.link.identity().is_some() {
+    if state.is_emulated() && state.link.charger().is_some() {
         return true;
     }
     notice(
@@ -732,39 +719,19 @@ pub fn validate_value(entry: &ConfigEntry, text: &str) -> Result<String, String>
             Ok(items.join(","))
         }
         ValueType::String => {
-            let n = text.chars().count();
-            if n > 500 {
-                Err(format!(
-                    "{}: {n} characters, at most 500 allowed",
-                    entry.key
-                ))
-            } else {
-                Ok(text.to_string())
-            }
+            config::check_value_length(text).map_err(|e| format!("{}: {e}", entry.key))?;
+            Ok(text.to_string())
         }
     }
 }
 
-/// Checks a CSMS URL typed by the user.
+/// Checks a CSMS URL typed by the user with the configuration's own rule for `CsmsUrl`.
 pub fn validate_csms_url(text: &str) -> Result<String, String> {
     let t = text.trim();
-    let rest = t
-        .strip_prefix("ws://")
-        .or_else(|| t.strip_prefix("wss://"))
-        .ok_or_else(|| format!("'{t}' must start with ws:// or wss://"))?;
-    let host = rest.split('/').next().unwrap_or("");
-    if host.is_empty() {
-        return Err(format!("'{t}' has no host"));
+    if t.is_empty() {
+        return Err("enter a ws:// or wss:// URL".to_string());
     }
-    if t.chars().any(char::is_whitespace) {
-        return Err(format!("'{t}' contains a space"));
-    }
-    if let Some((_, port)) = host.rsplit_once(':')
-        && !host.ends_with(']')
-        && port.parse::<u16>().is_err()
-    {
-        return Err(format!("'{port}' is not a port number"));
-    }
+    config::check_ws_url(t).map_err(|e| format!("'{t}': {e}"))?;
     Ok(t.to_string())
 }
 
@@ -837,7 +804,10 @@ fn flash(state: &mut State, confirming: bool) -> Vec<Effect> {
         );
         return vec![];
     }
-    state.firmware.previous_version = state.link.identity().map(|i| i.firmware_version.clone());
+    state.firmware.previous_version = state
+        .link
+        .charger()
+        .map(|c| c.identity.firmware_version.clone());
     state.firmware.phase = FlashPhase::Flashing(super::msg::FlashProgress {
         done: 0,
         total: image.size,
@@ -1165,13 +1135,13 @@ fn submit_prompt(state: &mut State) -> Vec<Effect> {
             }
             _ => prompt_error(state, format!("'{text}': expected amps between 0 and 80")),
         },
-        PromptKind::FaultCode => match FAULT_CODES.iter().find(|c| c.eq_ignore_ascii_case(&text)) {
+        PromptKind::FaultCode => match fault_code_ignoring_case(&text) {
             Some(code) => {
                 close(state);
                 hardware(
                     state,
                     HardwareAction::Fault {
-                        code: (*code).to_string(),
+                        code: code.as_str().to_string(),
                     },
                 )
             }

@@ -4,8 +4,8 @@
 
 use chargectl::stack::logbook::{Level, LogRecord};
 use chargectl::tui::msg::{
-    ApplyOutcome, ChargerStatus, ConfigEntry, Effect, FlashProgress, HardwareAction, Identity,
-    ImageInfo, Msg, OcppConnection, PortInfo, SignatureStatus, Slot, UsbIds, ValueType,
+    ApplyOutcome, ChargerInfo, ChargerStatus, ConfigEntry, Effect, FlashProgress, HardwareAction,
+    Identity, ImageInfo, Msg, OcppConnection, PortInfo, SignatureStatus, Slot, UsbIds, ValueType,
 };
 use chargectl::tui::{Backend, Events, Task};
 use std::sync::{Arc, Mutex};
@@ -31,13 +31,15 @@ impl FakeBackend {
         self.performed.lock().unwrap().clone()
     }
 
-    fn identity(&self, emulated: bool) -> Identity {
+    fn identity(&self, emulated: bool) -> ChargerInfo {
         let version = self.firmware.lock().unwrap().clone();
-        Identity {
-            vendor: "Zaptec".into(),
-            model: "Go".into(),
-            serial: "ZAP000123".into(),
-            firmware_version: version,
+        ChargerInfo {
+            identity: Identity {
+                vendor: "Zaptec".into(),
+                model: "Go".into(),
+                serial_number: "ZAP000123".into(),
+                firmware_version: version,
+            },
             active_slot: Slot::A,
             inactive_version: Some("2.0.4".into()),
             uptime: Duration::from_secs(3_725),

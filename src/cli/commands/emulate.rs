@@ -78,6 +78,7 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
         charge_point_id: id,
         security_profile: args.security_profile,
         authorization_key: args.authorization_key.clone().map(Secret::new),
+        meter_start_wh: args.meter_start_wh.map(|wh| wh as f64),
         basic_auth_password: args.basic_auth_password.map(|p| {
             match p {
                 BasicAuthPassword::Bytes => "bytes",

@@ -413,7 +413,13 @@ impl ChargePoint {
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Hardware(ev) => self.on_hardware(ev),
+            Command::Hardware(ev) => {
+                if let HwEvent::NetworkLost | HwEvent::NetworkRestored = ev {
+                    let up = ev == HwEvent::NetworkRestored;
+                    let _ = self.conn_ctl.send(ConnCtl::Network { up }).await;
+                }
+                self.on_hardware(ev)
+            }
             Command::ConfigGet {
                 keys,
                 channel,
@@ -476,6 +482,8 @@ impl ChargePoint {
                 self.log.info("hw", "fault cleared");
                 self.connectors.fault = None;
             }
+            HwEvent::NetworkLost => self.log.warn("hw", "network lost"),
+            HwEvent::NetworkRestored => self.log.info("hw", "network restored"),
         }
         self.refresh_status();
     }

@@ -42,14 +42,7 @@ mod trigger;
 pub use connectors::ConnectorId;
 pub use firmware::FirmwareTarget;
 
-/// Who the charger is, as sent in BootNotification.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Identity {
-    pub vendor: String,
-    pub model: String,
-    pub serial_number: String,
-    pub firmware_version: String,
-}
+pub use crate::stack::identity::Identity;
 
 /// How to build and run a charge point. Cloning is cheap: the shared parts are `Arc`s.
 #[derive(Clone)]

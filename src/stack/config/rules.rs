@@ -1,6 +1,8 @@
 //! Checks of values with rules of their own: lists, AuthorizationKey, the CSMS URL and the
 //! charge point id. Reasons never quote a secret value.
 
+use super::registry::MAX_VALUE_CHARS;
+
 /// Splits a comma-separated list, trimming blanks around entries. Empty text is an empty list;
 /// an empty entry (`a,,b`, trailing comma) is refused.
 pub(super) fn split_list(value: &str) -> std::result::Result<Vec<&str>, String> {
@@ -44,7 +46,20 @@ pub(super) fn check_authorization_key(value: &str) -> std::result::Result<(), St
     Ok(())
 }
 
-pub(super) fn check_ws_url(value: &str) -> std::result::Result<(), String> {
+/// Checks a value's length against [`MAX_VALUE_CHARS`] (ChangeConfiguration's CiString500).
+pub fn check_value_length(value: &str) -> std::result::Result<(), String> {
+    let length = value.chars().count();
+    if length > MAX_VALUE_CHARS {
+        return Err(format!(
+            "value is {length} characters, at most {MAX_VALUE_CHARS} allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a CSMS URL: `ws://` or `wss://`, a host, an optional port in 1..=65535, no blanks,
+/// credentials, query or fragment; empty means "not configured".
+pub fn check_ws_url(value: &str) -> std::result::Result<(), String> {
     if value.is_empty() {
         return Ok(());
     }
@@ -85,7 +100,7 @@ pub(super) fn check_ws_url(value: &str) -> std::result::Result<(), String> {
     if let Some(p) = port {
         match p.parse::<u16>() {
             Ok(n) if n > 0 => {}
-            _ => return Err(format!("port {p:?} is not a number in 1..=65535")),
+            _ => return Err(format!("port {p:?} is not a port number (1 to 65535)")),
         }
     }
     Ok(())

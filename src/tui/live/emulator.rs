@@ -263,8 +263,7 @@ fn hw_event(action: HardwareAction) -> Result<HwEvent, String> {
             }
         }
         HardwareAction::Fault { code } => {
-            if code != "NoError" && crate::emulator::headless::ERROR_CODES.contains(&code.as_str())
-            {
+            if crate::emulator::headless::is_fault_code(&code) {
                 Ok(HwEvent::Fault {
                     error_code: code,
                     info: None,
@@ -272,10 +271,8 @@ fn hw_event(action: HardwareAction) -> Result<HwEvent, String> {
             } else {
                 Err(format!(
                     "unknown fault code '{code}' (one of: {})",
-                    crate::emulator::headless::ERROR_CODES
-                        .iter()
-                        .filter(|c| **c != "NoError")
-                        .copied()
+                    crate::emulator::headless::fault_codes()
+                        .map(|c| c.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ))

@@ -12,7 +12,7 @@ use crate::link::ports::PortLister;
 use crate::link::{self, Client, ClientOptions, LinkEvent, LogEvent};
 use crate::stack::logbook::Level;
 use crate::tui::backend::Events;
-use crate::tui::msg::{ConfigEntry, Identity, Msg, PortInfo, Slot, UsbIds, ValueType};
+use crate::tui::msg::{ChargerInfo, ConfigEntry, Msg, PortInfo, Slot, UsbIds, ValueType};
 
 /// Lists ports off the runtime (the system lister blocks).
 pub(super) async fn list_ports(lister: Arc<dyn PortLister>, events: Events) {
@@ -41,7 +41,7 @@ pub(super) fn client_options(opts: &LiveOptions, lister: Arc<dyn PortLister>) ->
 }
 
 /// Asks the charger who it is.
-pub(super) async fn greet(client: &Client, emulated: bool) -> Result<Identity, String> {
+pub(super) async fn greet(client: &Client, emulated: bool) -> Result<ChargerInfo, String> {
     client
         .identify()
         .await
@@ -166,12 +166,9 @@ pub(super) fn tui_ports(ports: &[link::PortInfo]) -> Vec<PortInfo> {
         .collect()
 }
 
-pub(super) fn tui_identity(id: link::Identity, emulated: bool) -> Identity {
-    Identity {
-        vendor: id.vendor,
-        model: id.model,
-        serial: id.serial_number,
-        firmware_version: id.firmware_version,
+pub(super) fn tui_identity(id: link::Identity, emulated: bool) -> ChargerInfo {
+    ChargerInfo {
+        identity: (&id).into(),
         active_slot: if id.active_slot.eq_ignore_ascii_case("B") {
             Slot::B
         } else {

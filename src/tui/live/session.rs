@@ -21,7 +21,7 @@ use super::{LiveOptions, apply, flash, link};
 use crate::link::Client;
 use crate::stack::logbook::LogRecord;
 use crate::tui::backend::Events;
-use crate::tui::msg::{ConfigChange, CsmsTarget, HardwareAction, Identity, Msg};
+use crate::tui::msg::{ChargerInfo, ConfigChange, CsmsTarget, HardwareAction, Msg};
 
 /// What a session connects to.
 pub(super) enum Target {
@@ -155,7 +155,7 @@ pub(super) struct Session {
 /// A session just opened, before its pumps run.
 pub(super) struct Opened {
     pub(super) session: Session,
-    pub(super) identity: Identity,
+    pub(super) identity: ChargerInfo,
     /// The emulator's status and trace pump, for an emulated charger.
     pub(super) pump: Option<emulator::Pump>,
 }

@@ -77,7 +77,7 @@ async fn emulator_session_configures_and_goes_quiet_after_disconnect() {
     })
     .await;
     assert!(identity.emulated);
-    assert_eq!(identity.vendor, "Zaptec");
+    assert_eq!(identity.identity.vendor, "Zaptec");
     assert!(state_dir.join(SERVICE_PORT_NAME).exists());
 
     run(&mut backend, Effect::ReadConfig { request: 7 }, &events);
@@ -254,7 +254,10 @@ async fn emulator_session_configures_and_goes_quiet_after_disconnect() {
         _ => None,
     })
     .await;
-    assert_eq!(again.serial, identity.serial);
+    assert_eq!(
+        again.identity.serial_number,
+        identity.identity.serial_number
+    );
     run(&mut backend, Effect::ReadConfig { request: 9 }, &events);
     let entries = next_where(&mut rx, "ConfigRead", |m| match m {
         Msg::ConfigRead {
@@ -308,7 +311,7 @@ async fn a_lost_link_is_reported_and_the_charger_found_again() {
         _ => None,
     })
     .await;
-    assert_eq!(again.serial, first.serial);
+    assert_eq!(again.identity.serial_number, first.identity.serial_number);
     // The log subscription survives the reconnect.
     backend
         .visit(|session| {

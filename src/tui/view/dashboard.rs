@@ -27,41 +27,40 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
 
     let charger = match &state.link {
-        Link::Connected {
-            identity, since, ..
-        } => {
+        Link::Connected { charger, since, .. } => {
+            let identity = &charger.identity;
             let extra = match (state.now, since) {
                 (Some(now), Some(since)) => now.saturating_duration_since(*since),
                 _ => std::time::Duration::ZERO,
             };
-            let inactive = identity
+            let inactive = charger
                 .inactive_version
                 .clone()
                 .unwrap_or_else(|| "empty".into());
             vec![
                 field(t, "Vendor", identity.vendor.clone(), Style::new()),
                 field(t, "Model", identity.model.clone(), Style::new()),
-                field(t, "Serial", identity.serial.clone(), Style::new()),
+                field(t, "Serial", identity.serial_number.clone(), Style::new()),
                 field(t, "Firmware", identity.firmware_version.clone(), t.title()),
                 field(
                     t,
                     "Slot",
                     format!(
                         "{} active (other: {inactive})",
-                        identity.active_slot.as_str()
+                        charger.active_slot.as_str()
                     ),
                     Style::new(),
                 ),
                 field(
                     t,
                     "Uptime",
-                    human_duration(identity.uptime + extra),
+                    human_duration(charger.uptime + extra),
                     Style::new(),
                 ),
                 field(
                     t,
                     "Kind",
-                    if identity.emulated {
+                    if charger.emulated {
                         "emulated"
                     } else {
                         "hardware"

@@ -54,7 +54,7 @@ fn render_tabs(state: &State, frame: &mut Frame, area: Rect) {
     let (mark, text, style) = match &state.link {
         Link::Idle => ("○", "offline".to_string(), t.dim()),
         Link::Connecting(_) => ("◌", "connecting".to_string(), t.warn()),
-        Link::Connected { identity, .. } => ("●", identity.serial.clone(), t.ok()),
+        Link::Connected { charger, .. } => ("●", charger.identity.serial_number.clone(), t.ok()),
         Link::Lost { .. } => ("✕", "link lost".to_string(), t.error()),
     };
     let left = Line::from(spans);

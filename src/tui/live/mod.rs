@@ -22,6 +22,7 @@
 
 mod apply;
 mod emulator;
+pub use emulator::feed_fleet;
 mod flash;
 mod link;
 mod session;

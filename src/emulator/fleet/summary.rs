@@ -24,6 +24,11 @@ fn histogram() -> Histogram<u64> {
     }
 }
 
+/// A histogram's lock; a panicked holder leaves counts that are still usable.
+fn lock(m: &Mutex<Histogram<u64>>) -> std::sync::MutexGuard<'_, Histogram<u64>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Counters shared by every charge point of a fleet.
 pub struct FleetStats {
     started_at: Instant,
@@ -189,8 +194,8 @@ impl FleetStats {
                 started: self.sessions_started.load(Relaxed),
                 completed: self.sessions_done.load(Relaxed),
             },
-            boot_ms: Percentiles::of(&crate::sync::lock(&self.boot)),
-            call_ms: Percentiles::of(&crate::sync::lock(&self.call)),
+            boot_ms: Percentiles::of(&lock(&self.boot)),
+            call_ms: Percentiles::of(&lock(&self.call)),
             elapsed_s: self.started_at.elapsed().as_secs_f64(),
             all_booted_s: (all_booted > 0).then(|| all_booted as f64 / 1e6),
         }
@@ -300,7 +305,7 @@ impl Probe for CpProbe {
                         let from = self.boot_from_us.swap(0, Relaxed);
                         if from > 0 {
                             let us = self.now_us().saturating_sub(from).max(1);
-                            crate::sync::lock(&f.boot).saturating_record(us);
+                            lock(&f.boot).saturating_record(us);
                         }
                         let booted = f.booted.load(Relaxed);
                         if booted >= 0 && booted as u64 == f.count {
@@ -352,7 +357,7 @@ impl Probe for CpProbe {
         match outcome {
             CallOutcome::Result => {
                 let us = (elapsed.as_micros() as u64).max(1);
-                crate::sync::lock(&f.call).saturating_record(us);
+                lock(&f.call).saturating_record(us);
             }
             CallOutcome::Error => {
                 f.call_errors.fetch_add(1, Relaxed);

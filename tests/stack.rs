@@ -1206,3 +1206,156 @@ async fn a_transaction_started_offline_is_delivered_first_after_the_reconnect() 
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
+
+// ----- 10. Release-note fidelity -------------------------------------------------------------
+
+/// The StatusNotification of each connector in `calls`, by connector id.
+fn status_of(calls: &[(String, Value)], connector: u64) -> Value {
+    calls
+        .iter()
+        .find(|(a, p)| a == "StatusNotification" && p["connectorId"] == connector)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("no StatusNotification for connector {connector}: {calls:?}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_changed_before_the_csms_was_reachable_carries_the_time_the_charger_came_online() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let emu = emulator(dir.path(), &format!("ws://{addr}"), "CPU").await;
+    // Nothing listens: the charger boots offline and the cable goes in 5 s later.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    emu.act(HwEvent::Plug).await;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let csms = sandbox(SandboxOptions {
+        listen: addr,
+        ..policy(RegistrationStatus::Accepted, 3600)
+    })
+    .await;
+    csms.wait_for_connection("CPU", WAIT)
+        .await
+        .expect("connected");
+    let online = Instant::now();
+    wait_call_from(&csms, "CPU", "StatusNotification", 0, |p| {
+        p["connectorId"] == 1
+    })
+    .await;
+    let calls = cp_calls_from(&csms, "CPU", 0);
+    let (charger, socket) = (status_of(&calls, 0), status_of(&calls, 1));
+    assert_eq!(charger["status"], "Available");
+    assert_eq!(socket["status"], "Preparing");
+    // Connector 0 has been Available since the boot; the socket's change, made while the
+    // charger had never been online, carries the time it came online, not the time of the plug.
+    assert_within(
+        "offline change stamped at the time the charger came online",
+        stamp_secs(&charger["timestamp"], &socket["timestamp"]),
+        secs_between(start, online) - 1.0,
+        secs_between(start, online) + 1.0,
+    );
+    assert_one_call_in_flight(&csms, "CPU");
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_changed_while_pending_carries_the_time_the_registration_was_accepted() {
+    let csms = sandbox(policy(RegistrationStatus::Pending, 30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let emu = emulator(dir.path(), &csms.url(), "CPW").await;
+    wait_call_from(&csms, "CPW", "BootNotification", 0, |_| true).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    emu.act(HwEvent::Plug).await;
+    csms.update_policy(|p| p.boot_status = RegistrationStatus::Accepted);
+    // Both connectors are reported once the second BootNotification is Accepted.
+    booted(&csms, "CPW", 0).await;
+    let accepted = Instant::now();
+    assert!(
+        secs_between(start, accepted) >= 30.0,
+        "accepted at the second BootNotification"
+    );
+    let calls = cp_calls_from(&csms, "CPW", 0);
+    let (charger, socket) = (status_of(&calls, 0), status_of(&calls, 1));
+    assert_eq!(socket["status"], "Preparing");
+    assert_within(
+        "change while Pending stamped at the acceptance",
+        stamp_secs(&charger["timestamp"], &socket["timestamp"]),
+        secs_between(start, accepted) - 1.0,
+        secs_between(start, accepted) + 1.0,
+    );
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_status_held_for_minimum_status_duration_is_not_queued_when_it_ends_offline() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPE").await;
+    let mut events = emu.handle.subscribe();
+    booted(&csms, "CPE", 0).await;
+    assert_eq!(
+        change_key(&csms, "CPE", "MinimumStatusDuration", "10").await,
+        "Accepted"
+    );
+    let c = csms.cursor();
+    emu.act(HwEvent::Fault {
+        error_code: "GroundFailure".into(),
+        info: None,
+    })
+    .await;
+    // The connection goes 2 s later, before the 10 s are up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    emu.act(HwEvent::NetworkLost).await;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Event::Connection {
+                state: ConnectionState::Disconnected,
+                ..
+            }) = events.recv().await
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the charger sees the connection go");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let back = csms.cursor();
+    emu.act(HwEvent::NetworkRestored).await;
+    csms.wait_for_from(
+        back,
+        |e| matches!(&e.kind, EventKind::Connected { cp_id, .. } if cp_id == "CPE"),
+        WAIT,
+    )
+    .await
+    .expect("reconnected");
+    // After the reconnect the charger is heard from again (a Heartbeat asked for by the CSMS
+    // goes through the same queue), and no Faulted status was queued while offline.
+    let answer = csms
+        .call(
+            "CPE",
+            "TriggerMessage",
+            json!({"requestedMessage": "Heartbeat"}),
+        )
+        .await
+        .expect("answered after the reconnect");
+    assert_eq!(answer["status"], "Accepted");
+    wait_call_from(&csms, "CPE", "Heartbeat", back, |_| true).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let statuses: Vec<Value> = cp_calls_from(&csms, "CPE", c)
+        .into_iter()
+        .filter(|(a, _)| a == "StatusNotification")
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        statuses.iter().all(|p| p["status"] != "Faulted"),
+        "an error status whose MinimumStatusDuration ended offline was sent: {statuses:?}"
+    );
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}

@@ -1359,3 +1359,105 @@ async fn an_error_status_held_for_minimum_status_duration_is_not_queued_when_it_
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
+
+/// A RemoteStartTransaction for CARD-R carrying `profile`, answered with this status.
+async fn remote_start_with(
+    csms: &chargectl::csms::SandboxHandle,
+    cp: &str,
+    profile: Value,
+) -> String {
+    let answer = csms
+        .call(
+            cp,
+            "RemoteStartTransaction",
+            json!({"connectorId": 1, "idTag": "CARD-R", "chargingProfile": profile}),
+        )
+        .await
+        .expect("RemoteStartTransaction answered");
+    answer["status"].as_str().unwrap_or_default().to_string()
+}
+
+fn tx_profile(unit: &str, kind: &str, start_schedule: Option<&str>) -> Value {
+    let mut schedule = json!({
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]
+    });
+    if let Some(s) = start_schedule {
+        schedule["startSchedule"] = json!(s);
+    }
+    let mut p = json!({
+        "chargingProfileId": 40,
+        "stackLevel": 1,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": kind,
+        "chargingSchedule": schedule
+    });
+    if kind == "Recurring" {
+        p["recurrencyKind"] = json!("Daily");
+    }
+    p
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_start_whose_profile_cannot_be_applied_is_rejected_and_starts_nothing() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPS").await;
+    booted(&csms, "CPS", 0).await;
+    emu.act(HwEvent::Plug).await;
+    let mut default_profile = tx_profile("A", "Absolute", None);
+    default_profile["chargingProfilePurpose"] = json!("TxDefaultProfile");
+    let mut too_high = tx_profile("A", "Absolute", None);
+    too_high["stackLevel"] = json!(9);
+    for (why, profile) in [
+        ("in W", tx_profile("W", "Absolute", None)),
+        (
+            "recurring without startSchedule",
+            tx_profile("A", "Recurring", None),
+        ),
+        ("not a TxProfile", default_profile),
+        ("above ChargeProfileMaxStackLevel", too_high),
+    ] {
+        assert_eq!(
+            remote_start_with(&csms, "CPS", profile).await,
+            "Rejected",
+            "{why}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let calls = cp_calls_from(&csms, "CPS", 0);
+    assert!(
+        !actions(&calls).contains(&"StartTransaction"),
+        "a rejected remote start started a session: {:?}",
+        actions(&calls)
+    );
+    let log = emu.logbook.history();
+    assert!(
+        log.iter()
+            .any(|r| r.message.contains("RemoteStartTransaction rejected")
+                && r.message.contains("needs startSchedule")),
+        "the refusal is in the charger's log"
+    );
+    // A profile the charger can apply starts the session and limits it.
+    let now = emu.logbook.history().last().expect("a log line").time;
+    let now = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let good = tx_profile("A", "Recurring", Some(&now));
+    assert_eq!(remote_start_with(&csms, "CPS", good).await, "Accepted");
+    let (start, _) = wait_call_from(&csms, "CPS", "StartTransaction", 0, |_| true).await;
+    assert_eq!(start["idTag"], "CARD-R");
+    let composite = csms
+        .call(
+            "CPS",
+            "GetCompositeSchedule",
+            json!({"connectorId": 1, "duration": 60}),
+        )
+        .await
+        .expect("GetCompositeSchedule answered");
+    assert_eq!(composite["status"], "Accepted");
+    assert_eq!(
+        composite["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"],
+        10.0
+    );
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}

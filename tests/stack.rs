@@ -1461,3 +1461,60 @@ async fn a_remote_start_whose_profile_cannot_be_applied_is_rejected_and_starts_n
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_timestamp_with_another_offset_is_understood_and_logged_as_a_warning() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPT").await;
+    booted(&csms, "CPT", 0).await;
+    // The charger's own clock: the time of its latest log line.
+    let now = emu.logbook.history().last().expect("a log line").time;
+    let expiry = (now + chrono::Duration::seconds(60))
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap())
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    assert!(expiry.ends_with("+02:00"), "{expiry}");
+    let c = csms.cursor();
+    let answer = csms
+        .call(
+            "CPT",
+            "ReserveNow",
+            json!({"connectorId": 1, "expiryDate": expiry, "idTag": "CARD-1", "reservationId": 5}),
+        )
+        .await
+        .expect("ReserveNow answered");
+    assert_eq!(answer["status"], "Accepted");
+    let (reserved, c) = wait_call_from(&csms, "CPT", "StatusNotification", c, |p| {
+        p["connectorId"] == 1
+    })
+    .await;
+    assert_eq!(reserved["status"], "Reserved");
+    // Read as the UTC instant it names: the reservation ends 60 s later, not 2 h off.
+    let t0 = Instant::now();
+    let (available, _) = wait_call_from(&csms, "CPT", "StatusNotification", c, |p| {
+        p["connectorId"] == 1
+    })
+    .await;
+    assert_eq!(available["status"], "Available");
+    assert_within(
+        "reservation expiry",
+        secs_between(t0, Instant::now()),
+        58.0,
+        62.0,
+    );
+    let warning = emu
+        .logbook
+        .history()
+        .into_iter()
+        .find(|r| r.message.contains("not UTC"))
+        .expect("a warning in the charger's log");
+    assert_eq!(warning.level, chargectl::stack::logbook::Level::Warn);
+    assert!(
+        warning.message.contains("ReserveNow: expiryDate"),
+        "{}",
+        warning.message
+    );
+    assert!(warning.message.contains("+02:00"), "{}", warning.message);
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}

@@ -36,6 +36,7 @@ mod metering;
 mod outbox;
 mod registration;
 mod reservations;
+mod timestamps;
 mod transactions;
 mod trigger;
 

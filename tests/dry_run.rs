@@ -360,7 +360,7 @@ async fn every_request_the_real_charger_refuses_is_a_finding_with_its_release_no
                 "Energy.Active.Import.Register,Power.Active.Import",
             ),
             ("SecurityProfile", "2"),
-            ("ClockAlignedDataInterval", "90000"),
+            ("ClockAlignedDataInterval", "5000000"),
             ("HeartbeatInterval", "5"),
             ("AuthorizationKey", "00112233445566778899aabbccddeeff"),
         ] {

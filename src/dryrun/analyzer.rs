@@ -120,6 +120,10 @@ impl Observation {
     }
 }
 
+/// The emulated charger's upper bound of ClockAlignedDataInterval, the lower of the two the
+/// release notes give.
+const CLOCK_ALIGNED_EMULATED_MAX: u64 = 4_294_967;
+
 /// Why a connection attempt failed, from the error text the stack reports. The one place that
 /// reads that text: switch it over to a typed failure kind when the stack reports one.
 pub fn connect_failure_kind(detail: &str) -> ConnectFailure {
@@ -805,7 +809,8 @@ impl Analyzer {
                             None,
                         );
                     }
-                    if key == "ClockAlignedDataInterval" && n > 86_400 {
+                    // Where the two release notes disagree (0..=4294967 or 0..=UINT32_T).
+                    if key == "ClockAlignedDataInterval" && n > CLOCK_ALIGNED_EMULATED_MAX {
                         self.record(Rule::ClockAlignedUpperBound { value: n }, Some(req), None);
                     }
                 }

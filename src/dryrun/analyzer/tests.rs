@@ -641,6 +641,13 @@ fn heartbeat_intervals_out_of_range_from_boot_or_configuration() {
         "3",
         "ChangeConfiguration",
         json!({"key": "ClockAlignedDataInterval", "value": "172800"}),
+        json!({"status": "Accepted"}),
+    );
+    // Only above 4294967 s do the two release notes disagree.
+    r.exchange(
+        "4",
+        "ChangeConfiguration",
+        json!({"key": "ClockAlignedDataInterval", "value": "5000000"}),
         json!({"status": "Rejected"}),
     );
     let f = r.end();
@@ -673,6 +680,7 @@ fn heartbeat_intervals_out_of_range_from_boot_or_configuration() {
         "Meter value intervals can be set to any number between 0 and UINT32_T. It has been tested with short intervals and no issue has been observed with 1-second intervals, but this has not been tested with high load or poor network connectivity. Some measurands are sampled at close to 1-second intervals and the meter value may therefore be up to approximately 1 second old when sent with OCPP.",
     );
     assert!(clock.charger.contains("disagree"));
+    assert!(clock.title.contains("5000000 s"), "{}", clock.title);
 }
 
 #[test]

@@ -165,6 +165,19 @@ async fn the_sandbox_csms_comes_out_of_the_default_scenario_clean() {
     assert_eq!(steps.len(), report.scenario.steps);
     assert!(steps.iter().any(|s| s.starts_with("csms_outage")));
     assert!(updates.iter().any(|u| matches!(u, Update::Progress(_))));
+    // Every frame goes to the live trace as it happens, the BootNotification first.
+    let frames: Vec<&Value> = updates
+        .iter()
+        .filter_map(|u| match u {
+            Update::Frame(f) => Some(&f.frame),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames[0][2], "BootNotification", "{:?}", frames[0]);
+    assert_eq!(
+        frames.len() as u64,
+        report.messages.sent + report.messages.received
+    );
     let area = |a: Area| {
         report
             .verdicts

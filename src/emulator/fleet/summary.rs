@@ -381,6 +381,8 @@ mod tests {
             state,
             url: None,
             detail: None,
+            failure: None,
+            http_status: None,
         }
     }
 

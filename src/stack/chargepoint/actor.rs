@@ -272,6 +272,7 @@ impl ChargePoint {
                 action,
                 payload,
             } => {
+                self.warn_not_utc(&action, &payload);
                 let reply = match CsmsCall::decode(&action, &payload) {
                     Ok(call) => match self.on_call(call).await {
                         Ok(payload) => Frame::CallResult { id, payload },
@@ -404,6 +405,9 @@ impl ChargePoint {
                 Err(_) => super::CallOutcome::Error,
             };
             probe.call(&f.action, f.sent.elapsed(), outcome);
+        }
+        if let Ok(payload) = &result {
+            self.warn_not_utc(&f.action, payload);
         }
         match (f.purpose, result) {
             (Purpose::Tx(seq), result) => self.on_tx_result(seq, result),

@@ -10,6 +10,7 @@
 //! | [`emulator`] | simulated hardware wired to the stack, a CSMS and a pseudo-terminal service port |
 //! | [`csms`] | the sandbox CSMS |
 //! | [`dryrun`] | commissioning dry runs: scenarios, findings, reports |
+//! | [`rlimit`] | the open-file limit, raised for thousands of connections |
 //! | [`storage`] | crash-safe files: atomic replace, private files, directory fsync |
 //! | [`sync`] | locks that survive a panicked holder |
 //! | [`tui`] | ratatui screens as thin views over application state |
@@ -24,6 +25,7 @@ pub mod link;
 pub mod logging;
 pub mod paths;
 pub mod provision;
+pub mod rlimit;
 pub mod stack;
 pub mod storage;
 pub mod sync;

@@ -60,15 +60,24 @@ const ALLOWED: &[(&str, Option<&[&str]>)] = &[
     ("firmware", Some(&["storage"])),
     ("storage", Some(&[])),
     ("sync", Some(&[])),
+    // The process's open-file limit, raised by whatever holds thousands of connections.
+    ("rlimit", Some(&[])),
     // Provisioning workflows run over the link against the stack's configuration.
     ("provision", Some(&["stack", "link", "firmware", "storage"])),
     // The emulated charger wires the stack to simulated hardware and a service port.
     (
         "emulator",
-        Some(&["stack", "link", "firmware", "provision", "storage"]),
+        Some(&[
+            "stack",
+            "link",
+            "firmware",
+            "provision",
+            "storage",
+            "rlimit",
+        ]),
     ),
     // The sandbox CSMS speaks OCPP with the stack's messages and nothing else.
-    ("csms", Some(&["stack"])),
+    ("csms", Some(&["stack", "rlimit"])),
     // The commissioning dry run drives an emulated charger against a CSMS (the sandbox when none
     // is given) and analyses what it saw.
     (

@@ -122,6 +122,8 @@ async fn start_charger(url: &str, id: &str) -> Charger {
         },
         firmware: None,
         event_capacity: chargepoint::EVENTS_SINGLE,
+        journal: Default::default(),
+        probe: None,
     };
     let (handle, task) = chargepoint::spawn(opts, hw.clone(), move |_| identity.clone());
     let sent = Arc::new(Mutex::new(Vec::new()));

@@ -1949,3 +1949,71 @@ fn snapshot_help_overlay() {
     press(&mut s, "?");
     insta::assert_snapshot!("help", render(&s).backend());
 }
+
+fn fleet_summary(
+    elapsed_s: f64,
+    booted: u64,
+    messages: u64,
+) -> chargectl::emulator::fleet::Summary {
+    use chargectl::emulator::fleet::{Messages, Percentiles, Summary};
+    Summary {
+        count: 200,
+        started: 200,
+        connected: 200,
+        booted,
+        charging: 37,
+        messages: Messages {
+            sent: messages,
+            received: messages,
+        },
+        boot_ms: Percentiles {
+            count: booted,
+            p50: 12.1,
+            p90: 31.0,
+            p99: 48.2,
+            max: 60.3,
+        },
+        call_ms: Percentiles {
+            count: messages,
+            p50: 1.2,
+            p90: 2.9,
+            p99: 7.7,
+            max: 20.1,
+        },
+        elapsed_s,
+        all_booted_s: (booted == 200).then_some(1.84),
+        ..Summary::default()
+    }
+}
+
+#[test]
+fn fleet_summaries_give_the_message_rate_between_two() {
+    let mut s = dashboard_state();
+    assert!(s.fleet.is_none());
+    update(&mut s, Msg::Fleet(fleet_summary(1.0, 150, 400)));
+    assert_eq!(s.fleet.as_ref().unwrap().messages_per_s, 0.0);
+    update(&mut s, Msg::Fleet(fleet_summary(2.0, 200, 700)));
+    let f = s.fleet.as_ref().unwrap();
+    assert_eq!(f.summary.booted, 200);
+    assert!(
+        (f.messages_per_s - 600.0).abs() < 1e-9,
+        "{}",
+        f.messages_per_s
+    );
+}
+
+#[test]
+fn snapshot_emulator_fleet() {
+    let mut s = dashboard_state();
+    press(&mut s, "6");
+    update(&mut s, Msg::Fleet(fleet_summary(11.0, 200, 4000)));
+    update(&mut s, Msg::Fleet(fleet_summary(12.0, 200, 4210)));
+    let terminal = render(&s);
+    assert!(
+        find(&terminal, "200 booted of 200").is_some(),
+        "{}",
+        screen_text(&terminal)
+    );
+    assert!(find(&terminal, "420/s").is_some());
+    insta::assert_snapshot!("emulator_fleet", terminal.backend());
+}

@@ -234,9 +234,32 @@ pub struct EmulateArgs {
     /// Fraction of bytes the emulated service port corrupts (fault injection), such as 0.001.
     #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = fraction)]
     pub serial_flip_rate: f64,
-    /// Number of emulated chargers (ids get a -N suffix when more than one).
+    /// Number of emulated chargers. Above 1 this runs a fleet: N complete charge points in one
+    /// process, each with its own state directory under --state-dir, ids from --id-template, a
+    /// live summary instead of per-charger events.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_COUNT))]
     pub count: u32,
+    /// Fleet: charge point ids, with {n} the number from 1 to N, optionally zero-padded
+    /// ({n:04}); default: the --id followed by -{n}, else CHARGECTL-EMU-{n}.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub id_template: Option<String>,
+    /// Fleet: start this many charge points per second (default: all at once, a boot storm).
+    #[arg(long, value_name = "PER_SECOND", value_parser = positive_rate)]
+    pub ramp: Option<f64>,
+    /// Fleet: start random charging sessions at this rate per second across the fleet (plug,
+    /// card, charge at a random demand for 30 s to 5 min, unplug).
+    #[arg(long, value_name = "RATE", value_parser = positive_rate)]
+    pub sessions: Option<f64>,
+    /// Fleet: seed of the random sessions, to repeat a run (default: a random seed, shown).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Fleet: run only the K-th of M slices of the ids 1 to N (K from 1 to M), so M processes,
+    /// on one host or many, share one fleet without a coordinator.
+    #[arg(long, value_name = "K/M", value_parser = shard)]
+    pub shard: Option<crate::emulator::fleet::Shard>,
+    /// Fleet: stream every event of this one charge point (id) as well as the summary.
+    #[arg(long, value_name = "CP_ID")]
+    pub trace: Option<String>,
     /// Run without the TUI: hardware actions as JSON Lines on stdin, events on stdout.
     #[arg(long)]
     pub headless: bool,
@@ -343,8 +366,19 @@ pub struct DryRunArgs {
 
 // ----- value parsers: every numeric flag is range-checked here, with a clear error ----------
 
-/// The most emulated chargers one command starts.
-pub const MAX_COUNT: i64 = 10_000;
+/// The most emulated chargers in one fleet (all its shards together).
+pub const MAX_COUNT: i64 = 1_000_000;
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("'{s}' is not a positive number (per second)")),
+    }
+}
+
+fn shard(s: &str) -> Result<crate::emulator::fleet::Shard, String> {
+    s.parse()
+}
 
 /// Serial line rates accepted (bits per second).
 pub const BAUD_RATES: std::ops::RangeInclusive<i64> = 50..=12_000_000;

@@ -17,12 +17,11 @@
 //! listen backlog, and the open-file limit raised by [`raise_open_file_limit`].
 
 mod events;
-mod limits;
 mod policy;
 mod server;
 
+pub use crate::rlimit::{OpenFileLimit, RESERVED_DESCRIPTORS, raise_open_file_limit};
 pub use events::{BasicAuthSeen, CsmsEvent, Direction, EventKind, WaitTimeout};
-pub use limits::{OpenFileLimit, RESERVED_DESCRIPTORS, raise_open_file_limit};
 pub use policy::{
     AuthorizationStatus, IdTagInfo, Policy, RegistrationStatus, Reply, TransactionIds, answer,
     reply,

@@ -53,6 +53,9 @@ struct State {
 pub struct SimHardware {
     state: Mutex<State>,
     file: Option<PathBuf>,
+    /// fsync the meter file on every write (one charger); a fleet's chargers only replace it
+    /// atomically, which a killed process cannot tear either.
+    durable: bool,
 }
 
 impl SimHardware {
@@ -80,6 +83,17 @@ impl SimHardware {
                 last_persist_wh: saved.energy_wh,
             }),
             file,
+            durable: true,
+        }
+    }
+
+    /// Like [`SimHardware::open`] for a charger of a fleet: the meter file is replaced
+    /// atomically but without waiting for the disk (a killed process cannot tear it; an
+    /// operating system crash may lose the last change of the simulated meter).
+    pub fn open_lazy(state_dir: &Path) -> SimHardware {
+        SimHardware {
+            durable: false,
+            ..SimHardware::open(Some(state_dir))
         }
     }
 
@@ -125,7 +139,12 @@ impl SimHardware {
                 ev_demand_a: s.ev_demand_a,
             };
             if let Ok(bytes) = serde_json::to_vec(&doc) {
-                if let Err(e) = storage::write_atomic(f, &bytes) {
+                let written = if self.durable {
+                    storage::write_atomic(f, &bytes)
+                } else {
+                    replace_quickly(f, &bytes)
+                };
+                if let Err(e) = written {
                     tracing::warn!("cannot persist the meter register: {e}");
                 } else {
                     s.last_persist_wh = s.energy_wh;
@@ -164,6 +183,15 @@ impl SimHardware {
         Self::integrate(&mut s);
         self.persist(&mut s);
     }
+}
+
+/// Writes `bytes` beside `path` and renames it over `path`, without fsync.
+fn replace_quickly(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 impl Hardware for SimHardware {

@@ -1,6 +1,7 @@
 //! Emulation mode: the charger's complete stack with simulated hardware, connected to a CSMS
 //! (the operator's, or the embedded sandbox) and optionally to a pseudo-terminal service port.
 
+pub mod fleet;
 pub mod hardware;
 pub mod headless;
 pub mod service_port;
@@ -16,6 +17,7 @@ use crate::stack::clock::{SharedClock, TokioClock};
 use crate::stack::config::Configuration;
 use crate::stack::connection::Backoff;
 use crate::stack::hardware::HwEvent;
+use crate::stack::journal::Durability;
 use crate::stack::logbook::LogBook;
 use crate::storage;
 
@@ -46,6 +48,47 @@ pub struct BootSettings {
     pub meter_start_wh: Option<f64>,
 }
 
+/// How an emulated charger runs: alone and watched event by event, or as one of a fleet that
+/// shares what can be shared and keeps per charge point only what must differ.
+#[derive(Clone)]
+pub struct Scale {
+    /// Slots of the charge point's observer event channel.
+    pub event_capacity: usize,
+    /// Records the charger's own log keeps, and slots of its live channel.
+    pub log_capacity: usize,
+    pub log_channel: usize,
+    /// How the transaction journal's records become durable.
+    pub journal: Durability,
+    /// Counters fed by the charge point as things happen.
+    pub probe: Option<Arc<dyn chargepoint::Probe>>,
+    /// Whether the simulated hardware fsyncs its meter file on every change (a fleet writes it
+    /// atomically without waiting for the disk; the meter is the simulation's, not the stack's).
+    pub durable_hardware: bool,
+    /// Trusted firmware keys, shared by every charger of a fleet (None: from the settings).
+    pub trusted_keys: Option<Arc<Vec<crate::firmware::VerifyingKey>>>,
+}
+
+impl Scale {
+    /// One charger, every event and log line kept for a person or a test to see.
+    pub fn single() -> Scale {
+        Scale {
+            event_capacity: chargepoint::EVENTS_SINGLE,
+            log_capacity: 10_000,
+            log_channel: 4096,
+            journal: Durability::PerRecord,
+            probe: None,
+            durable_hardware: true,
+            trusted_keys: None,
+        }
+    }
+}
+
+impl Default for Scale {
+    fn default() -> Self {
+        Scale::single()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct IdentityFile {
     serial_number: String,
@@ -69,6 +112,12 @@ pub struct Emulator {
 impl Emulator {
     /// Prepares the state directory, applies `settings`, and boots the charger.
     pub async fn start(state_dir: &Path, settings: &BootSettings) -> anyhow::Result<Emulator> {
+        Self::start_scaled(state_dir, settings, &Scale::single()).await
+    }
+
+    /// Prepares the state directory with `settings` (configuration, identity, meter register):
+    /// what [`Emulator::start`] does before it boots, done ahead for a fleet.
+    pub fn prepare(state_dir: &Path, settings: &BootSettings) -> anyhow::Result<String> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         apply_settings(state_dir, settings)?;
@@ -76,10 +125,36 @@ impl Emulator {
             SimHardware::write_register(state_dir, wh)
                 .with_context(|| format!("setting the meter register to {wh} Wh"))?;
         }
-        let serial_number = load_or_make_serial(state_dir)?;
+        load_or_make_serial(state_dir)
+    }
+
+    /// [`Emulator::start`] at a given [`Scale`].
+    pub async fn start_scaled(
+        state_dir: &Path,
+        settings: &BootSettings,
+        scale: &Scale,
+    ) -> anyhow::Result<Emulator> {
+        let serial_number = Self::prepare(state_dir, settings)?;
+        let mut scale = scale.clone();
+        if scale.trusted_keys.is_none() {
+            scale.trusted_keys = Some(Arc::new(settings.trusted_keys.clone()));
+        }
+        Self::boot_prepared(state_dir, serial_number, &scale)
+    }
+
+    /// Boots a charger whose state directory [`Emulator::prepare`] made ready.
+    pub fn boot_prepared(
+        state_dir: &Path,
+        serial_number: String,
+        scale: &Scale,
+    ) -> anyhow::Result<Emulator> {
         let clock: SharedClock = Arc::new(TokioClock::new());
-        let logbook = LogBook::new(10_000, clock.clone());
-        let hardware = Arc::new(SimHardware::open(Some(state_dir)));
+        let logbook = LogBook::with_channel(scale.log_capacity, scale.log_channel, clock.clone());
+        let hardware = Arc::new(if scale.durable_hardware {
+            SimHardware::open(Some(state_dir))
+        } else {
+            SimHardware::open_lazy(state_dir)
+        });
         let mut slots = crate::firmware::Slots::open(&state_dir.join("slots"), FACTORY_FIRMWARE)
             .with_context(|| format!("opening firmware slots in {}", state_dir.display()))?;
         let outcome = slots.boot().context("booting the firmware slots")?;
@@ -91,7 +166,7 @@ impl Emulator {
             firmware_version: slots.active_version(),
         };
         let slots = Arc::new(std::sync::Mutex::new(slots));
-        let trusted_keys = Arc::new(settings.trusted_keys.clone());
+        let trusted_keys = scale.trusted_keys.clone().unwrap_or_default();
         let opts = chargepoint::Options {
             identity: identity.clone(),
             state_dir: state_dir.to_path_buf(),
@@ -103,7 +178,9 @@ impl Emulator {
                 slots: slots.clone(),
                 trusted_keys: trusted_keys.clone(),
             }),
-            event_capacity: chargepoint::EVENTS_SINGLE,
+            event_capacity: scale.event_capacity,
+            journal: scale.journal.clone(),
+            probe: scale.probe.clone(),
         };
         let mut reboot_identity = identity.clone();
         let reboot_slots = slots.clone();

@@ -9,6 +9,14 @@
 //! mid-write) fails its CRC and is cut off at open; everything before it is intact. When most
 //! records are obsolete the journal is compacted into a new file that replaces the old one
 //! atomically.
+//!
+//! Durability ([`Durability`]): one charger fsyncs each record before the call that appended it
+//! returns. A fleet of charge points in one process shares a [`Committer`] instead (group
+//! commit): a record is written at once and made durable with the others of the same short
+//! window by one flush; [`Journal::sync`] waits for that flush, and the charge point calls it
+//! before it sends anything, so a record is still durable before the message built from it
+//! (or any later message) leaves. A journal in group mode does not keep its file open between
+//! appends (a fleet of 10,000 would otherwise hold 10,000 descriptors).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,6 +26,20 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use crate::storage;
+
+mod commit;
+pub use commit::{CommitStats, Committer, Ticket, WINDOW};
+
+/// How a journal's records become durable.
+#[derive(Debug, Clone, Default)]
+pub enum Durability {
+    /// fsync each record before the call that appended it returns (one charger).
+    #[default]
+    PerRecord,
+    /// Records are made durable by a committer shared with other journals (a fleet); wait for
+    /// it with [`Journal::sync`].
+    Group(Committer),
+}
 
 pub const FILE_NAME: &str = "txqueue.journal";
 
@@ -70,10 +92,14 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The journal. All mutations are durable when they return `Ok`.
+/// The journal. With [`Durability::PerRecord`] all mutations are durable when they return
+/// `Ok`; with [`Durability::Group`] when [`Journal::sync`] returns `Ok` after them.
 pub struct Journal {
     path: PathBuf,
     file: Option<File>,
+    durability: Durability,
+    /// The commit that makes the last group-mode append durable, until [`Journal::sync`].
+    unsynced: Option<Ticket>,
     queue: VecDeque<Entry>,
     txids: BTreeMap<u64, i64>,
     next_seq: u64,
@@ -87,8 +113,13 @@ pub struct Journal {
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir`, replaying it.
+    /// Opens (or creates) the journal in `dir`, replaying it; each record fsynced on append.
     pub fn open(dir: &Path) -> Result<Journal> {
+        Self::open_with(dir, Durability::PerRecord)
+    }
+
+    /// Opens (or creates) the journal in `dir`, replaying it, with the given durability.
+    pub fn open_with(dir: &Path, durability: Durability) -> Result<Journal> {
         let path = dir.join(FILE_NAME);
         let io_err = |source| Error::Io {
             path: path.clone(),
@@ -98,6 +129,8 @@ impl Journal {
         let mut j = Journal {
             path: path.clone(),
             file: None,
+            durability,
+            unsynced: None,
             queue: VecDeque::new(),
             txids: BTreeMap::new(),
             next_seq: 1,
@@ -137,12 +170,14 @@ impl Journal {
                 f.sync_all().map_err(io_err)?;
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err)?;
-        j.file = Some(file);
+        if let Durability::PerRecord = j.durability {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err)?;
+            j.file = Some(file);
+        }
         if j.obsolete > 256 && j.obsolete > j.queue.len() * 4 {
             j.compact()?;
         }
@@ -193,6 +228,18 @@ impl Journal {
             path: path.clone(),
             source,
         };
+        if let Durability::Group(committer) = &self.durability {
+            // Written now (a killed process loses nothing the kernel has), durable with the
+            // next group commit.
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(&io_err)?;
+            file.write_all(&line).map_err(&io_err)?;
+            self.unsynced = Some(committer.appended(path));
+            return Ok(());
+        }
         let file = match self.file.as_mut() {
             Some(f) => f,
             None => {
@@ -201,6 +248,25 @@ impl Journal {
         };
         file.write_all(&line).map_err(&io_err)?;
         file.sync_data().map_err(io_err)
+    }
+
+    /// Waits until every record appended so far is durable (group mode: the commit covering
+    /// the last one; per-record mode: they already are).
+    pub async fn sync(&mut self) -> Result<()> {
+        let (Some(ticket), Durability::Group(committer)) = (self.unsynced, &self.durability) else {
+            return Ok(());
+        };
+        let outcome = committer.durable(ticket).await;
+        self.unsynced = None;
+        outcome.map_err(|why| Error::Io {
+            path: self.path.clone(),
+            source: io::Error::other(why),
+        })
+    }
+
+    /// Whether records appended in group mode still wait for their commit.
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced.is_some()
     }
 
     /// Allocates the charger's number for a new transaction (durable).
@@ -310,13 +376,18 @@ impl Journal {
             path: path.clone(),
             source,
         })?;
+        self.obsolete = 0;
+        if let Durability::Group(_) = self.durability {
+            // The new file is durable already and holds every record written before it.
+            self.unsynced = None;
+            return Ok(());
+        }
         self.file = Some(
             OpenOptions::new()
                 .append(true)
                 .open(&path)
                 .map_err(|source| Error::Io { path, source })?,
         );
-        self.obsolete = 0;
         Ok(())
     }
 }
@@ -396,6 +467,39 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let j = Journal::open(dir.path()).unwrap();
         assert_eq!(j.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn group_commit_covers_many_journals_with_few_flushes_and_keeps_no_file_open() {
+        let root = tempfile::tempdir().unwrap();
+        let committer = Committer::start(root.path(), WINDOW);
+        let mut journals: Vec<Journal> = (0..20)
+            .map(|i| {
+                Journal::open_with(
+                    &root.path().join(format!("cp{i}")),
+                    Durability::Group(committer.clone()),
+                )
+                .unwrap()
+            })
+            .collect();
+        for (i, j) in journals.iter_mut().enumerate() {
+            assert!(j.file.is_none(), "no descriptor held between appends");
+            let tx = j.new_local_tx().unwrap();
+            j.push("StartTransaction", json!({"i": i}), tx).unwrap();
+            assert!(j.has_unsynced());
+        }
+        for j in &mut journals {
+            j.sync().await.unwrap();
+            assert!(!j.has_unsynced());
+        }
+        let stats = committer.stats();
+        assert_eq!(stats.records, 40);
+        assert!(stats.commits < 40, "{stats:?}");
+        drop(journals);
+        for i in 0..20 {
+            let j = Journal::open(&root.path().join(format!("cp{i}"))).unwrap();
+            assert_eq!(j.front().unwrap().payload, json!({"i": i}));
+        }
     }
 
     #[test]

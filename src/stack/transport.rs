@@ -38,10 +38,18 @@ pub const MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// the peer's close, before it drops the connection.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 
+/// Bytes tungstenite reads from the socket at a time. OCPP messages are a few hundred bytes;
+/// a larger one is read in several chunks. tungstenite keeps (and zero-fills) a buffer of this
+/// size per connection, so its 128 KiB default would cost 128 KiB per charge point of a fleet.
+pub const READ_BUFFER_SIZE: usize = 4096;
+
 /// The WebSocket limits of every OCPP-J connection in this crate (the charger's and the sandbox
-/// CSMS's): messages and frames of at most [`MAX_MESSAGE_SIZE`].
+/// CSMS's): messages and frames of at most [`MAX_MESSAGE_SIZE`], a [`READ_BUFFER_SIZE`] read
+/// buffer, and each frame written at once (no write buffer kept between frames).
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_SIZE)
+        .write_buffer_size(0)
         .max_message_size(Some(MAX_MESSAGE_SIZE))
         .max_frame_size(Some(MAX_MESSAGE_SIZE))
 }
@@ -764,6 +772,8 @@ mod tests {
     #[test]
     fn the_shared_config_caps_messages_and_frames() {
         let c = websocket_config();
+        assert_eq!(c.read_buffer_size, READ_BUFFER_SIZE);
+        assert_eq!(c.write_buffer_size, 0);
         assert_eq!(c.max_message_size, Some(MAX_MESSAGE_SIZE));
         assert_eq!(c.max_frame_size, Some(MAX_MESSAGE_SIZE));
     }

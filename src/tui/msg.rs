@@ -347,6 +347,8 @@ pub enum Msg {
         frame: OcppFrame,
     },
     Status(ChargerStatus),
+    /// A fleet's counters, about once a second (emulated fleets only).
+    Fleet(crate::emulator::fleet::Summary),
     LogsExported {
         path: PathBuf,
         lines: usize,

@@ -939,6 +939,8 @@ pub struct State {
     pub firmware: FirmwareState,
     pub logs: LogState,
     pub trace: TraceState,
+    /// The emulated fleet's summary, when a fleet runs.
+    pub fleet: Option<FleetView>,
     /// The charging chart of the dashboard.
     pub history: ChargeHistory,
     pub dry_run: DryRunState,
@@ -947,6 +949,29 @@ pub struct State {
     /// An action waiting for its key to be pressed again (reboot, flash).
     pub confirm: Option<super::action::Action>,
     pub quit: bool,
+}
+
+/// What the emulator screen shows of a fleet: its latest summary and the message rate between
+/// the last two.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetView {
+    pub summary: crate::emulator::fleet::Summary,
+    /// OCPP messages per second (sent and received) since the previous summary.
+    pub messages_per_s: f64,
+}
+
+impl FleetView {
+    /// Takes a new summary; the rate comes from the one before.
+    pub fn update(&mut self, next: crate::emulator::fleet::Summary) {
+        let total = |s: &crate::emulator::fleet::Summary| s.messages.sent + s.messages.received;
+        let dt = next.elapsed_s - self.summary.elapsed_s;
+        self.messages_per_s = if dt > 0.0 && self.summary.elapsed_s > 0.0 {
+            total(&next).saturating_sub(total(&self.summary)) as f64 / dt
+        } else {
+            0.0
+        };
+        self.summary = next;
+    }
 }
 
 impl State {
@@ -968,6 +993,7 @@ impl State {
             firmware: FirmwareState::default(),
             logs: LogState::new(log_buffer_lines),
             trace: TraceState::default(),
+            fleet: None,
             history: ChargeHistory::default(),
             dry_run: DryRunState::default(),
             errors: VecDeque::new(),

@@ -225,6 +225,13 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.status = Some(s);
             vec![]
         }
+        Msg::Fleet(summary) => {
+            state
+                .fleet
+                .get_or_insert_with(Default::default)
+                .update(summary);
+            vec![]
+        }
         Msg::LogsExported { path, lines } => {
             notice(
                 state,

@@ -74,7 +74,7 @@ impl ChargePoint {
         let dir = &opts.state_dir;
         let config = Configuration::open(dir)
             .map_err(|e| anyhow::anyhow!("configuration in {}: {e}", dir.display()))?;
-        let transactions = Transactions::open(dir)?;
+        let transactions = Transactions::open(dir, opts.journal.clone())?;
         let (internal_tx, internal_rx) = mpsc::channel(32);
         let (ctl_tx, ctl_rx) = mpsc::channel(8);
         let (out_tx, out_rx) = mpsc::channel(256);
@@ -161,6 +161,10 @@ impl ChargePoint {
                     Exit::Shutdown => connection::Closing::Shutdown,
                     Exit::Reboot(_) => connection::Closing::Reboot,
                 };
+                if let Err(e) = self.transactions.journal.sync().await {
+                    self.log
+                        .error("tx", format!("transaction journal not durable: {e}"));
+                }
                 connection::shut_down(
                     self.conn_ctl,
                     self.conn_out,
@@ -216,11 +220,28 @@ impl ChargePoint {
     }
 
     async fn send_frame(&mut self, frame: Frame) {
-        self.emit(Event::Message {
-            direction: Direction::Sent,
-            frame: rpc::redact(&frame).to_value(),
-        });
+        // Journaled before sent: with a group commit, wait for the flush covering what this
+        // frame may depend on (a no-op when every record is durable already).
+        if let Err(e) = self.transactions.journal.sync().await {
+            self.log
+                .error("tx", format!("transaction journal not durable: {e}"));
+        }
+        self.frame_seen(Direction::Sent, || rpc::redact(&frame).to_value());
         let _ = self.conn_out.send(frame.to_text()).await;
+    }
+
+    /// Reports a frame to the probe, and as an event when someone listens (the event's JSON is
+    /// built only then).
+    fn frame_seen(&self, direction: Direction, frame: impl FnOnce() -> Value) {
+        if let Some(probe) = &self.opts.probe {
+            probe.frame(direction);
+        }
+        if self.events.receiver_count() > 0 {
+            self.emit(Event::Message {
+                direction,
+                frame: frame(),
+            });
+        }
     }
 
     // ----- incoming -----------------------------------------------------------------------
@@ -229,11 +250,10 @@ impl ChargePoint {
         let frame = match Frame::parse(&text) {
             Ok(f) => f,
             Err(e) => {
-                self.emit(Event::Message {
-                    direction: Direction::Received,
-                    frame: serde_json::from_str(&text)
+                self.frame_seen(Direction::Received, || {
+                    serde_json::from_str(&text)
                         .map(|v| rpc::redact_value(&v))
-                        .unwrap_or(Value::String(text.chars().take(2048).collect())),
+                        .unwrap_or(Value::String(text.chars().take(2048).collect()))
                 });
                 self.log
                     .warn("ocpp", format!("malformed frame from the CSMS: {e}"));
@@ -245,10 +265,7 @@ impl ChargePoint {
                 return;
             }
         };
-        self.emit(Event::Message {
-            direction: Direction::Received,
-            frame: rpc::redact(&frame).to_value(),
-        });
+        self.frame_seen(Direction::Received, || rpc::redact(&frame).to_value());
         match frame {
             Frame::Call {
                 id,
@@ -382,6 +399,13 @@ impl ChargePoint {
             );
             return;
         };
+        if let Some(probe) = &self.opts.probe {
+            let outcome = match result {
+                Ok(_) => super::CallOutcome::Result,
+                Err(_) => super::CallOutcome::Error,
+            };
+            probe.call(&f.action, f.sent.elapsed(), outcome);
+        }
         if let Ok(payload) = &result {
             self.warn_not_utc(&f.action, payload);
         }
@@ -527,6 +551,9 @@ impl ChargePoint {
             self.link.boot_retry_at = None;
         }
         if let Some(f) = self.outbox.expire_call(now) {
+            if let Some(probe) = &self.opts.probe {
+                probe.call(&f.action, f.sent.elapsed(), super::CallOutcome::Timeout);
+            }
             self.log.warn(
                 "ocpp",
                 format!("no answer to {} {} within MessageTimeout", f.action, f.id),
@@ -574,6 +601,11 @@ impl ChargePoint {
     }
 
     pub fn emit(&self, ev: Event) {
+        if let Some(probe) = &self.opts.probe
+            && !matches!(ev, Event::Message { .. })
+        {
+            probe.event(&ev);
+        }
         let _ = self.events.send(ev);
     }
 }

@@ -22,6 +22,7 @@ use super::clock::SharedClock;
 use super::config::{ChangeOutcome, Channel, Entry};
 use super::connection::Backoff;
 use super::hardware::{Hardware, HwEvent};
+use super::journal::Durability;
 use super::logbook::LogBook;
 use super::messages::{ChargePointErrorCode, ChargePointStatus};
 use super::transport::ConnectFailure;
@@ -61,6 +62,35 @@ pub struct Options {
     /// Slots of the observer [`Event`] channel: [`EVENTS_SINGLE`] for one emulated charger
     /// whose every event is shown, [`EVENTS_FLEET`] for many charge points in one process.
     pub event_capacity: usize,
+    /// How the transaction journal's records become durable: fsync per record for one
+    /// charger, a committer shared by a fleet.
+    pub journal: Durability,
+    /// Told what happens as it happens, without events being built (a fleet's counters).
+    pub probe: Option<Arc<dyn Probe>>,
+}
+
+/// How a CALL of the charge point ended, as [`Probe::call`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Answered with a CALLRESULT.
+    Result,
+    /// Answered with a CALLERROR.
+    Error,
+    /// No answer within MessageTimeout.
+    Timeout,
+}
+
+/// An observer called by the charge point's actor as things happen, for counters kept across
+/// many charge points (a fleet's summary). Unlike [`Event`]s nothing is built or queued for it:
+/// calls are made on the actor's task and must be cheap (atomics, no I/O, no locks held long).
+pub trait Probe: Send + Sync {
+    /// Every observer event except [`Event::Message`] (frames come through [`Probe::frame`]),
+    /// also when nobody subscribed to events.
+    fn event(&self, event: &Event);
+    /// A frame went out or came in (the frame itself is not built for the probe).
+    fn frame(&self, direction: Direction);
+    /// A CALL of the charge point ended after `elapsed` (from sending it).
+    fn call(&self, action: &str, elapsed: Duration, outcome: CallOutcome);
 }
 
 /// Observer channel size for a single charger watched event by event (the TUI, `--json`).
@@ -297,7 +327,11 @@ where
             match charge_point.run(&mut rx).await {
                 Exit::Shutdown => return Ok(()),
                 Exit::Reboot(kind) => {
-                    let _ = events.send(Event::Rebooting { kind });
+                    let event = Event::Rebooting { kind };
+                    if let Some(probe) = &opts.probe {
+                        probe.event(&event);
+                    }
+                    let _ = events.send(event);
                     // The previous boot's state is gone, so this changes the one copy.
                     Arc::make_mut(&mut opts).identity = on_reboot(kind);
                 }

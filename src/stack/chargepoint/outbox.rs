@@ -38,6 +38,8 @@ pub(super) struct InFlight {
     pub id: String,
     pub action: String,
     pub purpose: Purpose,
+    /// When it was sent (its answer's latency is measured from here).
+    pub sent: Instant,
     pub deadline: Instant,
 }
 
@@ -149,6 +151,7 @@ impl Outbox {
             id: id.clone(),
             action: action.clone(),
             purpose,
+            sent: Instant::now(),
             deadline: Instant::now() + timeout,
         });
         Frame::Call {

@@ -18,7 +18,7 @@ use super::metering::cap_meter_values;
 use crate::stack::auth::TagInfo;
 use crate::stack::config::{BoolKey, IntKey, TextKey};
 use crate::stack::hardware::MeterReading;
-use crate::stack::journal::{Entry, Journal};
+use crate::stack::journal::{Durability, Entry, Journal};
 use crate::stack::local_list;
 use crate::stack::messages::{self, ChargingProfile, Reason};
 use crate::stack::rpc::{self, CallError};
@@ -69,8 +69,8 @@ pub(super) struct Transactions {
 }
 
 impl Transactions {
-    pub fn open(dir: &Path) -> anyhow::Result<Transactions> {
-        let journal = Journal::open(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    pub fn open(dir: &Path, durability: Durability) -> anyhow::Result<Transactions> {
+        let journal = Journal::open_with(dir, durability).map_err(|e| anyhow::anyhow!("{e}"))?;
         let active = storage::read_optional(&dir.join(TX_FILE))
             .ok()
             .flatten()

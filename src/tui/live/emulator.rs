@@ -244,6 +244,21 @@ pub(super) async fn hardware(
 }
 
 /// The emulator's hardware event for a TUI action, checked like the headless input.
+/// Feeds the emulator screen with a fleet's summary once a second, until the TUI stops
+/// listening.
+pub async fn feed_fleet(
+    stats: Arc<crate::emulator::fleet::FleetStats>,
+    events: crate::tui::backend::Events,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if !events.send(Msg::Fleet(stats.summary())).await {
+            return;
+        }
+    }
+}
+
 fn hw_event(action: HardwareAction) -> Result<HwEvent, String> {
     match action {
         HardwareAction::Plug => Ok(HwEvent::Plug),

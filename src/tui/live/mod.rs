@@ -27,6 +27,7 @@
 mod apply;
 mod dryrun;
 mod emulator;
+pub use emulator::feed_fleet;
 mod flash;
 mod link;
 mod session;

@@ -1,5 +1,6 @@
 //! The process's open-file limit: every charge point connection holds one file descriptor, so a
-//! sandbox serving thousands of charge points needs the soft limit raised to the hard limit.
+//! sandbox CSMS serving thousands of charge points, or a fleet of thousands of emulated charge
+//! points, needs the soft limit raised to the hard limit.
 
 /// The open-file limit (`RLIMIT_NOFILE`) in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +14,36 @@ impl OpenFileLimit {
     /// few for the listener, the runtime and log files.
     pub fn charge_points(&self) -> u64 {
         self.soft.saturating_sub(RESERVED_DESCRIPTORS)
+    }
+}
+
+/// The open-file limit cannot hold what a run needs.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "{what} needs about {needed} open files but the limit is {soft} (hard limit {hard}); raise the hard limit (ulimit -Hn, LimitNOFILE= in a systemd unit) or split the run over several processes"
+)]
+pub struct TooLow {
+    pub what: String,
+    pub needed: u64,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl OpenFileLimit {
+    /// Checks that `needed` descriptors (plus [`RESERVED_DESCRIPTORS`]) fit under the soft limit;
+    /// `what` names the run in the error (`a fleet of 10000 charge points`).
+    pub fn check(&self, needed: u64, what: &str) -> Result<(), TooLow> {
+        let total = needed.saturating_add(RESERVED_DESCRIPTORS);
+        if total <= self.soft {
+            Ok(())
+        } else {
+            Err(TooLow {
+                what: what.to_string(),
+                needed: total,
+                soft: self.soft,
+                hard: self.hard,
+            })
+        }
     }
 }
 
@@ -87,5 +118,22 @@ mod tests {
             limit.charge_points(),
             limit.soft.saturating_sub(RESERVED_DESCRIPTORS)
         );
+    }
+
+    #[test]
+    fn a_run_that_does_not_fit_names_the_numbers() {
+        let limit = OpenFileLimit {
+            soft: 1024,
+            hard: 4096,
+        };
+        assert!(limit.check(900, "x").is_ok());
+        let e = limit
+            .check(20_000, "a fleet of 10000 charge points")
+            .unwrap_err();
+        assert_eq!((e.needed, e.soft, e.hard), (20_064, 1024, 4096));
+        let text = e.to_string();
+        for part in ["a fleet of 10000 charge points", "20064", "1024", "4096"] {
+            assert!(text.contains(part), "{text}");
+        }
     }
 }

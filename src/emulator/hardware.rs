@@ -98,7 +98,7 @@ impl SimHardware {
             .unwrap_or_default();
         doc.energy_wh = energy_wh;
         let bytes = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
-        storage::write_atomic(&path, &bytes)
+        storage::write_doc("meter", &path, &bytes)
     }
 
     fn integrate(s: &mut State) {
@@ -125,7 +125,7 @@ impl SimHardware {
                 ev_demand_a: s.ev_demand_a,
             };
             if let Ok(bytes) = serde_json::to_vec(&doc) {
-                if let Err(e) = storage::write_atomic(f, &bytes) {
+                if let Err(e) = storage::write_doc("meter", f, &bytes) {
                     tracing::warn!("cannot persist the meter register: {e}");
                 } else {
                     s.last_persist_wh = s.energy_wh;

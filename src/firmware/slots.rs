@@ -22,7 +22,7 @@
 
 use super::error::{Error, Result};
 use super::image::{self, HEADER_LEN, Header, MODEL};
-use crate::storage;
+use crate::storage::{self, failpoint};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -463,7 +463,9 @@ impl Slots {
         let skip = (self.received - offset) as usize;
         let path = self.partial_path(target);
         let result = match self.file.as_mut() {
-            Some(f) => f.write_all(&data[skip..]),
+            Some(f) => failpoint::writable()
+                .and_then(|()| f.write_all(&data[skip..]))
+                .and_then(|()| failpoint::check("firmware.chunk.after_write")),
             None => Err(io::Error::other("partial image not open")),
         };
         if let Err(source) = result {
@@ -492,7 +494,9 @@ impl Slots {
         }
         let path = self.partial_path(staging.slot);
         if let Some(f) = self.file.as_mut()
-            && let Err(source) = f.sync_data()
+            && let Err(source) = f
+                .sync_data()
+                .and_then(|()| failpoint::check("firmware.chunk.after_sync"))
         {
             self.file = None;
             self.received = staging.offset;
@@ -550,6 +554,7 @@ impl Slots {
         };
         let img = self.image_path(target);
         fs::rename(&partial, &img).map_err(Error::io(&img))?;
+        failpoint::check("firmware.finish.renamed").map_err(Error::io(&img))?;
         storage::sync_dir(&self.dir).map_err(Error::io(&self.dir))?;
         self.meta.staging = None;
         *self.meta.slot_mut(target) = SlotMeta {
@@ -598,7 +603,7 @@ impl Slots {
         *self.meta.slot_mut(target) = SlotMeta::default();
         write_meta(&self.dir, &self.meta)?;
         let img = self.image_path(target);
-        storage::write_atomic(&img, image).map_err(Error::io(&img))?;
+        storage::write_doc("firmware.image", &img, image).map_err(Error::io(&img))?;
         *self.meta.slot_mut(target) = SlotMeta {
             version: Some(header.firmware_version.clone()),
             image_sha256: Some(hex::encode(Sha256::digest(image))),
@@ -620,6 +625,7 @@ impl Slots {
                 version: self.active_version(),
             });
         };
+        failpoint::check("firmware.switch.before").map_err(Error::io(&self.dir))?;
         let recorded = self.meta.slot(to).image_sha256.clone().unwrap_or_default();
         let img = self.image_path(to);
         let problem = match storage::read_optional(&img) {
@@ -644,7 +650,7 @@ impl Slots {
         }
         self.meta.active = to;
         self.meta.pending = None;
-        write_meta(&self.dir, &self.meta)?;
+        write_meta_as("firmware.switch", &self.dir, &self.meta)?;
         let version = self.active_version();
         tracing::info!(%from, %to, %version, "booted into the new firmware slot");
         Ok(BootOutcome::Switched { from, to, version })
@@ -670,13 +676,19 @@ fn check_image(image: &[u8], trusted: &[VerifyingKey]) -> Result<Header> {
 }
 
 fn write_meta(dir: &Path, meta: &Meta) -> Result<()> {
+    write_meta_as("slots", dir, meta)
+}
+
+/// Replaces the metadata as the named document `doc` (its failpoints, see
+/// [`crate::storage::failpoint`]).
+fn write_meta_as(doc: &str, dir: &Path, meta: &Meta) -> Result<()> {
     let path = dir.join(METADATA_FILE);
     let mut bytes = serde_json::to_vec_pretty(meta).map_err(|e| Error::SlotMetadata {
         path: path.clone(),
         reason: e.to_string(),
     })?;
     bytes.push(b'\n');
-    storage::write_atomic(&path, &bytes).map_err(Error::io(&path))
+    storage::write_doc(doc, &path, &bytes).map_err(Error::io(&path))
 }
 
 /// Opens the partial file for appending at `offset`, cutting off anything beyond it (bytes

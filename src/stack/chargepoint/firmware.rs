@@ -157,14 +157,10 @@ impl ChargePoint {
                     ),
                 );
                 let pending = PendingInstall { version };
-                if let Ok(bytes) = serde_json::to_vec(&pending)
-                    && let Err(e) = storage::write_atomic(
-                        &self.opts.state_dir.join(PENDING_INSTALL_FILE),
-                        &bytes,
-                    )
-                {
-                    self.log
-                        .error("firmware", format!("cannot record the install: {e}"));
+                if let Ok(bytes) = serde_json::to_vec(&pending) {
+                    let path = self.opts.state_dir.join(PENDING_INSTALL_FILE);
+                    let result = storage::write_doc("firmware_update", &path, &bytes);
+                    self.stored("the firmware install record", result);
                 }
                 // Downloaded and Installing go out before the reboot.
                 self.defer_reboot(RebootKind::Service);

@@ -89,32 +89,47 @@ impl ChargePoint {
     // ----- persistence --------------------------------------------------------------------
 
     pub fn save_tx(&self) {
-        let dir = &self.opts.state_dir;
-        let path = dir.join(TX_FILE);
+        let path = self.opts.state_dir.join(TX_FILE);
         let result = match &self.transactions.active {
             Some(tx) => serde_json::to_vec(tx)
                 .map_err(std::io::Error::other)
-                .and_then(|b| storage::write_atomic(&path, &b)),
-            None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => storage::sync_dir(dir),
-            },
+                .and_then(|b| storage::write_doc("transaction", &path, &b)),
+            None => storage::remove_doc("transaction", &path),
         };
-        if let Err(e) = result {
-            self.log
-                .error("tx", format!("cannot persist the transaction state: {e}"));
-        }
+        self.stored("the transaction state", result);
     }
 
-    /// Appends a transaction message to the journal (fsynced before it returns).
-    pub fn journal_push(&mut self, action: &str, payload: Value, local_tx: u64) -> bool {
-        match self.transactions.journal.push(action, payload, local_tx) {
-            Ok(_) => true,
+    /// Reports the outcome of a write to storage: an error goes to the log and becomes the
+    /// charger's storage problem; a success ends one.
+    pub fn stored<E: std::fmt::Display>(&self, what: &str, result: Result<(), E>) -> bool {
+        match result {
+            Ok(()) => {
+                self.log.storage_ok();
+                true
+            }
             Err(e) => {
-                self.log.error("tx", format!("cannot queue {action}: {e}"));
+                self.log.storage_failed(what, &e);
                 false
             }
         }
+    }
+
+    /// Appends a transaction message to the journal (fsynced before it returns). When the disk
+    /// refuses the write the message is queued in memory and delivered all the same.
+    pub fn journal_push(&mut self, action: &str, payload: Value, local_tx: u64) {
+        let result = self.transactions.journal.push(action, payload, local_tx);
+        if !self.stored("the transaction journal", result.map(|_| ())) {
+            self.log.warn(
+                "tx",
+                format!("{action} is queued in memory only until the disk takes writes again"),
+            );
+        }
+    }
+
+    /// Marks the journal's message `seq` delivered or abandoned.
+    fn journal_complete(&mut self, seq: u64) {
+        let result = self.transactions.journal.complete(seq);
+        self.stored("the transaction journal", result);
     }
 
     /// At boot: a transaction left open by the previous run was cut by a power loss.
@@ -256,14 +271,11 @@ impl ChargePoint {
         charging_profile: Option<ChargingProfile>,
         reservation_id: Option<i64>,
     ) {
-        let local_tx = match self.transactions.journal.new_local_tx() {
-            Ok(n) => n,
-            Err(e) => {
-                self.log
-                    .error("tx", format!("cannot start a transaction: {e}"));
-                return;
-            }
-        };
+        // A disk that refuses the write does not stop the session: the number is taken in
+        // memory and the journal catches up once the disk takes writes again.
+        let allocated = self.transactions.journal.new_local_tx();
+        let local_tx = self.transactions.journal.newest_local_tx();
+        self.stored("the transaction journal", allocated.map(|_| ()));
         let now = self.now();
         let meter = self.hw.meter();
         let meter_start = meter.energy_wh.floor();
@@ -301,11 +313,7 @@ impl ChargePoint {
         // that nothing would ever stop.
         self.transactions.active = Some(tx);
         self.save_tx();
-        if !self.journal_push("StartTransaction", payload, local_tx) {
-            self.transactions.active = None;
-            self.save_tx();
-            return;
-        }
+        self.journal_push("StartTransaction", payload, local_tx);
         self.transactions.pending_start = None;
         if let Some(r) = reservation_id {
             self.consume_reservation(r);
@@ -499,10 +507,7 @@ impl ChargePoint {
                                 entry.action, entry.local_tx
                             ),
                         );
-                        if let Err(e) = self.transactions.journal.complete(entry.seq) {
-                            self.log.error("tx", e.to_string());
-                            return None;
-                        }
+                        self.journal_complete(entry.seq);
                         continue;
                     }
                 }
@@ -533,9 +538,7 @@ impl ChargePoint {
                         self.learn(tag, &local_list::tag_info(&info));
                     }
                 }
-                if let Err(e) = self.transactions.journal.complete(seq) {
-                    self.log.error("tx", e.to_string());
-                }
+                self.journal_complete(seq);
             }
             Err(error) => self.tx_attempt_failed(&entry, &error.to_string()),
         }
@@ -570,9 +573,7 @@ impl ChargePoint {
                 ),
             );
             self.transactions.retry_at = None;
-            if let Err(e) = self.transactions.journal.complete(entry.seq) {
-                self.log.error("tx", e.to_string());
-            }
+            self.journal_complete(entry.seq);
         } else {
             let interval = self
                 .config
@@ -606,13 +607,11 @@ impl ChargePoint {
         };
         let transaction_id = i64::from(answer.transaction_id);
         let info = local_list::tag_info(&answer.id_tag_info);
-        if let Err(e) = self
+        let recorded = self
             .transactions
             .journal
-            .set_transaction_id(entry.local_tx, transaction_id)
-        {
-            self.log.error("tx", e.to_string());
-        }
+            .set_transaction_id(entry.local_tx, transaction_id);
+        self.stored("the transaction journal", recorded);
         let id_tag = entry
             .payload
             .get("idTag")

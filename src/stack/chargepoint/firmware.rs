@@ -136,6 +136,18 @@ impl ChargePoint {
             return;
         };
         self.report_firmware(FirmwareStatus::Installing);
+        // Recorded before the slot is written: a power cut from here on still ends in Installed
+        // (the new slot boots) or InstallationFailed (it never got there) after the restart.
+        if let Ok(header) = crate::firmware::parse_header(&image) {
+            let pending = PendingInstall {
+                version: header.firmware_version,
+            };
+            if let Ok(bytes) = serde_json::to_vec(&pending) {
+                let path = self.opts.state_dir.join(PENDING_INSTALL_FILE);
+                let result = storage::write_doc("firmware_update", &path, &bytes);
+                self.stored("the firmware install record", result);
+            }
+        }
         let done = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
             let result = crate::sync::lock(&target.slots)
@@ -156,18 +168,15 @@ impl ChargePoint {
                         "firmware {version} verified and written to the inactive slot; rebooting"
                     ),
                 );
-                let pending = PendingInstall { version };
-                if let Ok(bytes) = serde_json::to_vec(&pending) {
-                    let path = self.opts.state_dir.join(PENDING_INSTALL_FILE);
-                    let result = storage::write_doc("firmware_update", &path, &bytes);
-                    self.stored("the firmware install record", result);
-                }
                 // Downloaded and Installing go out before the reboot.
                 self.defer_reboot(RebootKind::Service);
             }
             Err(e) => {
                 self.log
                     .error("firmware", format!("firmware image refused: {e}"));
+                let path = self.opts.state_dir.join(PENDING_INSTALL_FILE);
+                let result = storage::remove_doc("firmware_update", &path);
+                self.stored("the firmware install record", result);
                 self.report_firmware(FirmwareStatus::InstallationFailed);
             }
         }

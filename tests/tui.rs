@@ -2,14 +2,17 @@
 //! 80x24 (text snapshots and meaningful styles), and the runtime with a fake backend.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
+#[path = "common/fake_backend.rs"]
+mod fake_backend;
+
 use chargectl::stack::logbook::{Level, LogRecord};
-use chargectl::tui::backend::fake::FakeBackend;
 use chargectl::tui::keymap::{Context, Key, Keymap, Lookup};
 use chargectl::tui::msg::*;
 use chargectl::tui::state::{FlashPhase, LogLine, Screen, State};
 use chargectl::tui::{Action, Theme, TuiOptions, update, view};
 use chrono::{DateTime, TimeZone, Utc};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use fake_backend::FakeBackend;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::{Color, Modifier};

@@ -1,5 +1,7 @@
 //! The only code that touches the terminal: reads input, carries out effects through the
-//! [`Backend`], draws frames when something changed and a frame is due.
+//! [`Backend`], draws frames when something changed and a frame is due. Every task it starts
+//! (effects, and the backend's own from [`Backend::start`]) lives in one `JoinSet`; a panic in
+//! any of them ends the TUI with an error instead of drawing over a broken state.
 
 use anyhow::Context as _;
 use crossterm::event::Event;
@@ -152,6 +154,9 @@ where
         state.size = (size.width, size.height);
     }
     let mut tasks: JoinSet<()> = JoinSet::new();
+    if let Some(task) = backend.start() {
+        tasks.spawn(task);
+    }
     let mut tick = tokio::time::interval(opts.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;

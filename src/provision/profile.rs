@@ -139,14 +139,14 @@ pub struct SecretSource {
 
 /// The profiles shipped in `profiles/`, embedded so they work from an installed binary.
 pub const SHIPPED: &[(&str, &str)] = &[
-    ("sandbox", include_str!("../profiles/sandbox.toml")),
+    ("sandbox", include_str!("../../profiles/sandbox.toml")),
     (
         "basic-auth-wss",
-        include_str!("../profiles/basic-auth-wss.toml"),
+        include_str!("../../profiles/basic-auth-wss.toml"),
     ),
     (
         "free-charging",
-        include_str!("../profiles/free-charging.toml"),
+        include_str!("../../profiles/free-charging.toml"),
     ),
 ];
 
@@ -474,20 +474,27 @@ impl Profile {
                     },
                 });
             };
-            // Secrets go before SecurityProfile, which must come last.
-            let at = out
-                .iter()
-                .position(|a| a.key == "SecurityProfile")
-                .unwrap_or(out.len());
-            out.insert(
-                at,
-                Assignment {
-                    key: s.key.clone(),
-                    value: AssignedValue::Secret(Secret::new(value)),
-                },
-            );
+            out.push(Assignment {
+                key: s.key.clone(),
+                value: AssignedValue::Secret(Secret::new(value)),
+            });
         }
-        Ok(out)
+        // Secrets go before SecurityProfile, which must come last.
+        Ok(super::workflow::write_order(out))
+    }
+
+    /// Resolves without a command line or a prompt: declared variables from the environment,
+    /// then their defaults; secrets from the environment. The TUI loads profiles this way.
+    pub fn resolve_from_env(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Assignment>> {
+        let set: BTreeMap<String, String> = self
+            .variables
+            .iter()
+            .filter_map(|v| env(&v.name).map(|value| (v.name.clone(), value)))
+            .collect();
+        self.resolve(&set, env, None)
     }
 }
 

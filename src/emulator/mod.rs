@@ -145,6 +145,19 @@ impl Emulator {
         self.handle.hardware(event).await;
     }
 
+    /// Simulates the charger's storage failing: from now on every write in the state
+    /// directory gets `fault`'s error (`None`: the storage works again). Process-wide, as the
+    /// emulator process models one charger.
+    pub fn set_storage_fault(&self, fault: Option<crate::storage::failpoint::DiskFault>) {
+        crate::storage::failpoint::set_disk_fault(fault);
+        match fault {
+            Some(f) => self
+                .logbook
+                .warn("hw", format!("storage fault: {} (simulated)", f.as_str())),
+            None => self.logbook.info("hw", "storage fault cleared (simulated)"),
+        }
+    }
+
     /// Exposes the service port on a pseudo-terminal and makes `link_path` a symlink to it.
     /// Returns the device path.
     pub fn attach_service_port(

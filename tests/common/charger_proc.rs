@@ -35,7 +35,22 @@ impl ChargerProc {
         extra: &[&str],
         env: &[(&str, String)],
     ) -> ChargerProc {
+        Self::spawn_as(dir, csms_url, id, extra, env, None)
+    }
+
+    /// [`ChargerProc::spawn`] as another user (`uid` doubles as the group id); only root can.
+    pub fn spawn_as(
+        dir: &Path,
+        csms_url: &str,
+        id: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+        uid: Option<u32>,
+    ) -> ChargerProc {
         let mut cmd = Command::new(BIN);
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid).env("HOME", dir);
+        }
         cmd.arg("emulate")
             .arg("--headless")
             .arg("--json")

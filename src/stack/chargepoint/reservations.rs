@@ -46,7 +46,7 @@ impl Reservations {
 }
 
 impl ChargePoint {
-    fn save_reservation(&self) {
+    fn save_reservation(&mut self) {
         let path = self.opts.state_dir.join(RESERVATION_FILE);
         let result = match &self.reservations.active {
             Some(r) => serde_json::to_vec(r)

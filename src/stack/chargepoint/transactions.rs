@@ -66,7 +66,12 @@ pub(super) struct Transactions {
     pub finishing: bool,
     /// The front journal message waits until then before its next attempt.
     pub retry_at: Option<Instant>,
+    /// While the journal holds changes the disk refused, the next try to write them.
+    pub persist_retry_at: Option<Instant>,
 }
+
+/// How often a journal the disk refused is written again while nothing else writes it.
+const PERSIST_RETRY: Duration = Duration::from_secs(5);
 
 impl Transactions {
     pub fn open(dir: &Path) -> anyhow::Result<Transactions> {
@@ -81,6 +86,7 @@ impl Transactions {
             pending_start: None,
             finishing: false,
             retry_at: None,
+            persist_retry_at: None,
         })
     }
 }
@@ -88,7 +94,7 @@ impl Transactions {
 impl ChargePoint {
     // ----- persistence --------------------------------------------------------------------
 
-    pub fn save_tx(&self) {
+    pub fn save_tx(&mut self) {
         let path = self.opts.state_dir.join(TX_FILE);
         let result = match &self.transactions.active {
             Some(tx) => serde_json::to_vec(tx)
@@ -101,9 +107,17 @@ impl ChargePoint {
 
     /// Reports the outcome of a write to storage: an error goes to the log and becomes the
     /// charger's storage problem; a success ends one.
-    pub fn stored<E: std::fmt::Display>(&self, what: &str, result: Result<(), E>) -> bool {
+    pub fn stored<E: std::fmt::Display>(&mut self, what: &str, result: Result<(), E>) -> bool {
         match result {
             Ok(()) => {
+                // The disk takes writes again: the journal catches up at once.
+                if self.transactions.journal.unsaved() {
+                    if let Err(e) = self.transactions.journal.compact() {
+                        self.log.storage_failed("the transaction journal", &e);
+                        return true;
+                    }
+                    self.transactions.persist_retry_at = None;
+                }
                 self.log.storage_ok();
                 true
             }
@@ -486,6 +500,15 @@ impl ChargePoint {
 
     /// The next journaled message, ready to send (transactionId filled in), or None.
     pub fn next_tx_message(&mut self) -> Option<(u64, String, Value)> {
+        let now = Instant::now();
+        if self.transactions.journal.unsaved()
+            && self.transactions.persist_retry_at.is_none_or(|t| t <= now)
+        {
+            self.transactions.persist_retry_at = Some(now + PERSIST_RETRY);
+            let result = self.transactions.journal.compact();
+            self.stored("the transaction journal", result);
+        }
+
         loop {
             let entry = self.transactions.journal.front()?.clone();
             if self

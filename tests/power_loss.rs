@@ -1,7 +1,8 @@
 //! Power loss at named points: the real `chargectl emulate --headless` binary runs a workload
 //! against the sandbox CSMS that writes every kind of state the charger keeps (configuration,
 //! the AuthorizationKey, the local list, a charging profile, a reservation, availability, a
-//! transaction with its journal, a firmware image and the slot switch), with
+//! transaction with its journal, a firmware image, the slot switch and the trial image's
+//! confirmation), with
 //! `CHARGECTL_FAILPOINT=NAME:HIT` aborting the process at one step of one write. It is started
 //! again on the same state directory, and the suite checks:
 //!
@@ -811,6 +812,7 @@ async fn power_loss_at_every_named_point_loses_nothing() {
         "firmware.image.write",
         "firmware.switch.write",
         "firmware.switch.before",
+        "firmware.confirm.write",
         "slots.write",
     ] {
         assert!(

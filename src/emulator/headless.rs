@@ -136,6 +136,25 @@ where
                         }
                         continue;
                     }
+                    if action == Some("fail_boots") {
+                        match parsed.as_ref().and_then(|v| v.get("count")).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()) {
+                            Some(count) => {
+                                emulator.fail_boots(count);
+                                if json_output {
+                                    emit(&mut output, "action", json!({"action": "fail_boots", "count": count}))?;
+                                }
+                            }
+                            None => {
+                                let message = "bad \"fail_boots\" action: \"count\" must be a whole number from 0".to_string();
+                                if json_output {
+                                    emit(&mut output, "error", json!({"line": line_no, "message": message}))?;
+                                } else {
+                                    writeln!(output, "input line {line_no}: {message}")?;
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     if action == Some("usb_replug") {
                         match emulator.replug_service_port() {
                             Ok(device) => if json_output {

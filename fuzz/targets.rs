@@ -9,8 +9,11 @@ use chargectl::stack::rpc::Frame;
 use serde_json::Value;
 use std::path::Path;
 
+/// A target: one input, no panic.
+pub type Target = fn(&[u8]);
+
 /// Name and function of every target.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("ocpp_frame", ocpp_frame),
     ("ocpp_call", ocpp_call),
     ("link_frame", link_frame),

@@ -17,6 +17,10 @@ fn main() {
             chargectl::logging::init_file(&dir, prefix)
         }
         (None, None) => chargectl::logging::init_file(&env.paths.log_dir, "chargectl"),
+        // The dry run's live summary owns the terminal: chargectl's own warnings go to the log.
+        (None, Some(Command::DryRun(_))) if env.stderr_tty => {
+            chargectl::logging::init_file(&env.paths.log_dir, "chargectl")
+        }
         (None, Some(_)) => chargectl::logging::init_stderr(cli.global.verbose),
     };
     let code = run(cli, &env);

@@ -232,3 +232,57 @@ async fn the_connection_task_reports_the_kind_of_each_failed_attempt() {
         .expect("the task ends when its control channel closes")
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_charge_points_connection_event_carries_the_kind_and_the_http_status() {
+    use chargectl::emulator::{BootSettings, Emulator};
+    use chargectl::stack::chargepoint::{ConnectionState, Event};
+    let refused = answering(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await;
+    let unused = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for (addr, kind, status) in [
+        (refused, "http_status", Some(404u16)),
+        (unused, "tcp_refused", None),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = BootSettings {
+            csms_url: Some(format!("ws://{addr}/ocpp")),
+            charge_point_id: Some("CP1".into()),
+            ..BootSettings::default()
+        };
+        let emu = Emulator::start(dir.path(), &settings).await.unwrap();
+        let mut events = emu.handle.subscribe_from_start();
+        let failed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let ev = events.recv().await.expect("events flow");
+                if let Event::Connection {
+                    state: ConnectionState::Failed,
+                    ..
+                } = &ev
+                {
+                    return ev;
+                }
+            }
+        })
+        .await
+        .expect("a failed attempt in time");
+        let v = serde_json::to_value(&failed).unwrap();
+        assert_eq!(v["data"]["state"], "failed", "{v}");
+        assert_eq!(v["data"]["failure"], kind, "{v}");
+        assert_eq!(
+            v["data"]["http_status"].as_u64(),
+            status.map(u64::from),
+            "{v}"
+        );
+        assert_eq!(
+            v["data"].get("http_status").is_some(),
+            status.is_some(),
+            "http_status only for a refused upgrade: {v}"
+        );
+        assert!(v["data"]["detail"].is_string(), "the text stays: {v}");
+        emu.shutdown().await.unwrap();
+    }
+}

@@ -165,6 +165,19 @@ async fn the_sandbox_csms_comes_out_of_the_default_scenario_clean() {
     assert_eq!(steps.len(), report.scenario.steps);
     assert!(steps.iter().any(|s| s.starts_with("csms_outage")));
     assert!(updates.iter().any(|u| matches!(u, Update::Progress(_))));
+    // Every frame goes to the live trace as it happens, the BootNotification first.
+    let frames: Vec<&Value> = updates
+        .iter()
+        .filter_map(|u| match u {
+            Update::Frame(f) => Some(&f.frame),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames[0][2], "BootNotification", "{:?}", frames[0]);
+    assert_eq!(
+        frames.len() as u64,
+        report.messages.sent + report.messages.received
+    );
     let area = |a: Area| {
         report
             .verdicts
@@ -360,7 +373,7 @@ async fn every_request_the_real_charger_refuses_is_a_finding_with_its_release_no
                 "Energy.Active.Import.Register,Power.Active.Import",
             ),
             ("SecurityProfile", "2"),
-            ("ClockAlignedDataInterval", "90000"),
+            ("ClockAlignedDataInterval", "5000000"),
             ("HeartbeatInterval", "5"),
             ("AuthorizationKey", "00112233445566778899aabbccddeeff"),
         ] {
@@ -1456,11 +1469,17 @@ async fn ctrl_c_ends_the_run_early_and_the_report_is_still_written() {
     );
 }
 
-#[test]
-fn on_a_terminal_a_status_line_is_redrawn_and_the_verdict_stays() {
+/// Starts `chargectl dry-run ARGS` on a pseudo-terminal; the receiver gets everything it
+/// printed once the verdict is out (or the terminal closed).
+fn dry_run_on_a_pty(
+    bin: &Bin,
+    args: &[&str],
+) -> (
+    Box<dyn portable_pty::Child + Send + Sync>,
+    std::sync::mpsc::Receiver<Vec<u8>>,
+) {
     use portable_pty::{CommandBuilder, PtySize, native_pty_system};
     use std::io::Read;
-    let bin = Bin::new();
     let pair = native_pty_system()
         .openpty(PtySize {
             rows: 40,
@@ -1470,20 +1489,14 @@ fn on_a_terminal_a_status_line_is_redrawn_and_the_verdict_stays() {
         })
         .expect("openpty");
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chargectl"));
-    cmd.args([
-        "dry-run",
-        "--id",
-        "PTY-1",
-        "--scenario",
-        "short.toml",
-        "--duration",
-        "3",
-    ]);
+    cmd.arg("dry-run");
+    cmd.args(args);
     cmd.env("CHARGECTL_DATA_DIR", bin.path("data"));
     cmd.env("CHARGECTL_CONFIG_DIR", bin.path("config"));
     cmd.env("NO_COLOR", "1");
+    cmd.env_remove("CHARGECTL_LOG");
     cmd.cwd(bin.dir.path());
-    let mut child = pair.slave.spawn_command(cmd).expect("spawn chargectl");
+    let child = pair.slave.spawn_command(cmd).expect("spawn chargectl");
     drop(pair.slave);
     let mut reader = pair.master.try_clone_reader().expect("pty reader");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1507,6 +1520,23 @@ fn on_a_terminal_a_status_line_is_redrawn_and_the_verdict_stays() {
         }
         let _ = tx.send(out);
     });
+    (child, rx)
+}
+
+#[test]
+fn on_a_terminal_a_status_line_is_redrawn_and_the_verdict_stays() {
+    let bin = Bin::new();
+    let (mut child, rx) = dry_run_on_a_pty(
+        &bin,
+        &[
+            "--id",
+            "PTY-1",
+            "--scenario",
+            "short.toml",
+            "--duration",
+            "3",
+        ],
+    );
     let out = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the dry run ends within 60 s");
@@ -1524,6 +1554,66 @@ fn on_a_terminal_a_status_line_is_redrawn_and_the_verdict_stays() {
     );
     assert!(text.contains("READY: nothing blocking"), "{text:?}");
     assert!(text.contains("Connection: ok"), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_chargectls_own_warnings_go_to_the_log_file_not_between_the_lines() {
+    let csms = sandbox(Policy::default()).await;
+    let bin = Bin::new();
+    let url = csms.url();
+    let (mut child, rx) = dry_run_on_a_pty(
+        &bin,
+        &[
+            "--csms",
+            &url,
+            "--id",
+            "PTY-2",
+            "--scenario",
+            "short.toml",
+            "--duration",
+            "4",
+        ],
+    );
+    common::booted(&csms, "PTY-2", 0).await;
+    // Refused by the charger: the stack logs a warning of its own as it answers Rejected.
+    let answer = csms
+        .call(
+            "PTY-2",
+            "SetChargingProfile",
+            json!({"connectorId": 1, "csChargingProfiles": profile("W", "Absolute", 11000.0, true)}),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(answer["status"], "Rejected");
+    let out = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("the dry run ends within 60 s");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .expect("chargectl exits");
+    assert_eq!(status.exit_code(), 7, "a profile in W is blocking");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains(
+            "BLOCKING Smart charging: SetChargingProfile carries a charging profile in W"
+        ),
+        "{text:?}"
+    );
+    assert!(
+        !text.contains("WARN") && !text.contains("SetChargingProfile rejected"),
+        "a tracing line reached the terminal: {text:?}"
+    );
+    let mut logged = String::new();
+    for entry in std::fs::read_dir(bin.path("data").join("log")).expect("a log directory") {
+        logged.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        logged.contains("SetChargingProfile rejected"),
+        "the warning is in the log file: {logged:?}"
+    );
+    csms.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,13 +88,10 @@ impl Observation {
             "connection" => match data["state"].as_str()? {
                 "connecting" => Some(Observation::Connecting),
                 "connected" => Some(Observation::Connected),
-                "failed" => {
-                    let detail = text("detail");
-                    Some(Observation::ConnectFailed {
-                        failure: connect_failure_kind(&detail),
-                        detail,
-                    })
-                }
+                "failed" => Some(Observation::ConnectFailed {
+                    failure: connect_failure(&data["failure"], &data["http_status"]),
+                    detail: text("detail"),
+                }),
                 "disconnected" => Some(Observation::Disconnected {
                     reason: text("detail"),
                 }),
@@ -120,38 +117,30 @@ impl Observation {
     }
 }
 
-/// Why a connection attempt failed, from the error text the stack reports. The one place that
-/// reads that text: switch it over to a typed failure kind when the stack reports one.
-pub fn connect_failure_kind(detail: &str) -> ConnectFailure {
-    let d = detail.to_ascii_lowercase();
-    if let Some(i) = d.find("http status ") {
-        let digits: String = d[i + 12..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        if let Ok(status) = digits.parse() {
-            return ConnectFailure::HttpStatus { status };
-        }
-    }
-    if d.contains("subprotocol") {
-        ConnectFailure::NoSubprotocol
-    } else if d.contains("invalid csms url") {
-        ConnectFailure::BadUrl
-    } else if d.contains("failed to lookup address")
-        || d.contains("name or service not known")
-        || d.contains("no address associated")
-        || d.contains("dns")
-        || d.contains("nodename nor servname")
-    {
-        ConnectFailure::Dns
-    } else if d.contains("connection refused") {
-        ConnectFailure::TcpRefused
-    } else if d.contains("no answer within") || d.contains("timed out") {
-        ConnectFailure::Timeout
-    } else if d.contains("tls") || d.contains("certificate") || d.contains("handshake") {
-        ConnectFailure::Tls
-    } else {
-        ConnectFailure::Other
+/// The emulated charger's upper bound of ClockAlignedDataInterval, the lower of the two the
+/// release notes give.
+const CLOCK_ALIGNED_EMULATED_MAX: u64 = 4_294_967;
+
+/// Why a connection attempt failed, from the kind the stack reports with the event
+/// (`failure`, and `http_status` for a refused upgrade). The report groups the kinds an operator
+/// acts on the same way: both timeouts are one, a network error or a broken upgrade is "other".
+pub fn connect_failure(kind: &Value, http_status: &Value) -> ConnectFailure {
+    use crate::stack::transport::ConnectFailure as Kind;
+    let Ok(kind) = serde_json::from_value::<Kind>(kind.clone()) else {
+        return ConnectFailure::Other;
+    };
+    match kind {
+        Kind::BadUrl => ConnectFailure::BadUrl,
+        Kind::Dns => ConnectFailure::Dns,
+        Kind::TcpRefused => ConnectFailure::TcpRefused,
+        Kind::TcpTimeout | Kind::HandshakeTimeout => ConnectFailure::Timeout,
+        Kind::Tls => ConnectFailure::Tls,
+        Kind::HttpStatus => match http_status.as_u64().and_then(|s| u16::try_from(s).ok()) {
+            Some(status) => ConnectFailure::HttpStatus { status },
+            None => ConnectFailure::Other,
+        },
+        Kind::Subprotocol => ConnectFailure::NoSubprotocol,
+        Kind::Network | Kind::Handshake => ConnectFailure::Other,
     }
 }
 
@@ -805,7 +794,8 @@ impl Analyzer {
                             None,
                         );
                     }
-                    if key == "ClockAlignedDataInterval" && n > 86_400 {
+                    // Where the two release notes disagree (0..=4294967 or 0..=UINT32_T).
+                    if key == "ClockAlignedDataInterval" && n > CLOCK_ALIGNED_EMULATED_MAX {
                         self.record(Rule::ClockAlignedUpperBound { value: n }, Some(req), None);
                     }
                 }

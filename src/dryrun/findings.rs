@@ -376,7 +376,9 @@ pub enum Rule {
         emulated: String,
         why: String,
     },
-    /// ClockAlignedDataInterval above a day: the two release notes disagree on the bound.
+    /// ClockAlignedDataInterval above 4294967 s, where the two release notes disagree on the
+    /// bound (0 to 4294967 in one, 0 to UINT32_T in the other): the emulated charger keeps to
+    /// the lower one and rejects it, the real charger may accept it.
     ClockAlignedUpperBound { value: u64 },
     /// The CSMS changed the AuthorizationKey.
     AuthorizationKeyChanged,
@@ -705,7 +707,7 @@ impl Rule {
                 format!("the CSMS relies on {key}; the emulated value {emulated} is an assumption")
             }
             Rule::ClockAlignedUpperBound { value } => {
-                format!("ClockAlignedDataInterval set to {value} s, above one day")
+                format!("ClockAlignedDataInterval set to {value} s, above 4294967 s")
             }
             Rule::AuthorizationKeyChanged => "the CSMS changes the AuthorizationKey".into(),
             Rule::Unreachable { failure, .. } => {
@@ -758,7 +760,7 @@ impl Rule {
             Rule::ResetRequested => "Restarts, but a rare issue may make the reset fail (known issue).".into(),
             Rule::UpdateFirmwareRequested => "Gets its firmware from the Zaptec cloud only: firmware files are not distributed to operators, so a CSMS firmware update has nothing to install.".into(),
             Rule::Assumption { key, emulated, why } => format!("The release notes say the key is supported but not its value: the emulated charger uses {key} = {emulated}, which may differ on the real charger. {why}"),
-            Rule::ClockAlignedUpperBound { .. } => "The two release notes disagree on the upper bound of meter value intervals (0 to 4294967 in one, 0 to UINT32_T in the other): the real charger may refuse or cap a value this large.".into(),
+            Rule::ClockAlignedUpperBound { .. } => "The two release notes disagree on the upper bound of meter value intervals (0 to 4294967 in one, 0 to UINT32_T in the other). The emulated charger keeps to the lower bound and rejects this value; the real charger may accept it, so what the CSMS sees here may differ from the site.".into(),
             Rule::AuthorizationKeyChanged => "Stores the new key and, at security profile 1, reconnects at once with the new credentials.".into(),
             Rule::Unreachable { detail, .. } => format!("Keeps retrying with backoff and never registers. Last error: {detail}"),
         }
@@ -810,7 +812,7 @@ impl Rule {
             Rule::ResetRequested => "Reset only when needed and check that the charger comes back (BootNotification) afterwards.".into(),
             Rule::UpdateFirmwareRequested => "Disable firmware management for this charger in the CSMS; Zaptec updates it from its cloud.".into(),
             Rule::Assumption { key, .. } => format!("Do not depend on the exact value of {key}; read it from the charger and stay well within it."),
-            Rule::ClockAlignedUpperBound { .. } => "Keep ClockAlignedDataInterval at one day (86400 s) or less.".into(),
+            Rule::ClockAlignedUpperBound { .. } => "Keep ClockAlignedDataInterval at 4294967 s or less, which both release notes allow; a day (86400 s) or less is usual.".into(),
             Rule::AuthorizationKeyChanged => "Rotate the key only when the charger is online, and check that it reconnects with the new one.".into(),
             Rule::Unreachable { failure, .. } => match failure {
                 ConnectFailure::Dns => "Check the host name in the CSMS URL.".into(),
@@ -908,7 +910,7 @@ mod tests {
             Rule::SuspendedSwitching { per_hour: 5 },
             Rule::ResetRequested,
             Rule::UpdateFirmwareRequested,
-            Rule::ClockAlignedUpperBound { value: 90_000 },
+            Rule::ClockAlignedUpperBound { value: 5_000_000 },
             Rule::AuthorizationKeyChanged,
         ];
         for (key, _) in UNSUPPORTED_KEYS {

@@ -20,6 +20,6 @@ pub mod scenario;
 
 pub use analyzer::{Analyzer, Context, Mark, Observation, Stamp};
 pub use findings::{Area, ConnectFailure, Finding, Quote, Request, Rule, Severity};
-pub use report::{EndedBy, Report, Verdict};
-pub use run::{Plan, Progress, StepStarted, Update, run};
+pub use report::{EndedBy, Report, ReportFormat, Verdict};
+pub use run::{FrameSeen, Plan, Progress, StepStarted, Update, run};
 pub use scenario::{Action, Expectations, Scenario, Step};

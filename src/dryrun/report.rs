@@ -135,6 +135,31 @@ pub struct AreaVerdict {
     pub summary: String,
 }
 
+/// A rendering of the report, chosen by a file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Markdown,
+    Html,
+    Json,
+}
+
+impl ReportFormat {
+    /// The format for `path` by its extension (`.md`/`.markdown`, `.html`/`.htm`, `.json`, in
+    /// any case); None for any other.
+    pub fn for_path(path: &std::path::Path) -> Option<ReportFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "md" | "markdown" => Some(ReportFormat::Markdown),
+            "html" | "htm" => Some(ReportFormat::Html),
+            "json" => Some(ReportFormat::Json),
+            _ => None,
+        }
+    }
+
+    /// What to tell someone who gave another extension.
+    pub const EXTENSIONS: &'static str = "the format follows the extension: .md, .html or .json";
+}
+
 /// Everything a dry run found. See the module documentation for the JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -247,6 +272,15 @@ impl Report {
     }
 
     /// The report as pretty JSON.
+    /// The report in `format`.
+    pub fn render(&self, format: ReportFormat) -> String {
+        match format {
+            ReportFormat::Markdown => self.to_markdown(),
+            ReportFormat::Html => self.to_html(),
+            ReportFormat::Json => self.to_json(),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
@@ -724,6 +758,20 @@ code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospac
 mod tests {
     use super::*;
     use crate::dryrun::findings::{Request, Rule};
+
+    #[test]
+    fn the_format_follows_the_extension_in_any_case() {
+        use std::path::Path;
+        let f = |p: &str| ReportFormat::for_path(Path::new(p));
+        assert_eq!(f("site-a.md"), Some(ReportFormat::Markdown));
+        assert_eq!(f("dir.v2/site-a.MARKDOWN"), Some(ReportFormat::Markdown));
+        assert_eq!(f("a.Html"), Some(ReportFormat::Html));
+        assert_eq!(f("a.htm"), Some(ReportFormat::Html));
+        assert_eq!(f("a.json"), Some(ReportFormat::Json));
+        for bad in ["a.pdf", "a", "md", ".md.txt"] {
+            assert_eq!(f(bad), None, "{bad}");
+        }
+    }
     use std::collections::BTreeSet;
     use std::time::Duration;
 

@@ -16,7 +16,7 @@ use super::findings::Finding;
 use super::report::{EndedBy, Inputs, Report, ScenarioSummary};
 use super::scenario::{Action, DEFAULT_ID_TAG, Expectations, Scenario};
 use crate::emulator::{BootSettings, Emulator};
-use crate::stack::chargepoint::{Event, RebootKind};
+use crate::stack::chargepoint::{Direction, Event, RebootKind};
 use crate::stack::config::Channel;
 use crate::stack::hardware::HwEvent;
 
@@ -44,7 +44,7 @@ pub struct Plan {
 }
 
 /// What a running dry run reports as it goes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Update {
     /// Once a second.
@@ -53,9 +53,12 @@ pub enum Update {
     Step(StepStarted),
     /// A new finding (repeats only raise its count in the report).
     Finding(Finding),
+    /// An OCPP frame the charger sent or received, secrets redacted by the stack (for a live
+    /// trace; `chargectl dry-run` does not print these).
+    Frame(FrameSeen),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progress {
     pub elapsed_s: f64,
     /// `connected`, `connecting`, `unreachable`, `offline (outage)`, `power cut`.
@@ -69,13 +72,22 @@ pub struct Progress {
     pub step: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepStarted {
     /// 1-based.
     pub index: usize,
     pub total: usize,
     pub action: String,
     pub elapsed_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameSeen {
+    pub direction: Direction,
+    /// The OCPP-J frame as on the wire (`[2, id, action, payload]`, ...).
+    pub frame: serde_json::Value,
+    /// UTC wall-clock time.
+    pub time: chrono::DateTime<Utc>,
 }
 
 /// Where the scenario is.
@@ -315,6 +327,14 @@ impl<F: FnMut(Update)> Runner<'_, F> {
     }
 
     fn observe_event(&mut self, ev: &Event) {
+        if let Event::Message { direction, frame } = ev {
+            let time = self.stamp().time;
+            (self.on_update)(Update::Frame(FrameSeen {
+                direction: *direction,
+                frame: frame.clone(),
+                time,
+            }));
+        }
         let Some(obs) = Observation::from_event(ev) else {
             return;
         };

@@ -40,10 +40,12 @@
 //! FreeChargingIdTag `FreeCharging`, ChargePointId `ZAP000001`, CsmsUrl empty (not configured),
 //! BasicAuthPassword `bytes`, SecurityProfile 0 with no AuthorizationKey.
 //!
-//! Integer ranges beyond the OCPP minimum: ClockAlignedDataInterval, MinimumStatusDuration and
-//! WebSocketPingInterval 0..=86400, ConnectionTimeOut and MessageTimeout 1..=3600,
-//! TransactionMessageRetryInterval 1..=86400, ResetRetries and TransactionMessageAttempts
-//! 0..=100; HeartbeatInterval and MeterValueSampleInterval 0..=4294967 (release notes).
+//! Integer ranges beyond the OCPP minimum: MinimumStatusDuration and WebSocketPingInterval
+//! 0..=86400, ConnectionTimeOut and MessageTimeout 1..=3600, TransactionMessageRetryInterval
+//! 1..=86400, ResetRetries and TransactionMessageAttempts 0..=100; HeartbeatInterval,
+//! MeterValueSampleInterval and ClockAlignedDataInterval 0..=4294967 (release notes: one gives
+//! 0 to 4294967 for sampled meter values and heartbeats, the other 0 to UINT32_T for every meter
+//! value interval; the emulated charger keeps to the lower bound for all three).
 //!
 //! # Reboot-required keys
 //!

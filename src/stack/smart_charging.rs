@@ -486,9 +486,40 @@ impl ProfileStore {
         profile: ChargingProfile,
         ctx: &SetContext,
     ) -> Result<(), Rejection> {
-        validate(connector_id, &profile, ctx)?;
+        let mut next = self.kept_beside(connector_id, &profile, ctx)?;
         let profile_id = profile.charging_profile_id;
-        let mut next: Vec<InstalledProfile> = self
+        next.push(InstalledProfile {
+            connector_id,
+            installed_at: ctx.now,
+            profile,
+        });
+        self.commit(next)?;
+        tracing::info!(profile_id, connector_id, "charging profile installed");
+        Ok(())
+    }
+
+    /// Whether [`ProfileStore::set`] would install `profile` in `ctx`, without installing it
+    /// (a RemoteStartTransaction's TxProfile is checked before the request is answered).
+    pub fn check(
+        &self,
+        connector_id: u32,
+        profile: &ChargingProfile,
+        ctx: &SetContext,
+    ) -> Result<(), Rejection> {
+        self.kept_beside(connector_id, profile, ctx).map(|_| ())
+    }
+
+    /// The profiles that stay installed beside `profile` once it is set; `Err` when the
+    /// profile is refused.
+    fn kept_beside(
+        &self,
+        connector_id: u32,
+        profile: &ChargingProfile,
+        ctx: &SetContext,
+    ) -> Result<Vec<InstalledProfile>, Rejection> {
+        validate(connector_id, profile, ctx)?;
+        let profile_id = profile.charging_profile_id;
+        let kept: Vec<InstalledProfile> = self
             .profiles
             .iter()
             .filter(|p| {
@@ -500,21 +531,14 @@ impl ProfileStore {
             })
             .cloned()
             .collect();
-        if next.len() + 1 > ctx.limits.max_profiles {
+        if kept.len() + 1 > ctx.limits.max_profiles {
             return Err(Rejection::TooManyProfiles {
                 profile_id,
-                count: next.len() + 1,
+                count: kept.len() + 1,
                 max: ctx.limits.max_profiles,
             });
         }
-        next.push(InstalledProfile {
-            connector_id,
-            installed_at: ctx.now,
-            profile,
-        });
-        self.commit(next)?;
-        tracing::info!(profile_id, connector_id, "charging profile installed");
-        Ok(())
+        Ok(kept)
     }
 
     /// SetChargingProfile.conf for a request (a rejection is logged with its reason).

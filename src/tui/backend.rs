@@ -16,8 +16,10 @@
 //! | `StartFlash` | `FlashProgress`…, then `FlashFinished` or `FlashFailed` |
 //! | `Reboot` | `LinkLost`, then `Connected` with the running version |
 //! | `Hardware` | `Status` (and the resulting `Trace` frames) |
+//! | `StartDryRun { run }` | `DryRun { run, .. }` updates in order, then `DryRunFinished { run, .. }`, or `DryRunFailed { run, .. }` |
+//! | `StopDryRun { run }` | nothing itself; the run's `DryRunFinished` follows |
 //!
-//! `ExportLogs` and `Quit` are handled by the runtime itself. Charger log lines go through
+//! `ExportLogs`, `SaveReport` and `Quit` are handled by the runtime itself. Charger log lines go through
 //! [`Events::log`], which never blocks and turns lines it cannot queue into a dropped marker.
 
 use std::future::Future;

@@ -356,6 +356,25 @@ pub enum Msg {
         context: String,
         message: String,
     },
+    /// What the dry run started with [`Effect::StartDryRun`] with the same `run` has seen.
+    DryRun {
+        run: u64,
+        update: crate::dryrun::Update,
+    },
+    /// The dry run ended (completed, stopped, or the CSMS was never reached) with its report.
+    DryRunFinished {
+        run: u64,
+        report: Box<crate::dryrun::Report>,
+    },
+    /// The dry run could not run (a bad profile, a missing secret, ...).
+    DryRunFailed {
+        run: u64,
+        message: String,
+    },
+    /// Answer to [`Effect::SaveReport`].
+    ReportSaved {
+        path: PathBuf,
+    },
 }
 
 /// What the runtime must do.
@@ -392,5 +411,22 @@ pub enum Effect {
         lines: Vec<String>,
     },
     Hardware(HardwareAction),
+    /// Run a dry run: `profile` names a provisioning profile (shipped, in the profiles
+    /// directory, or a file); `csms_url` None takes the profile's, else the sandbox CSMS.
+    StartDryRun {
+        run: u64,
+        profile: Option<String>,
+        csms_url: Option<String>,
+    },
+    /// End the dry run `run` early; its report still comes.
+    StopDryRun {
+        run: u64,
+    },
+    /// Handled by the runtime itself: write the report to `path`, in the format its extension
+    /// names.
+    SaveReport {
+        path: PathBuf,
+        report: Box<crate::dryrun::Report>,
+    },
     Quit,
 }

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use super::action::Action;
 use super::keymap::{Key, Lookup};
 use super::msg::{
-    ApplyOutcome, ChangeValue, ConfigChange, ConfigEntry, CsmsTarget, Effect, HardwareAction, Msg,
-    SignatureStatus, ValueType,
+    ApplyOutcome, ChangeValue, ConfigChange, ConfigEntry, CsmsTarget, Direction, Effect,
+    HardwareAction, Msg, OcppFrame, SignatureStatus, ValueType,
 };
 use super::state::{
-    ConnectItem, FlashPhase, Link, LogLine, NOTICE_TTL, Notice, NoticeKind, Pending, Prompt,
-    PromptKind, Screen, State, Target,
+    ConnectItem, DryRunPhase, DryRunState, FlashPhase, Link, LogLine, NOTICE_TTL, Notice,
+    NoticeKind, Pending, Prompt, PromptKind, Screen, State, Target,
 };
+use crate::dryrun::{ReportFormat, Update};
 use crate::emulator::headless::fault_code_ignoring_case;
 use crate::stack::config;
 use crate::stack::logbook::Level;
@@ -31,6 +32,9 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::Tick(now) => {
             state.now = Some(now);
+            if let Some(status) = &state.status {
+                state.history.observe(status, now);
+            }
             if let Some(n) = &mut state.notice {
                 match n.until {
                     None => n.until = Some(now + NOTICE_TTL),
@@ -229,6 +233,45 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             );
             vec![]
         }
+        Msg::DryRun { run, update } => {
+            on_dry_run_update(state, run, update);
+            vec![]
+        }
+        Msg::DryRunFinished { run, report } => {
+            if run != state.dry_run.run {
+                return vec![];
+            }
+            let d = &mut state.dry_run;
+            d.phase = DryRunPhase::Finished;
+            d.findings = report.findings.clone();
+            d.selected = d.selected.min(d.findings.len().saturating_sub(1));
+            let verdict = report.verdict_line();
+            d.report = Some(*report);
+            let hint = key_hint(state, Action::SaveReport)
+                .map(|k| format!("; {k} saves the report"))
+                .unwrap_or_default();
+            notice(state, NoticeKind::Info, format!("dry run: {verdict}{hint}"));
+            vec![]
+        }
+        Msg::DryRunFailed { run, message } => {
+            if run != state.dry_run.run {
+                return vec![];
+            }
+            state.dry_run.phase = DryRunPhase::Failed(message.clone());
+            let text = format!("dry run: {message}");
+            push_error(state, text.clone());
+            notice(state, NoticeKind::Error, text);
+            vec![]
+        }
+        Msg::ReportSaved { path } => {
+            notice(
+                state,
+                NoticeKind::Success,
+                format!("report written to {}", path.display()),
+            );
+            state.dry_run.saved = Some(path);
+            vec![]
+        }
         Msg::Error { context, message } => {
             if context.contains("config") {
                 state.config.applying = false;
@@ -411,6 +454,7 @@ fn dispatch(state: &mut State, action: Action, confirming: bool) -> Vec<Effect> 
         Action::ShowFirmware => show(state, Screen::Firmware),
         Action::ShowLogs => show(state, Screen::Logs),
         Action::ShowEmulator => show(state, Screen::Emulator),
+        Action::ShowDryRun => show(state, Screen::DryRun),
         Action::Up
         | Action::Down
         | Action::PageUp
@@ -563,6 +607,124 @@ fn dispatch(state: &mut State, action: Action, confirming: bool) -> Vec<Effect> 
             }
             vec![]
         }
+        Action::ChooseProfile => {
+            let prefill = state.dry_run.profile.clone().unwrap_or_default();
+            open_prompt(state, PromptKind::DryRunProfile, prefill);
+            vec![]
+        }
+        Action::ChooseCsmsUrl => {
+            let prefill = state
+                .dry_run
+                .csms_url
+                .clone()
+                .unwrap_or_else(|| "ws://".into());
+            open_prompt(state, PromptKind::DryRunCsmsUrl, prefill);
+            vec![]
+        }
+        Action::StartDryRun => start_dry_run(state),
+        Action::StopDryRun => {
+            let d = &mut state.dry_run;
+            if matches!(d.phase, DryRunPhase::Starting | DryRunPhase::Running) {
+                d.phase = DryRunPhase::Stopping;
+                let run = d.run;
+                notice(
+                    state,
+                    NoticeKind::Info,
+                    "stopping the dry run; the report follows".into(),
+                );
+                vec![Effect::StopDryRun { run }]
+            } else {
+                notice(state, NoticeKind::Info, "no dry run is running".into());
+                vec![]
+            }
+        }
+        Action::SaveReport => {
+            let Some(report) = &state.dry_run.report else {
+                let hint = key_hint(state, Action::StartDryRun)
+                    .map(|k| format!(" ({k} starts one)"))
+                    .unwrap_or_default();
+                notice(
+                    state,
+                    NoticeKind::Error,
+                    format!("no report yet: a dry run makes one when it ends{hint}"),
+                );
+                return vec![];
+            };
+            let prefill = state
+                .dry_run
+                .saved
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("dry-run-{}.md", report.charge_point_id));
+            open_prompt(state, PromptKind::ReportPath, prefill);
+            vec![]
+        }
+    }
+}
+
+/// Starts a new dry run, unless one is running; what the previous one showed is cleared.
+fn start_dry_run(state: &mut State) -> Vec<Effect> {
+    if state.dry_run.running() {
+        let hint = key_hint(state, Action::StopDryRun)
+            .map(|k| format!("; {k} stops it"))
+            .unwrap_or_default();
+        notice(
+            state,
+            NoticeKind::Info,
+            format!("a dry run is running{hint}"),
+        );
+        return vec![];
+    }
+    let d = &mut state.dry_run;
+    let profile = d.profile.clone();
+    let csms_url = d.csms_url.clone();
+    *d = DryRunState {
+        profile: profile.clone(),
+        csms_url: csms_url.clone(),
+        run: d.run + 1,
+        phase: DryRunPhase::Starting,
+        ..DryRunState::default()
+    };
+    let run = d.run;
+    let against = csms_url.as_deref().unwrap_or(if profile.is_some() {
+        "the profile's CSMS"
+    } else {
+        "the sandbox CSMS"
+    });
+    notice(
+        state,
+        NoticeKind::Info,
+        format!("dry run against {against} starting…"),
+    );
+    vec![Effect::StartDryRun {
+        run,
+        profile,
+        csms_url,
+    }]
+}
+
+/// What the running dry run reports: progress, findings as they come, its OCPP trace.
+fn on_dry_run_update(state: &mut State, run: u64, update: Update) {
+    let d = &mut state.dry_run;
+    if run != d.run || !d.running() {
+        return;
+    }
+    if d.phase == DryRunPhase::Starting {
+        d.phase = DryRunPhase::Running;
+    }
+    match update {
+        Update::Progress(p) => d.progress = Some(p),
+        Update::Step(_) => {}
+        Update::Finding(f) => d.findings.push(f),
+        Update::Frame(f) => {
+            let direction = match f.direction {
+                crate::stack::chargepoint::Direction::Sent => Direction::Sent,
+                crate::stack::chargepoint::Direction::Received => Direction::Received,
+            };
+            if let Some(frame) = OcppFrame::from_wire(&f.frame) {
+                d.trace.push(direction, f.time, frame);
+            }
+        }
     }
 }
 
@@ -607,6 +769,7 @@ fn hardware(state: &mut State, action: HardwareAction) -> Vec<Effect> {
 fn reset_session(state: &mut State) {
     state.config = Default::default();
     state.status = None;
+    state.history = Default::default();
     if matches!(
         state.firmware.phase,
         FlashPhase::Flashed | FlashPhase::Failed(_) | FlashPhase::Done { .. }
@@ -913,6 +1076,11 @@ fn navigate(state: &mut State, action: Action) {
             let new = move_index(pos, n, action, page);
             state.trace.selected = state.trace.shown_abs(new);
         }
+        Screen::DryRun => {
+            let n = state.dry_run.findings.len();
+            let page = usize::from(state.size.1.saturating_sub(12)).max(1);
+            state.dry_run.selected = move_index(state.dry_run.selected, n, action, page);
+        }
         Screen::Dashboard | Screen::Firmware => {}
     }
 }
@@ -1135,6 +1303,44 @@ fn submit_prompt(state: &mut State) -> Vec<Effect> {
             }
             _ => prompt_error(state, format!("'{text}': expected amps between 0 and 80")),
         },
+        PromptKind::DryRunProfile => {
+            close(state);
+            state.dry_run.profile = (!text.is_empty()).then_some(text);
+            vec![]
+        }
+        PromptKind::DryRunCsmsUrl => {
+            if text.is_empty() || text == "ws://" || text == "wss://" {
+                close(state);
+                state.dry_run.csms_url = None;
+                return vec![];
+            }
+            match validate_csms_url(&text) {
+                Ok(url) => {
+                    close(state);
+                    state.dry_run.csms_url = Some(url);
+                    vec![]
+                }
+                Err(e) => prompt_error(state, e),
+            }
+        }
+        PromptKind::ReportPath => {
+            if text.is_empty() {
+                return prompt_error(state, "type a file name".into());
+            }
+            let path = PathBuf::from(text);
+            if ReportFormat::for_path(&path).is_none() {
+                return prompt_error(state, ReportFormat::EXTENSIONS.into());
+            }
+            let Some(report) = state.dry_run.report.clone() else {
+                close(state);
+                return vec![];
+            };
+            close(state);
+            vec![Effect::SaveReport {
+                path,
+                report: Box::new(report),
+            }]
+        }
         PromptKind::FaultCode => match fault_code_ignoring_case(&text) {
             Some(code) => {
                 close(state);

@@ -175,6 +175,73 @@ impl FakeBackend {
     }
 }
 
+/// What the fake dry run finds: a profile in W (blocking, first seen in a SetChargingProfile)
+/// and a short heartbeat interval (warning).
+pub fn dry_run_findings() -> Vec<chargectl::dryrun::Finding> {
+    use chargectl::dryrun::{Request, Rule};
+    let t0 = chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(20_000);
+    let frame = serde_json::json!([2, "peer-4", "SetChargingProfile", {"connectorId": 1}]);
+    vec![
+        Rule::ChargingRateUnitW {
+            action: "SetChargingProfile".into(),
+        }
+        .finding(
+            Some(Request::new(
+                Duration::from_millis(5_093),
+                t0,
+                "received",
+                Some("SetChargingProfile"),
+                &frame,
+            )),
+            None,
+        ),
+        Rule::HeartbeatInterval {
+            value: 15,
+            source: "ChangeConfiguration".into(),
+        }
+        .finding(None, None),
+    ]
+}
+
+/// The report of the fake dry run, for charge point `DRY-1`.
+pub fn dry_run_report() -> chargectl::dryrun::Report {
+    use chargectl::dryrun::report::{Inputs, ScenarioSummary};
+    use chargectl::dryrun::{Area, EndedBy, Expectations};
+    let findings = dry_run_findings();
+    let exercised = [Area::Connection, Area::SmartCharging]
+        .into_iter()
+        .collect();
+    chargectl::dryrun::Report::build(
+        Inputs {
+            charge_point_id: "DRY-1".into(),
+            csms_url: "ws://127.0.0.1:9000/ocpp".into(),
+            sandbox: false,
+            profile: Some("site-a".into()),
+            scenario: ScenarioSummary {
+                name: "default".into(),
+                source: "built-in default".into(),
+                steps: 10,
+                steps_done: 10,
+            },
+            expectations: Expectations::default(),
+            started_at: chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(20_000),
+            duration_s: 360.0,
+            ended_by: EndedBy::Completed,
+        },
+        &chargectl::dryrun::analyzer::Stats {
+            connected: true,
+            ever_connected: true,
+            registration: Some("Accepted".into()),
+            connections: 1,
+            frames_sent: 20,
+            frames_received: 20,
+            ..Default::default()
+        },
+        &findings,
+        &exercised,
+    )
+}
+
 impl Backend for FakeBackend {
     fn perform(&mut self, effect: Effect, events: &Events) -> Option<Task> {
         self.performed.lock().unwrap().push(effect.clone());
@@ -285,7 +352,33 @@ impl Backend for FakeBackend {
                     })
                     .await;
             })),
-            Effect::Disconnect | Effect::ExportLogs { .. } | Effect::Quit => None,
+            Effect::StartDryRun { run, .. } => Some(Box::pin(async move {
+                use chargectl::dryrun::{FrameSeen, Update};
+                let frame = serde_json::json!([2, "1", "BootNotification", {}]);
+                let updates = [
+                    Update::Frame(FrameSeen {
+                        direction: chargectl::stack::chargepoint::Direction::Sent,
+                        frame,
+                        time: chrono::DateTime::UNIX_EPOCH,
+                    }),
+                    Update::Finding(dry_run_findings().remove(0)),
+                ];
+                for update in updates {
+                    events.send(Msg::DryRun { run, update }).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                events
+                    .send(Msg::DryRunFinished {
+                        run,
+                        report: Box::new(dry_run_report()),
+                    })
+                    .await;
+            })),
+            Effect::Disconnect
+            | Effect::ExportLogs { .. }
+            | Effect::StopDryRun { .. }
+            | Effect::SaveReport { .. }
+            | Effect::Quit => None,
         }
     }
 }

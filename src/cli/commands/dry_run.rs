@@ -10,43 +10,22 @@ use std::time::{Duration, Instant};
 
 use crate::cli::args::DryRunArgs;
 use crate::cli::{Env, ExitCode, Failure, output};
+use crate::dryrun::ReportFormat as Format;
 use crate::dryrun::report::EndedBy;
 use crate::dryrun::{Expectations, Plan, Report, Scenario, Severity, Update};
-
-/// A report file and its format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Markdown,
-    Html,
-    Json,
-}
 
 /// The format of each `--report` file, from its extension; anything else is a usage error
 /// before the run starts.
 fn report_formats(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, Format)>> {
     paths
         .iter()
-        .map(|p| {
-            let ext = p
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase);
-            let format = match ext.as_deref() {
-                Some("md") | Some("markdown") => Format::Markdown,
-                Some("html") | Some("htm") => Format::Html,
-                Some("json") => Format::Json,
-                _ => {
-                    return Err(Failure::new(
-                        ExitCode::Usage,
-                        anyhow::anyhow!(
-                            "--report {}: the format follows the extension: .md, .html or .json",
-                            p.display()
-                        ),
-                    )
-                    .into());
-                }
-            };
-            Ok((p.clone(), format))
+        .map(|p| match Format::for_path(p) {
+            Some(format) => Ok((p.clone(), format)),
+            None => Err(Failure::new(
+                ExitCode::Usage,
+                anyhow::anyhow!("--report {}: {}", p.display(), Format::EXTENSIONS),
+            )
+            .into()),
         })
         .collect()
 }
@@ -149,11 +128,7 @@ fn fresh_state_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn write_report(report: &Report, path: &Path, format: Format) -> anyhow::Result<()> {
-    let text = match format {
-        Format::Markdown => report.to_markdown(),
-        Format::Html => report.to_html(),
-        Format::Json => report.to_json(),
-    };
+    let text = report.render(format);
     std::fs::write(path, text)
         .map_err(|e| anyhow::anyhow!("writing the report {}: {e}", path.display()))
 }
@@ -215,7 +190,9 @@ impl LiveView {
     }
 
     fn update(&mut self, update: Update) {
-        if self.error.is_err() {
+        // The live trace is for the TUI; the terminal and the JSON stream keep to progress,
+        // steps and findings.
+        if self.error.is_err() || matches!(update, Update::Frame(_)) {
             return;
         }
         let result = if self.json {
@@ -290,6 +267,7 @@ impl LiveView {
                 };
                 writeln!(err, "{marker} {}: {}", f.area.title(), f.title)?;
             }
+            Update::Frame(_) => {}
         }
         err.flush()
     }

@@ -641,6 +641,13 @@ fn heartbeat_intervals_out_of_range_from_boot_or_configuration() {
         "3",
         "ChangeConfiguration",
         json!({"key": "ClockAlignedDataInterval", "value": "172800"}),
+        json!({"status": "Accepted"}),
+    );
+    // Only above 4294967 s do the two release notes disagree.
+    r.exchange(
+        "4",
+        "ChangeConfiguration",
+        json!({"key": "ClockAlignedDataInterval", "value": "5000000"}),
         json!({"status": "Rejected"}),
     );
     let f = r.end();
@@ -673,6 +680,7 @@ fn heartbeat_intervals_out_of_range_from_boot_or_configuration() {
         "Meter value intervals can be set to any number between 0 and UINT32_T. It has been tested with short intervals and no issue has been observed with 1-second intervals, but this has not been tested with high load or poor network connectivity. Some measurands are sampled at close to 1-second intervals and the meter value may therefore be up to approximately 1 second old when sent with OCPP.",
     );
     assert!(clock.charger.contains("disagree"));
+    assert!(clock.title.contains("5000000 s"), "{}", clock.title);
 }
 
 #[test]
@@ -982,46 +990,54 @@ fn a_charger_that_never_connects_gets_the_reason() {
     let cases = [
         (
             "cannot connect to ws://127.0.0.1:1/CP1: IO error: Connection refused (os error 111)",
+            ("tcp_refused", None),
             ConnectFailure::TcpRefused,
             "These release notes",
         ),
         (
             "the CSMS at ws://127.0.0.1:9/CP1 refused the connection with HTTP status 401",
+            ("http_status", Some(401)),
             ConnectFailure::HttpStatus { status: 401 },
             "SecurityProfile 1 may connect to wss://",
         ),
         (
             "the CSMS at ws://x/CP1 refused the connection with HTTP status 404",
+            ("http_status", Some(404)),
             ConnectFailure::HttpStatus { status: 404 },
             "These release notes",
         ),
         (
             "the CSMS at ws://x/CP1 did not agree to subprotocol ocpp1.6",
+            ("subprotocol", None),
             ConnectFailure::NoSubprotocol,
             "These release notes",
         ),
         (
             "cannot connect to ws://nowhere.invalid/CP1: IO error: failed to lookup address information: Name or service not known",
+            ("dns", None),
             ConnectFailure::Dns,
             "These release notes",
         ),
         (
             "cannot connect to ws://10.255.255.1/CP1: no answer within 10 s",
+            ("tcp_timeout", None),
             ConnectFailure::Timeout,
             "These release notes",
         ),
         (
             "cannot connect to wss://x/CP1: TLS error: received corrupt message",
+            ("tls", None),
             ConnectFailure::Tls,
             "SecurityProfile 1 may connect to wss://",
         ),
     ];
-    for (detail, kind, note) in cases {
-        assert_eq!(connect_failure_kind(detail), kind, "{detail}");
+    for (detail, (stack_kind, status), kind, note) in cases {
+        let failure = connect_failure(&json!(stack_kind), &json!(status));
+        assert_eq!(failure, kind, "{detail}");
         let mut r = Rig::plain();
         r.obs(Observation::Connecting);
         r.obs(Observation::ConnectFailed {
-            failure: connect_failure_kind(detail),
+            failure,
             detail: detail.into(),
         });
         r.wait(30.0);
@@ -1048,6 +1064,8 @@ fn events_are_read_through_their_json_form() {
         state: crate::stack::chargepoint::ConnectionState::Failed,
         url: None,
         detail: Some("the CSMS at ws://x/A refused the connection with HTTP status 401".into()),
+        failure: Some(crate::stack::transport::ConnectFailure::HttpStatus),
+        http_status: Some(401),
     };
     assert_eq!(
         Observation::from_event(&ev),
@@ -1069,6 +1087,32 @@ fn events_are_read_through_their_json_form() {
     assert_eq!(
         Observation::from_event_json(&json!({"type": "something_new", "data": {}})),
         None
+    );
+    // The kind comes from the event's typed fields, never from the text of the error.
+    let read = |data: Value| match Observation::from_event_json(
+        &json!({"type": "connection", "data": data}),
+    ) {
+        Some(Observation::ConnectFailed { failure, .. }) => failure,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        read(
+            json!({"state": "failed", "detail": "HTTP status 401 in the text", "failure": "tcp_refused"})
+        ),
+        ConnectFailure::TcpRefused
+    );
+    assert_eq!(
+        read(json!({"state": "failed", "failure": "handshake_timeout"})),
+        ConnectFailure::Timeout
+    );
+    assert_eq!(
+        read(json!({"state": "failed", "failure": "http_status", "http_status": 403})),
+        ConnectFailure::HttpStatus { status: 403 }
+    );
+    assert_eq!(
+        read(json!({"state": "failed", "detail": "connection refused"})),
+        ConnectFailure::Other,
+        "no kind, no guess"
     );
 }
 

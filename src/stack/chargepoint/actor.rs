@@ -255,6 +255,7 @@ impl ChargePoint {
                 action,
                 payload,
             } => {
+                self.warn_not_utc(&action, &payload);
                 let reply = match CsmsCall::decode(&action, &payload) {
                     Ok(call) => match self.on_call(call).await {
                         Ok(payload) => Frame::CallResult { id, payload },
@@ -381,6 +382,9 @@ impl ChargePoint {
             );
             return;
         };
+        if let Ok(payload) = &result {
+            self.warn_not_utc(&f.action, payload);
+        }
         match (f.purpose, result) {
             (Purpose::Tx(seq), result) => self.on_tx_result(seq, result),
             (Purpose::Authorize(tag), Ok(payload)) => {

@@ -125,6 +125,32 @@ impl ChargePoint {
         }
     }
 
+    /// Whether the chargingProfile of a RemoteStartTransaction could become the TxProfile of
+    /// the transaction it starts: a TxProfile that SetChargingProfile would accept during that
+    /// transaction (only A, startSchedule on recurring schedules, the configured limits, no
+    /// transactionId of its own since the transaction has none yet).
+    pub fn check_remote_start_profile(&self, profile: &ChargingProfile) -> Result<(), String> {
+        if profile.charging_profile_purpose != messages::ChargingProfilePurposeType::TxProfile {
+            return Err(format!(
+                "profile {}: chargingProfilePurpose {}, a RemoteStartTransaction carries a TxProfile",
+                profile.charging_profile_id, profile.charging_profile_purpose
+            ));
+        }
+        let now = self.now();
+        let ctx = SetContext {
+            transaction: Some(ActiveTransaction {
+                connector_id: SOCKET,
+                transaction_id: None,
+                started: now,
+            }),
+            ..self.smart_context()
+        };
+        self.charging_profiles
+            .store
+            .check(SOCKET, profile, &ctx)
+            .map_err(|e| e.to_string())
+    }
+
     /// The chargingProfile of a RemoteStartTransaction becomes the transaction's TxProfile.
     pub fn install_remote_start_profile(&mut self, profile: ChargingProfile) {
         let ctx = self.smart_context();

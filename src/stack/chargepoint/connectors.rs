@@ -2,15 +2,21 @@
 //! persisted in `availability.json`, scheduled while a transaction runs), faults, the status each
 //! connector is in, and its StatusNotifications (MinimumStatusDuration, changes while offline
 //! reported with the time the charger came online).
+//!
+//! "Offline", for status notifications, is any time the charger may not send them: no
+//! connection, or a connection without an Accepted registration (the CSMS unreachable at boot,
+//! BootNotification Pending or Rejected). Release notes: a transition in that time is sent with
+//! the time the charger came online (the reconnect, or the registration being Accepted); an error
+//! status is not queued, even one whose MinimumStatusDuration ends while offline.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tokio::time::Instant;
 
+use super::Event;
 use super::actor::{ChargePoint, secs};
 use super::outbox::Purpose;
-use super::{Event, Registration};
 use crate::stack::config::IntKey;
 use crate::stack::logbook::LogBook;
 use crate::stack::messages::{self, ChargePointErrorCode, ChargePointStatus, CiString50};
@@ -76,6 +82,7 @@ struct StatusTracker {
     changed_at: DateTime<Utc>,
     reported: Option<(ChargePointStatus, ChargePointErrorCode)>,
     report_at: Option<Instant>,
+    /// The status changed while the charger could not report it (see the module doc).
     changed_offline: bool,
 }
 
@@ -241,11 +248,11 @@ impl ChargePoint {
             if reported_already {
                 continue;
             }
-            if !self.link.online || self.link.registration != Registration::Accepted {
+            if !self.link.accepted() {
                 // Seed: a transition while offline is sent with the time the charger came
                 // online; an error status is not queued while offline.
                 let t = &mut self.connectors.status[i];
-                t.changed_offline = new.1 == ChargePointErrorCode::NoError;
+                t.changed_offline = true;
                 t.report_at = None;
                 continue;
             }
@@ -288,37 +295,54 @@ impl ChargePoint {
         self.queue_status(c);
     }
 
-    /// After registration: every connector is reported once.
+    /// After registration: every connector is reported once. A status reached while the
+    /// charger was not registered (CSMS unreachable, BootNotification Pending) carries the time
+    /// the registration was Accepted: that is when this charger came online, as after a
+    /// reconnect. A status unchanged since boot keeps the time of the boot.
     pub fn report_all_connectors(&mut self) {
+        let online_at = self.now();
         for c in ConnectorId::ALL {
             let t = &mut self.connectors.status[c.index()];
+            if std::mem::take(&mut t.changed_offline) {
+                t.changed_at = online_at;
+            }
             t.reported = None;
-            t.changed_offline = false;
             t.report_at = None;
             self.queue_status(c);
         }
     }
 
     /// After a reconnect: changes that happened offline, stamped with the time of the reconnect.
+    /// An error status reached offline is not reported (it was never queued).
     pub fn report_offline_changes(&mut self) {
         let online_at = self.link.online_since.unwrap_or_else(|| self.now());
         for c in ConnectorId::ALL {
             let t = &mut self.connectors.status[c.index()];
-            if std::mem::take(&mut t.changed_offline) && t.reported != Some(t.current) {
+            if std::mem::take(&mut t.changed_offline)
+                && t.current.1 == ChargePointErrorCode::NoError
+                && t.reported != Some(t.current)
+            {
                 t.changed_at = online_at;
                 self.queue_status(c);
             }
         }
     }
 
-    /// Statuses that held for MinimumStatusDuration go out.
+    /// Statuses that held for MinimumStatusDuration go out. One whose duration ends while the
+    /// charger is offline is handled as a change made offline: an error status is dropped, any
+    /// other is reported after the reconnect with the time the charger came online.
     pub fn report_due_statuses(&mut self, now: Instant) {
+        let accepted = self.link.accepted();
         for c in ConnectorId::ALL {
-            if self.connectors.status[c.index()]
-                .report_at
-                .is_some_and(|t| t <= now)
-            {
+            let t = &mut self.connectors.status[c.index()];
+            if t.report_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            if accepted {
                 self.queue_status(c);
+            } else {
+                t.report_at = None;
+                t.changed_offline = true;
             }
         }
     }

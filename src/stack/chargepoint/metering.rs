@@ -138,12 +138,8 @@ impl ChargePoint {
             self.metering.aligned_at = None;
             return;
         }
-        let now = self.now();
-        let since_midnight =
-            now.timestamp().rem_euclid(86_400) as u64 * 1000 + now.timestamp_subsec_millis() as u64;
-        let period = interval as u64 * 1000;
-        let wait = period - since_midnight % period;
-        self.metering.aligned_at = Some(Instant::now() + Duration::from_millis(wait));
+        let wait = aligned_wait(self.now(), interval as u64);
+        self.metering.aligned_at = Some(Instant::now() + wait);
     }
 
     /// A MeterValue of the StopTxnSampledData measurands, for transactionData.
@@ -236,9 +232,54 @@ impl ChargePoint {
     }
 }
 
+const DAY_MS: u64 = 86_400_000;
+
+/// Time from `now` to the next clock-aligned reading for an interval of `interval_s` seconds
+/// (above 0). Up to a day, the intervals start again at every midnight UTC (OCPP 1.6: evenly
+/// spaced intervals per day, starting at 00:00:00), so an interval that does not divide the day
+/// ends early at midnight. Above a day (the range goes to 4294967 s), they are counted from the
+/// midnight of 1970-01-01 UTC, so whole days always fall on midnight and the spacing stays even.
+pub(super) fn aligned_wait(now: DateTime<Utc>, interval_s: u64) -> Duration {
+    let period = interval_s.max(1) * 1000;
+    let since_epoch = now.timestamp_millis().max(0) as u64;
+    let wait = if period <= DAY_MS {
+        let since_midnight = since_epoch % DAY_MS;
+        (period - since_midnight % period).min(DAY_MS - since_midnight)
+    } else {
+        period - since_epoch % period
+    };
+    Duration::from_millis(wait)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn aligned_readings_fall_on_the_interval_from_midnight() {
+        let s = |t: &str, i: u64| aligned_wait(at(t), i).as_secs_f64();
+        assert_eq!(s("2026-03-01T10:07:00Z", 900), 480.0);
+        assert_eq!(s("2026-03-01T10:15:00Z", 900), 900.0);
+        assert_eq!(s("2026-03-01T10:14:59.500Z", 900), 0.5);
+        assert_eq!(s("2026-03-01T10:00:00Z", 86_400), 14.0 * 3600.0);
+        // 7 s does not divide the day: the last interval ends at midnight.
+        assert_eq!(s("2026-03-01T23:59:57Z", 7), 3.0);
+    }
+
+    #[test]
+    fn aligned_intervals_above_a_day_keep_whole_days_on_midnight() {
+        let s = |t: &str, i: u64| aligned_wait(at(t), i).as_secs();
+        // 2 days from the epoch: 2026-03-01 is day 20513, odd, so the next is 03-02 00:00.
+        assert_eq!(s("2026-03-01T10:00:00Z", 172_800), 14 * 3600);
+        assert_eq!(s("2026-03-02T00:00:00Z", 172_800), 172_800);
+        // The top of the range still gives a finite wait within one interval.
+        let w = s("2026-03-01T10:00:00Z", 4_294_967);
+        assert!((1..=4_294_967).contains(&w), "{w}");
+    }
 
     #[test]
     fn meter_value_cap_keeps_first_and_last() {

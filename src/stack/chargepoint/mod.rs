@@ -24,6 +24,7 @@ use super::connection::Backoff;
 use super::hardware::{Hardware, HwEvent};
 use super::logbook::LogBook;
 use super::messages::{ChargePointErrorCode, ChargePointStatus};
+use super::transport::ConnectFailure;
 
 mod actor;
 mod authorization;
@@ -36,6 +37,7 @@ mod metering;
 mod outbox;
 mod registration;
 mod reservations;
+mod timestamps;
 mod transactions;
 mod trigger;
 
@@ -133,6 +135,13 @@ pub enum Event {
         state: ConnectionState,
         url: Option<String>,
         detail: Option<String>,
+        /// Why a connection attempt failed (state `failed` only): `dns`, `tcp_refused`,
+        /// `tcp_timeout`, `tls`, `http_status`, `subprotocol`, ... Absent from the JSON otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failure: Option<ConnectFailure>,
+        /// The HTTP status of a refused WebSocket upgrade (failure `http_status` only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        http_status: Option<u16>,
     },
     Message {
         direction: Direction,
@@ -319,10 +328,30 @@ mod tests {
                 state,
                 url: None,
                 detail: None,
+                failure: None,
+                http_status: None,
             })
             .unwrap();
             assert_eq!(v["data"]["state"], state.as_str());
+            assert_eq!(
+                v["data"].as_object().map(|o| o.len()),
+                Some(3),
+                "no failure fields unless an attempt failed: {v}"
+            );
         }
+        let v = serde_json::to_value(Event::Connection {
+            state: ConnectionState::Failed,
+            url: None,
+            detail: Some("refused with HTTP status 401".into()),
+            failure: Some(ConnectFailure::HttpStatus),
+            http_status: Some(401),
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "connection", "data": {"state": "failed", "url": null,
+                "detail": "refused with HTTP status 401", "failure": "http_status", "http_status": 401}})
+        );
         let v = serde_json::to_value(Event::Message {
             direction: Direction::Sent,
             frame: Value::Null,

@@ -68,6 +68,8 @@ impl ChargePoint {
             state: ConnectionState::Connecting,
             url: url.clone(),
             detail: Some(format!("security profile {}", endpoint.security_profile)),
+            failure: None,
+            http_status: None,
         });
         self.log.info(
             "ocpp",
@@ -96,6 +98,8 @@ impl ChargePoint {
                     state: ConnectionState::Connected,
                     url: Some(url),
                     detail: None,
+                    failure: None,
+                    http_status: None,
                 });
                 if let Some((old, new)) = self.link.security_change.take() {
                     self.log.info(
@@ -116,10 +120,11 @@ impl ChargePoint {
             }
             ConnEvent::ConnectFailed {
                 error,
+                kind,
+                http_status,
                 auth_failure,
                 retry_in,
                 attempt,
-                ..
             } => {
                 self.log.warn(
                     "ocpp",
@@ -132,6 +137,8 @@ impl ChargePoint {
                     state: ConnectionState::Failed,
                     url: None,
                     detail: Some(error),
+                    failure: Some(kind),
+                    http_status,
                 });
                 if let Some((old, new)) = self.link.security_change
                     // A05.FR.08: fall back to the previous profile when the new one fails.
@@ -177,6 +184,8 @@ impl ChargePoint {
                     state: ConnectionState::Disconnected,
                     url: None,
                     detail: Some(reason),
+                    failure: None,
+                    http_status: None,
                 });
             }
         }

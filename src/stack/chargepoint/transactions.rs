@@ -442,11 +442,18 @@ impl ChargePoint {
         {
             return S::Rejected;
         }
+        // The seed's rules for profiles apply here too (only A, startSchedule on recurring
+        // schedules): a profile the charger could not apply is refused up front, never
+        // accepted and then dropped.
         if let Some(p) = &req.charging_profile
-            && (p.charging_profile_purpose != messages::ChargingProfilePurposeType::TxProfile
-                // The seed's rules for profiles apply here too (only A, ...): refuse up front.
-                || p.charging_schedule.charging_rate_unit != messages::ChargingRateUnitType::A)
+            && let Err(why) = self.check_remote_start_profile(p)
         {
+            self.log.warn(
+                "smart",
+                format!(
+                    "RemoteStartTransaction rejected: its charging profile cannot be applied: {why}"
+                ),
+            );
             return S::Rejected;
         }
         let id_tag = req.id_tag.into_string();

@@ -267,7 +267,7 @@ registry! {
         "Remember idTags the CSMS accepted, for offline and faster authorization"),
     BoolKey AUTHORIZE_REMOTE_TX_REQUESTS AuthorizeRemoteTxRequests => key(BOOL, RW, "Core", "false", Rule::Plain,
         "Authorize the idTag of RemoteStartTransaction before starting"),
-    IntKey CLOCK_ALIGNED_DATA_INTERVAL ClockAlignedDataInterval => key(int(0, 86_400), RW, "Core", "0", Rule::Plain,
+    IntKey CLOCK_ALIGNED_DATA_INTERVAL ClockAlignedDataInterval => key(int(0, U32_SECONDS_MAX), RW, "Core", "0", Rule::Plain,
         "Seconds between clock-aligned meter values, aligned to midnight; 0 disables"),
     IntKey CONNECTION_TIME_OUT ConnectionTimeOut => key(int(1, 3_600), RW, "Core", "30", Rule::Plain,
         "Seconds from Preparing until a session without a plugged cable or idTag is cancelled"),

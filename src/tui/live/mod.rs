@@ -19,8 +19,13 @@
 //! | `tracker.rs` | what the dashboard shows of an emulated charger, kept from its events |
 //! | `apply.rs` | configuration writes and provisioning profiles, through [`crate::provision`] |
 //! | `flash.rs` | the image check and flashing, through [`crate::firmware::preflight`] |
+//! | `dryrun.rs` | the commissioning dry run, through [`crate::dryrun::run`] |
+//!
+//! A dry run is independent of the session: it runs its own emulated charger, as a task the
+//! runtime supervises, and is stopped through the sender kept here.
 
 mod apply;
+mod dryrun;
 mod emulator;
 mod flash;
 mod link;
@@ -110,6 +115,9 @@ pub fn read_trusted_keys(dir: &Path) -> anyhow::Result<Vec<VerifyingKey>> {
     Ok(crate::firmware::preflight::read_trusted_keys(dir)?)
 }
 
+/// Stops the dry run of this number.
+type DryRunStop = (u64, oneshot::Sender<()>);
+
 /// The live backend. Cheap to clone; clones talk to the same session manager.
 #[derive(Clone)]
 pub struct LiveBackend {
@@ -118,6 +126,7 @@ pub struct LiveBackend {
     /// The generation the TUI wants now; bumped here, read by every session's gate.
     generation: Arc<watch::Sender<u64>>,
     health: watch::Receiver<Health>,
+    dry_run_stop: Arc<std::sync::Mutex<Option<DryRunStop>>>,
 }
 
 impl LiveBackend {
@@ -136,6 +145,7 @@ impl LiveBackend {
             commands,
             generation: Arc::new(generation),
             health,
+            dry_run_stop: Arc::default(),
         }
     }
 
@@ -269,7 +279,30 @@ impl Backend for LiveBackend {
             Effect::StartFlash { path } => self.request(Op::Flash(path), events),
             Effect::Reboot => self.request(Op::Reboot, events),
             Effect::Hardware(action) => self.request(Op::Hardware(action), events),
-            Effect::ExportLogs { .. } | Effect::Quit => None,
+            Effect::StartDryRun {
+                run,
+                profile,
+                csms_url,
+            } => {
+                let (stop, stopped) = oneshot::channel();
+                *crate::sync::lock(&self.dry_run_stop) = Some((run, stop));
+                Some(Box::pin(dryrun::run(
+                    self.opts.clone(),
+                    events.clone(),
+                    run,
+                    profile,
+                    csms_url,
+                    stopped,
+                )))
+            }
+            Effect::StopDryRun { run } => {
+                let mut slot = crate::sync::lock(&self.dry_run_stop);
+                if let Some((_, stop)) = slot.take_if(|(r, _)| *r == run) {
+                    let _ = stop.send(());
+                }
+                None
+            }
+            Effect::ExportLogs { .. } | Effect::SaveReport { .. } | Effect::Quit => None,
         }
     }
 }

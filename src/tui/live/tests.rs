@@ -451,3 +451,94 @@ async fn a_panicked_session_task_closes_the_session_and_ends_the_tui() {
     // The manager has ended; closing again returns at once.
     backend.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_dry_run_from_a_profile_streams_its_trace_and_ends_with_a_report_when_stopped() {
+    let root = tempfile::tempdir().unwrap();
+    let paths = test_paths(root.path());
+    std::fs::create_dir_all(paths.config_dir.join("profiles")).unwrap();
+    std::fs::write(
+        paths.config_dir.join("profiles/site-b.toml"),
+        "name = \"site-b\"\n[variables]\nCHARGE_POINT_ID = { description = \"Charge point id\" }\n\
+         [ocpp]\ncharge_point_id = \"${CHARGE_POINT_ID}\"\n\
+         [commissioning]\naccepted_id_tags = [\"CARD-7\"]\n",
+    )
+    .unwrap();
+    let vars: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let lookup = vars.clone();
+    let mut backend = LiveBackend::new(LiveOptions {
+        lister: Arc::new(FixedPorts::default()),
+        env: Arc::new(move |name| lookup.lock().unwrap().get(name).cloned()),
+        ..LiveOptions::new(paths)
+    });
+    let (events, mut rx) = Events::channel(4096);
+    let start = |run: u64, profile: &str| Effect::StartDryRun {
+        run,
+        profile: Some(profile.into()),
+        csms_url: None,
+    };
+
+    // A profile that is not there, and one whose variable the environment lacks.
+    run(&mut backend, start(1, "no-such-profile"), &events);
+    let why = next_where(&mut rx, "the failure", |m| match m {
+        Msg::DryRunFailed { run: 1, message } => Some(message),
+        _ => None,
+    })
+    .await;
+    assert!(why.contains("no such profile"), "{why}");
+    run(&mut backend, start(2, "site-b"), &events);
+    let why = next_where(&mut rx, "the failure", |m| match m {
+        Msg::DryRunFailed { run: 2, message } => Some(message),
+        _ => None,
+    })
+    .await;
+    assert!(why.contains("CHARGE_POINT_ID"), "{why}");
+
+    // With the variable set, the run boots against the sandbox CSMS.
+    vars.lock()
+        .unwrap()
+        .insert("CHARGE_POINT_ID".into(), "TUI-DRY-1".into());
+    run(&mut backend, start(3, "site-b"), &events);
+    let boot = next_where(&mut rx, "the BootNotification frame", |m| match m {
+        Msg::DryRun {
+            run: 3,
+            update: crate::dryrun::Update::Frame(f),
+        } => OcppFrame::from_wire(&f.frame),
+        _ => None,
+    })
+    .await;
+    assert!(
+        matches!(&boot, OcppFrame::Call { action, .. } if action == "BootNotification"),
+        "{boot:?}"
+    );
+    next_where(&mut rx, "progress", |m| match m {
+        Msg::DryRun {
+            run: 3,
+            update: crate::dryrun::Update::Progress(p),
+        } if p.registration.as_deref() == Some("Accepted") => Some(()),
+        _ => None,
+    })
+    .await;
+    // A stop for another run does nothing; this one's ends it with its report.
+    run(&mut backend, Effect::StopDryRun { run: 2 }, &events);
+    run(&mut backend, Effect::StopDryRun { run: 3 }, &events);
+    let report = next_where(&mut rx, "the report", |m| match m {
+        Msg::DryRunFinished { run: 3, report } => Some(report),
+        _ => None,
+    })
+    .await;
+    assert_eq!(report.ended_by, crate::dryrun::EndedBy::Interrupted);
+    assert!(report.sandbox);
+    assert_eq!(report.charge_point_id, "TUI-DRY-1");
+    assert_eq!(report.profile.as_deref(), Some("site-b"));
+    assert_eq!(report.expectations.accepted_id_tags, ["CARD-7"]);
+    assert!(report.messages.sent >= 1, "{:?}", report.messages);
+    // The run's state directory is gone.
+    let prefix = format!("chargectl-tui-dry-run-{}-", std::process::id());
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+}

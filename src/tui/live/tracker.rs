@@ -64,7 +64,9 @@ impl Tracker {
 
     pub(super) fn on_event(&mut self, event: &Event) -> Option<Msg> {
         match event {
-            Event::Connection { state, url, detail } => {
+            Event::Connection {
+                state, url, detail, ..
+            } => {
                 if let Some(u) = url {
                     self.csms_url = Some(u.clone());
                 }
@@ -191,12 +193,16 @@ mod tests {
             state: ConnectionState::Connecting,
             url: Some("ws://127.0.0.1:9/CP1".into()),
             detail: None,
+            failure: None,
+            http_status: None,
         });
         assert_eq!(t.ocpp, Some(OcppConnection::Connecting));
         t.on_event(&Event::Connection {
             state: ConnectionState::Connected,
             url: None,
             detail: None,
+            failure: None,
+            http_status: None,
         });
         assert_eq!(
             t.ocpp,

@@ -112,7 +112,7 @@ impl SimHardware {
             .unwrap_or_default();
         doc.energy_wh = energy_wh;
         let bytes = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
-        storage::write_atomic(&path, &bytes)
+        storage::write_doc("meter", &path, &bytes)
     }
 
     fn integrate(s: &mut State) {
@@ -140,7 +140,7 @@ impl SimHardware {
             };
             if let Ok(bytes) = serde_json::to_vec(&doc) {
                 let written = if self.durable {
-                    storage::write_atomic(f, &bytes)
+                    storage::write_doc("meter", f, &bytes)
                 } else {
                     replace_quickly(f, &bytes)
                 };

@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::stack::chargepoint::{self, Handle, Identity, RebootKind};
@@ -106,6 +107,9 @@ pub struct Emulator {
     pub serial_number: String,
     /// The pseudo-terminal service port, when one is attached.
     service_port: std::sync::Mutex<Option<service_port::ServicePort>>,
+    /// Boots of an image on trial still to fail, as a crashing image's would
+    /// (`{"action":"fail_boots","count":N}`).
+    fail_boots: Arc<AtomicU32>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -157,7 +161,9 @@ impl Emulator {
         });
         let mut slots = crate::firmware::Slots::open(&state_dir.join("slots"), FACTORY_FIRMWARE)
             .with_context(|| format!("opening firmware slots in {}", state_dir.display()))?;
-        let outcome = slots.boot().context("booting the firmware slots")?;
+        let fail_boots = Arc::new(AtomicU32::new(0));
+        let outcome =
+            power_on(&mut slots, &fail_boots, &logbook).context("booting the firmware slots")?;
         logbook.info("boot", format!("firmware slots: {outcome:?}"));
         let identity = Identity {
             vendor: VENDOR.into(),
@@ -185,10 +191,11 @@ impl Emulator {
         let mut reboot_identity = identity.clone();
         let reboot_slots = slots.clone();
         let reboot_log = logbook.clone();
+        let reboot_failing = fail_boots.clone();
         let (handle, task) = chargepoint::spawn(opts, hardware.clone(), move |kind: RebootKind| {
             // Power-on: a verified image in the inactive slot becomes active.
             let mut slots = reboot_slots.lock().unwrap_or_else(|e| e.into_inner());
-            match slots.boot() {
+            match power_on(&mut slots, &reboot_failing, &reboot_log) {
                 Ok(outcome) => reboot_log.info(
                     "boot",
                     format!("{kind:?} reboot, firmware slots: {outcome:?}"),
@@ -198,6 +205,7 @@ impl Emulator {
             reboot_identity.firmware_version = slots.active_version();
             reboot_identity.clone()
         });
+        spawn_confirmation(&handle, &slots, &logbook);
         Ok(Emulator {
             handle,
             slots,
@@ -207,8 +215,20 @@ impl Emulator {
             state_dir: state_dir.to_path_buf(),
             serial_number,
             service_port: std::sync::Mutex::new(None),
+            fail_boots,
             task,
         })
+    }
+
+    /// The next `count` boots of an image on trial fail as a crashing image's would: the
+    /// watchdog powers the charger on again at once, until the image is confirmed or rolled
+    /// back.
+    pub fn fail_boots(&self, count: u32) {
+        self.fail_boots.store(count, Ordering::SeqCst);
+        self.logbook.warn(
+            "hw",
+            format!("the next {count} boots of an image on trial fail (simulated)"),
+        );
     }
 
     /// Applies a simulated hardware action: the physical part first, then the stack is told.
@@ -220,6 +240,19 @@ impl Emulator {
             _ => {}
         }
         self.handle.hardware(event).await;
+    }
+
+    /// Simulates the charger's storage failing: from now on every write in the state
+    /// directory gets `fault`'s error (`None`: the storage works again). Process-wide, as the
+    /// emulator process models one charger.
+    pub fn set_storage_fault(&self, fault: Option<crate::storage::failpoint::DiskFault>) {
+        crate::storage::failpoint::set_disk_fault(fault);
+        match fault {
+            Some(f) => self
+                .logbook
+                .warn("hw", format!("storage fault: {} (simulated)", f.as_str())),
+            None => self.logbook.info("hw", "storage fault cleared (simulated)"),
+        }
     }
 
     /// Exposes the service port on a pseudo-terminal and makes `link_path` a symlink to it.
@@ -313,6 +346,83 @@ impl Emulator {
             Ok(Err(join)) => Err(anyhow::anyhow!("charge point task failed: {join}")),
             Err(_) => Err(anyhow::anyhow!("charge point did not stop within 5 s")),
         }
+    }
+}
+
+/// One power-on of the slots; a boot of an image on trial that is set to fail crashes and the
+/// charger powers on again (each such boot counts against the trial).
+fn power_on(
+    slots: &mut crate::firmware::Slots,
+    fail_boots: &AtomicU32,
+    log: &LogBook,
+) -> crate::firmware::Result<crate::firmware::BootOutcome> {
+    loop {
+        let outcome = slots.boot()?;
+        if let crate::firmware::BootOutcome::RolledBack {
+            failed_version,
+            version,
+            ..
+        } = &outcome
+        {
+            log.error(
+                "boot",
+                format!(
+                    "firmware {failed_version} was not confirmed in {} trial boots; back to {version}",
+                    crate::firmware::slots::MAX_TRIAL_BOOTS
+                ),
+            );
+        }
+        let on_trial = matches!(slots.boot_state(), crate::firmware::BootState::Trial { .. });
+        let crash = on_trial
+            && fail_boots
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if !crash {
+            return Ok(outcome);
+        }
+        log.error(
+            "boot",
+            format!(
+                "firmware {} crashed during its trial boot (simulated)",
+                slots.active_version()
+            ),
+        );
+    }
+}
+
+/// Confirms an image on trial once the charger has registered with its CSMS (the service port
+/// confirms it when a host connects, see [`service_port`]).
+fn spawn_confirmation(
+    handle: &Handle,
+    slots: &Arc<std::sync::Mutex<crate::firmware::Slots>>,
+    log: &LogBook,
+) {
+    let mut events = handle.subscribe();
+    let (slots, log) = (slots.clone(), log.clone());
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(chargepoint::Event::Registration {
+                    status: chargepoint::Registration::Accepted,
+                }) => confirm_trial(&slots, &log, "its OCPP connection is up"),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// Confirms the image on trial, if any: the charger booted it and `why`.
+pub(crate) fn confirm_trial(
+    slots: &std::sync::Mutex<crate::firmware::Slots>,
+    log: &LogBook,
+    why: &str,
+) {
+    let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+    match slots.confirm() {
+        Ok(Some(version)) => log.info("boot", format!("firmware {version} confirmed: {why}")),
+        Ok(None) => {}
+        Err(e) => log.storage_failed("the firmware confirmation", &e),
     }
 }
 

@@ -46,7 +46,7 @@ pub use image::{
     SignatureStatus, inspect, pack, pack_with, parse_header, validate_version, verify,
 };
 pub use preflight::{CheckedImage, PreflightError, Verdict, check_file};
-pub use slots::{BootOutcome, SlotInfo, SlotName, SlotState, Slots, StagingInfo};
+pub use slots::{BootOutcome, BootState, SlotInfo, SlotName, SlotState, Slots, StagingInfo};
 
 #[cfg(test)]
 mod tests;

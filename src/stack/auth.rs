@@ -139,7 +139,7 @@ impl AuthCache {
 
     fn save(&self) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(&self.data).map_err(std::io::Error::other)?;
-        storage::write_atomic(&self.path, &bytes)
+        storage::write_doc("auth_cache", &self.path, &bytes)
     }
 }
 

@@ -599,7 +599,8 @@ impl Configuration {
                 path: path.clone(),
                 source: std::io::Error::other(e),
             })?;
-            storage::write_atomic(&path, &bytes).map_err(|source| Error::Write { path, source })?;
+            storage::write_doc("config", &path, &bytes)
+                .map_err(|source| Error::Write { path, source })?;
         }
         self.values[i] = borrow_default(i, canonical);
         Ok(())
@@ -617,7 +618,7 @@ impl Configuration {
                 path: path.clone(),
                 source: std::io::Error::other("cannot encode secrets document"),
             })?;
-            storage::write_atomic_private(&path, &bytes)
+            storage::write_doc_private("secrets", &path, &bytes)
                 .map_err(|source| Error::Write { path, source })?;
         }
         self.authorization_key = key;

@@ -628,7 +628,7 @@ impl ProfileStore {
             source,
         };
         let bytes = serde_json::to_vec_pretty(&next).map_err(|e| io(std::io::Error::other(e)))?;
-        storage::write_atomic(&self.path, &bytes).map_err(io)?;
+        storage::write_doc("charging_profiles", &self.path, &bytes).map_err(io)?;
         self.profiles = next;
         Ok(())
     }

@@ -425,6 +425,7 @@ impl ChargePoint {
                 self.on_authorize_result(&tag, None);
             }
             (Purpose::Boot, Ok(payload)) => self.on_boot_result(rpc::decode_payload(&payload)),
+            (Purpose::InstallReport, Ok(_)) => self.install_report_delivered(),
             (Purpose::Boot, Err(e)) => {
                 self.log
                     .warn("ocpp", format!("BootNotification failed: {e}"));
@@ -562,7 +563,7 @@ impl ChargePoint {
                 Purpose::Boot => self.retry_boot(None),
                 Purpose::Tx(seq) => self.tx_timed_out(seq),
                 Purpose::Authorize(tag) => self.on_authorize_result(&tag, None),
-                Purpose::Heartbeat | Purpose::Status | Purpose::Other => {}
+                Purpose::Heartbeat | Purpose::Status | Purpose::InstallReport | Purpose::Other => {}
             }
         }
         if self.link.heartbeat_at.is_some_and(|t| t <= now) {

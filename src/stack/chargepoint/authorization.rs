@@ -60,12 +60,8 @@ impl ChargePoint {
         if self.auth.local_list.lookup(id_tag).is_some() {
             return;
         }
-        if let Err(e) = self.auth.cache.update(id_tag, info.clone()) {
-            self.log.error(
-                "auth",
-                format!("cannot persist the authorization cache: {e}"),
-            );
-        }
+        let result = self.auth.cache.update(id_tag, info.clone());
+        self.stored("the authorization cache", result);
     }
 
     pub fn on_card(&mut self, id_tag: String) {

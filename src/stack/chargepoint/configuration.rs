@@ -78,6 +78,15 @@ impl ChargePoint {
             "config",
             format!("{name} = {shown}: {}", describe_outcome(&outcome)),
         );
+        match &outcome {
+            ChangeOutcome::Accepted | ChangeOutcome::RebootRequired => {
+                self.stored("the configuration", Ok::<(), String>(()));
+            }
+            ChangeOutcome::Rejected(reason) if reason.starts_with("cannot write") => {
+                self.stored("the configuration", Err(reason.clone()));
+            }
+            _ => {}
+        }
         if matches!(
             outcome,
             ChangeOutcome::Accepted | ChangeOutcome::RebootRequired

@@ -385,10 +385,14 @@ impl ChargePoint {
         }
         let saved = serde_json::to_vec_pretty(file)
             .map_err(std::io::Error::other)
-            .and_then(|b| storage::write_atomic(&self.opts.state_dir.join(AVAILABILITY_FILE), &b));
-        if let Err(e) = saved {
-            self.log
-                .error("ocpp", format!("cannot persist availability: {e}"));
+            .and_then(|b| {
+                storage::write_doc(
+                    "availability",
+                    &self.opts.state_dir.join(AVAILABILITY_FILE),
+                    &b,
+                )
+            });
+        if !self.stored("the availability", saved) {
             return false;
         }
         self.refresh_status();

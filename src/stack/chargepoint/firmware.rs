@@ -96,11 +96,15 @@ impl ChargePoint {
     }
 
     pub fn report_firmware(&mut self, status: FirmwareStatus) {
+        self.report_firmware_as(status, Purpose::Other);
+    }
+
+    fn report_firmware_as(&mut self, status: FirmwareStatus, purpose: Purpose) {
         self.firmware.status = Some(status);
         self.log.info("firmware", format!("firmware {status}"));
         self.outbox.push(
             messages::FirmwareStatusNotificationRequest { status },
-            Purpose::Other,
+            purpose,
         );
         if matches!(
             status,
@@ -136,6 +140,18 @@ impl ChargePoint {
             return;
         };
         self.report_firmware(FirmwareStatus::Installing);
+        // Recorded before the slot is written: a power cut from here on still ends in Installed
+        // (the new slot boots) or InstallationFailed (it never got there) after the restart.
+        if let Ok(header) = crate::firmware::parse_header(&image) {
+            let pending = PendingInstall {
+                version: header.firmware_version,
+            };
+            if let Ok(bytes) = serde_json::to_vec(&pending) {
+                let path = self.opts.state_dir.join(PENDING_INSTALL_FILE);
+                let result = storage::write_doc("firmware_update", &path, &bytes);
+                self.stored("the firmware install record", result);
+            }
+        }
         let done = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
             let result = crate::sync::lock(&target.slots)
@@ -156,22 +172,15 @@ impl ChargePoint {
                         "firmware {version} verified and written to the inactive slot; rebooting"
                     ),
                 );
-                let pending = PendingInstall { version };
-                if let Ok(bytes) = serde_json::to_vec(&pending)
-                    && let Err(e) = storage::write_atomic(
-                        &self.opts.state_dir.join(PENDING_INSTALL_FILE),
-                        &bytes,
-                    )
-                {
-                    self.log
-                        .error("firmware", format!("cannot record the install: {e}"));
-                }
                 // Downloaded and Installing go out before the reboot.
                 self.defer_reboot(RebootKind::Service);
             }
             Err(e) => {
                 self.log
                     .error("firmware", format!("firmware image refused: {e}"));
+                let path = self.opts.state_dir.join(PENDING_INSTALL_FILE);
+                let result = storage::remove_doc("firmware_update", &path);
+                self.stored("the firmware install record", result);
                 self.report_firmware(FirmwareStatus::InstallationFailed);
             }
         }
@@ -183,16 +192,37 @@ impl ChargePoint {
         if std::mem::replace(&mut self.firmware.install_reported, true) {
             return;
         }
+        // A new image that never confirmed its trial boots: the slots went back.
+        let rollback = self.opts.firmware.as_ref().and_then(|t| {
+            crate::sync::lock(&t.slots)
+                .take_unreported_rollback()
+                .unwrap_or_else(|e| {
+                    self.log.storage_failed("the firmware slots", &e);
+                    None
+                })
+        });
         let path = self.opts.state_dir.join(PENDING_INSTALL_FILE);
         let Some(pending) = storage::read_optional(&path)
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice::<PendingInstall>(&b).ok())
         else {
+            if let Some(failed) = rollback {
+                self.log.error(
+                    "firmware",
+                    format!(
+                        "firmware {failed} failed its trial boots; running {} again",
+                        self.opts.identity.firmware_version
+                    ),
+                );
+                self.report_firmware(FirmwareStatus::InstallationFailed);
+            }
             return;
         };
+        // The record goes once the CSMS has the report (a power cut before that reports again
+        // at the next boot).
         if pending.version == self.opts.identity.firmware_version {
-            self.report_firmware(FirmwareStatus::Installed);
+            self.report_firmware_as(FirmwareStatus::Installed, Purpose::InstallReport);
         } else {
             self.log.error(
                 "firmware",
@@ -201,8 +231,14 @@ impl ChargePoint {
                     pending.version, self.opts.identity.firmware_version
                 ),
             );
-            self.report_firmware(FirmwareStatus::InstallationFailed);
+            self.report_firmware_as(FirmwareStatus::InstallationFailed, Purpose::InstallReport);
         }
-        let _ = std::fs::remove_file(&path);
+    }
+
+    /// The CSMS has the report that concludes an install: its record is no longer needed.
+    pub fn install_report_delivered(&mut self) {
+        let path = self.opts.state_dir.join(PENDING_INSTALL_FILE);
+        let result = storage::remove_doc("firmware_update", &path);
+        self.stored("the firmware install record", result);
     }
 }

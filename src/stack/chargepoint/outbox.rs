@@ -23,6 +23,9 @@ pub(super) enum Purpose {
     Authorize(String),
     /// A journaled transaction message with this sequence number.
     Tx(u64),
+    /// The FirmwareStatusNotification that concludes an install: its record is kept until
+    /// the CSMS has it.
+    InstallReport,
     Other,
 }
 

@@ -46,23 +46,15 @@ impl Reservations {
 }
 
 impl ChargePoint {
-    fn save_reservation(&self) {
+    fn save_reservation(&mut self) {
         let path = self.opts.state_dir.join(RESERVATION_FILE);
         let result = match &self.reservations.active {
             Some(r) => serde_json::to_vec(r)
                 .map_err(std::io::Error::other)
-                .and_then(|b| storage::write_atomic(&path, &b)),
-            None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
+                .and_then(|b| storage::write_doc("reservation", &path, &b)),
+            None => storage::remove_doc("reservation", &path),
         };
-        if let Err(e) = result {
-            self.log.error(
-                "reservation",
-                format!("cannot persist the reservation: {e}"),
-            );
-        }
+        self.stored("the reservation", result);
     }
 
     /// Instant at which the reservation expires (for the timer).

@@ -66,7 +66,12 @@ pub(super) struct Transactions {
     pub finishing: bool,
     /// The front journal message waits until then before its next attempt.
     pub retry_at: Option<Instant>,
+    /// While the journal holds changes the disk refused, the next try to write them.
+    pub persist_retry_at: Option<Instant>,
 }
+
+/// How often a journal the disk refused is written again while nothing else writes it.
+const PERSIST_RETRY: Duration = Duration::from_secs(5);
 
 impl Transactions {
     pub fn open(dir: &Path, durability: Durability) -> anyhow::Result<Transactions> {
@@ -81,6 +86,7 @@ impl Transactions {
             pending_start: None,
             finishing: false,
             retry_at: None,
+            persist_retry_at: None,
         })
     }
 }
@@ -88,33 +94,56 @@ impl Transactions {
 impl ChargePoint {
     // ----- persistence --------------------------------------------------------------------
 
-    pub fn save_tx(&self) {
-        let dir = &self.opts.state_dir;
-        let path = dir.join(TX_FILE);
+    pub fn save_tx(&mut self) {
+        let path = self.opts.state_dir.join(TX_FILE);
         let result = match &self.transactions.active {
             Some(tx) => serde_json::to_vec(tx)
                 .map_err(std::io::Error::other)
-                .and_then(|b| storage::write_atomic(&path, &b)),
-            None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => storage::sync_dir(dir),
-            },
+                .and_then(|b| storage::write_doc("transaction", &path, &b)),
+            None => storage::remove_doc("transaction", &path),
         };
-        if let Err(e) = result {
-            self.log
-                .error("tx", format!("cannot persist the transaction state: {e}"));
-        }
+        self.stored("the transaction state", result);
     }
 
-    /// Appends a transaction message to the journal (fsynced before it returns).
-    pub fn journal_push(&mut self, action: &str, payload: Value, local_tx: u64) -> bool {
-        match self.transactions.journal.push(action, payload, local_tx) {
-            Ok(_) => true,
+    /// Reports the outcome of a write to storage: an error goes to the log and becomes the
+    /// charger's storage problem; a success ends one.
+    pub fn stored<E: std::fmt::Display>(&mut self, what: &str, result: Result<(), E>) -> bool {
+        match result {
+            Ok(()) => {
+                // The disk takes writes again: the journal catches up at once.
+                if self.transactions.journal.unsaved() {
+                    if let Err(e) = self.transactions.journal.compact() {
+                        self.log.storage_failed("the transaction journal", &e);
+                        return true;
+                    }
+                    self.transactions.persist_retry_at = None;
+                }
+                self.log.storage_ok();
+                true
+            }
             Err(e) => {
-                self.log.error("tx", format!("cannot queue {action}: {e}"));
+                self.log.storage_failed(what, &e);
                 false
             }
         }
+    }
+
+    /// Appends a transaction message to the journal (fsynced before it returns). When the disk
+    /// refuses the write the message is queued in memory and delivered all the same.
+    pub fn journal_push(&mut self, action: &str, payload: Value, local_tx: u64) {
+        let result = self.transactions.journal.push(action, payload, local_tx);
+        if !self.stored("the transaction journal", result.map(|_| ())) {
+            self.log.warn(
+                "tx",
+                format!("{action} is queued in memory only until the disk takes writes again"),
+            );
+        }
+    }
+
+    /// Marks the journal's message `seq` delivered or abandoned.
+    fn journal_complete(&mut self, seq: u64) {
+        let result = self.transactions.journal.complete(seq);
+        self.stored("the transaction journal", result);
     }
 
     /// At boot: a transaction left open by the previous run was cut by a power loss.
@@ -256,14 +285,11 @@ impl ChargePoint {
         charging_profile: Option<ChargingProfile>,
         reservation_id: Option<i64>,
     ) {
-        let local_tx = match self.transactions.journal.new_local_tx() {
-            Ok(n) => n,
-            Err(e) => {
-                self.log
-                    .error("tx", format!("cannot start a transaction: {e}"));
-                return;
-            }
-        };
+        // A disk that refuses the write does not stop the session: the number is taken in
+        // memory and the journal catches up once the disk takes writes again.
+        let allocated = self.transactions.journal.new_local_tx();
+        let local_tx = self.transactions.journal.newest_local_tx();
+        self.stored("the transaction journal", allocated.map(|_| ()));
         let now = self.now();
         let meter = self.hw.meter();
         let meter_start = meter.energy_wh.floor();
@@ -301,11 +327,7 @@ impl ChargePoint {
         // that nothing would ever stop.
         self.transactions.active = Some(tx);
         self.save_tx();
-        if !self.journal_push("StartTransaction", payload, local_tx) {
-            self.transactions.active = None;
-            self.save_tx();
-            return;
-        }
+        self.journal_push("StartTransaction", payload, local_tx);
         self.transactions.pending_start = None;
         if let Some(r) = reservation_id {
             self.consume_reservation(r);
@@ -485,6 +507,15 @@ impl ChargePoint {
 
     /// The next journaled message, ready to send (transactionId filled in), or None.
     pub fn next_tx_message(&mut self) -> Option<(u64, String, Value)> {
+        let now = Instant::now();
+        if self.transactions.journal.unsaved()
+            && self.transactions.persist_retry_at.is_none_or(|t| t <= now)
+        {
+            self.transactions.persist_retry_at = Some(now + PERSIST_RETRY);
+            let result = self.transactions.journal.compact();
+            self.stored("the transaction journal", result);
+        }
+
         loop {
             let entry = self.transactions.journal.front()?.clone();
             if self
@@ -506,10 +537,7 @@ impl ChargePoint {
                                 entry.action, entry.local_tx
                             ),
                         );
-                        if let Err(e) = self.transactions.journal.complete(entry.seq) {
-                            self.log.error("tx", e.to_string());
-                            return None;
-                        }
+                        self.journal_complete(entry.seq);
                         continue;
                     }
                 }
@@ -540,9 +568,7 @@ impl ChargePoint {
                         self.learn(tag, &local_list::tag_info(&info));
                     }
                 }
-                if let Err(e) = self.transactions.journal.complete(seq) {
-                    self.log.error("tx", e.to_string());
-                }
+                self.journal_complete(seq);
             }
             Err(error) => self.tx_attempt_failed(&entry, &error.to_string()),
         }
@@ -577,9 +603,7 @@ impl ChargePoint {
                 ),
             );
             self.transactions.retry_at = None;
-            if let Err(e) = self.transactions.journal.complete(entry.seq) {
-                self.log.error("tx", e.to_string());
-            }
+            self.journal_complete(entry.seq);
         } else {
             let interval = self
                 .config
@@ -613,13 +637,11 @@ impl ChargePoint {
         };
         let transaction_id = i64::from(answer.transaction_id);
         let info = local_list::tag_info(&answer.id_tag_info);
-        if let Err(e) = self
+        let recorded = self
             .transactions
             .journal
-            .set_transaction_id(entry.local_tx, transaction_id)
-        {
-            self.log.error("tx", e.to_string());
-        }
+            .set_transaction_id(entry.local_tx, transaction_id);
+        self.stored("the transaction journal", recorded);
         let id_tag = entry
             .payload
             .get("idTag")

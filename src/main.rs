@@ -17,6 +17,10 @@ fn main() {
             chargectl::logging::init_file(&dir, prefix)
         }
         (None, None) => chargectl::logging::init_file(&env.paths.log_dir, "chargectl"),
+        // The dry run's live summary owns the terminal: chargectl's own warnings go to the log.
+        (None, Some(Command::DryRun(_))) if env.stderr_tty => {
+            chargectl::logging::init_file(&env.paths.log_dir, "chargectl")
+        }
         (None, Some(_)) => chargectl::logging::init_stderr(cli.global.verbose),
     };
     let code = run(cli, &env);
@@ -83,8 +87,9 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
             no_reboot,
         }) => commands::flash::run(&image, &port, no_compress, no_reboot, env).await,
         Some(Command::Firmware(cmd)) => commands::firmware::run(cmd, env).await,
-        Some(Command::Csms { listen }) => commands::csms::run(listen, env).await,
+        Some(Command::Csms { listen, summary }) => commands::csms::run(listen, summary, env).await,
         Some(Command::Emulate(args)) => commands::emulate::run(args, env).await,
+        Some(Command::DryRun(args)) => commands::dry_run::run(args, env).await,
         Some(Command::Provision {
             profile,
             port,

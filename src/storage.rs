@@ -8,42 +8,74 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub mod failpoint;
+
 /// Writes `bytes` to `path` atomically (write, fsync, rename, fsync directory).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = parent_dir(path);
-    fs::create_dir_all(dir)?;
-    let tmp = temp_path(path);
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    replace(None, path, bytes, false)
 }
 
 /// Like [`write_atomic`] but the file is created readable by its owner only (mode 0600).
 pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(None, path, bytes, true)
+}
+
+/// [`write_atomic`] of a named document of the charger's state, passing the failpoints
+/// `<doc>.write.before`, `.tmp_written`, `.tmp_synced` and `.renamed` (see [`failpoint`]).
+pub fn write_doc(doc: &str, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(Some(doc), path, bytes, false)
+}
+
+/// [`write_atomic_private`] of a named document (see [`write_doc`]).
+pub fn write_doc_private(doc: &str, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(Some(doc), path, bytes, true)
+}
+
+/// Deletes a named document durably (the directory is fsynced); a missing file is not an
+/// error. Passes the failpoint `<doc>.remove.before`.
+pub fn remove_doc(doc: &str, path: &Path) -> io::Result<()> {
+    failpoint::check(&format!("{doc}.remove.before"))?;
+    failpoint::writable()?;
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(parent_dir(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn replace(doc: Option<&str>, path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
+    let point = |phase: &str| match doc {
+        Some(doc) => failpoint::check(&format!("{doc}.write.{phase}")),
+        None => Ok(()),
+    };
+    point("before")?;
+    failpoint::writable()?;
     let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
     let tmp = temp_path(path);
-    {
+    let written = (|| {
         let mut opts = OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
-        {
+        if private {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
+        #[cfg(not(unix))]
+        let _ = private;
         let mut f = opts.open(&tmp)?;
         f.write_all(bytes)?;
+        point("tmp_written")?;
         f.sync_all()?;
+        point("tmp_synced")?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // A full disk must not fill up further with half-written temporary files.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, path)?;
+    point("renamed")?;
     sync_dir(dir)
 }
 

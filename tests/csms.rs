@@ -19,6 +19,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+#[path = "common/raw_fleet.rs"]
+mod raw_fleet;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -501,8 +504,11 @@ async fn malformed_frames_get_a_callerror_and_the_server_keeps_serving() {
         (&json!("m1"), &json!("ProtocolError"))
     );
 
-    let reply = cp.call("SignCertificate", json!({"csr": "x"})).await;
+    let reply = cp.call("FlyToTheMoon", json!({})).await;
     assert_eq!(reply[2], json!("NotImplemented"));
+    // A security whitepaper action is recognised but not supported (OCPP-J 4.2.3).
+    let reply = cp.call("SignCertificate", json!({"csr": "x"})).await;
+    assert_eq!(reply[2], json!("NotSupported"));
 
     let reply = cp
         .call("BootNotification", json!({"chargePointVendor": "Zaptec"}))
@@ -609,11 +615,14 @@ mod binary {
         }
     }
 
-    #[tokio::test]
-    async fn csms_command_prints_json_lines() {
+    type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+    /// `chargectl csms --listen 127.0.0.1:0 --json ARGS` and its stdout.
+    fn csms_json(args: &[&str]) -> (Child, Lines) {
         let mut child = Child(
             Command::new(env!("CARGO_BIN_EXE_chargectl"))
                 .args(["csms", "--listen", "127.0.0.1:0", "--json"])
+                .args(args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -621,15 +630,22 @@ mod binary {
                 .unwrap(),
         );
         let stdout = child.0.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let mut next = async || -> Value {
-            let line = tokio::time::timeout(WAIT, lines.next_line())
-                .await
-                .expect("no output in time")
-                .unwrap()
-                .expect("stdout ended");
-            serde_json::from_str(&line).unwrap()
-        };
+        (child, BufReader::new(stdout).lines())
+    }
+
+    async fn next_json(lines: &mut Lines) -> Value {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("no output in time")
+            .unwrap()
+            .expect("stdout ended");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[tokio::test]
+    async fn csms_command_prints_json_lines() {
+        let (mut child, mut lines) = csms_json(&[]);
+        let mut next = async || next_json(&mut lines).await;
         let listening = next().await;
         assert_eq!(listening["type"], json!("listening"));
         let url = listening["data"]["url"].as_str().unwrap().to_string();
@@ -658,6 +674,34 @@ mod binary {
         drop(cp);
         let disconnected = next().await;
         assert_eq!(disconnected["type"], json!("disconnected"));
+        child.0.kill().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn csms_command_summary_counts_instead_of_printing_frames() {
+        let (mut child, mut lines) = csms_json(&["--summary"]);
+        let mut next = async || next_json(&mut lines).await;
+        let listening = next().await;
+        assert_eq!(listening["type"], json!("listening"));
+        assert!(listening["data"]["max_charge_points"].as_u64().unwrap() > 0);
+        let url = listening["data"]["url"].as_str().unwrap().to_string();
+        let mut cps = Vec::new();
+        for n in 0..3 {
+            let mut cp = connect(&format!("{url}/SUM{n}")).await;
+            assert_eq!(cp.boot().await[2]["status"], json!("Accepted"));
+            cps.push(cp);
+        }
+        // Only summaries follow, once a second, until they count all three.
+        let summary = loop {
+            let line = next().await;
+            assert_eq!(line["type"], json!("summary"), "{line}");
+            if line["data"]["booted"] == json!(3) {
+                break line;
+            }
+        };
+        assert_eq!(summary["data"]["connected"], json!(3));
+        assert_eq!(summary["data"]["messages_received"], json!(3));
+        assert_eq!(summary["data"]["messages_sent"], json!(3));
         child.0.kill().await.unwrap();
     }
 
@@ -924,31 +968,6 @@ mod peers {
 }
 
 #[test]
-fn the_csms_library_has_no_terminal_code() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/csms");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        for forbidden in [
-            "ratatui::",
-            "crossterm::",
-            "clap::",
-            "println!",
-            "eprintln!",
-        ] {
-            assert!(
-                !text.contains(forbidden),
-                "{} uses {forbidden}",
-                path.display()
-            );
-        }
-        checked += 1;
-    }
-    assert!(checked >= 3);
-}
-
-#[test]
 fn human_lines_show_time_id_direction_action_and_payload() {
     use chargectl::cli::commands::csms::human_line;
     use chargectl::csms::CsmsEvent;
@@ -1013,4 +1032,64 @@ async fn disconnect_closes_one_charge_point() {
     assert_eq!(csms.connected(), vec!["CP2".to_string()]);
     assert_eq!(two.call("Heartbeat", json!({})).await[0], json!(3));
     csms.shutdown().await;
+}
+
+/// A boot storm: 500 raw charge points connect at once, each boots, reports its status, sends a
+/// Heartbeat and a short transaction. Every one is Accepted and counted; with frames only
+/// counted, the event log holds the connections and no frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_storm_of_500_charge_points_is_accepted_and_counted() {
+    const N: usize = 500;
+    chargectl::csms::raise_open_file_limit();
+    let csms = sandbox(SandboxOptions {
+        record_frames: false,
+        first_transaction_id: 1000,
+        ..SandboxOptions::default()
+    })
+    .await;
+    let plan = raw_fleet::FleetPlan {
+        url: csms.url(),
+        count: N,
+        id_prefix: "STORM".into(),
+        transaction: true,
+        timeout: Duration::from_secs(60),
+    };
+    let (outcomes, cps) = raw_fleet::boot_storm(&plan).await;
+    let failed: Vec<_> = outcomes.iter().filter_map(|o| o.error.clone()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert!(outcomes.iter().all(|o| o.boot_status == "Accepted"));
+    assert!(outcomes.iter().all(|o| o.results == 5));
+    assert_eq!(cps.len(), N);
+
+    let stats = csms.stats();
+    assert_eq!(stats.connected, N as u64);
+    assert_eq!(stats.connections, N as u64);
+    assert_eq!(stats.boots_accepted, N as u64);
+    assert_eq!(stats.boots_not_accepted, 0);
+    assert_eq!(stats.frames_received, 5 * N as u64);
+    assert_eq!(stats.frames_sent, 5 * N as u64);
+    assert_eq!((stats.invalid, stats.call_errors_sent), (0, 0));
+    // Every StartTransaction got its own id.
+    assert_eq!(csms.peek_transaction_id(), 1000 + N as i64);
+    let mut connected: Vec<String> = csms.connected();
+    connected.dedup();
+    assert_eq!(connected.len(), N);
+    // Connections are recorded, frames are not.
+    let events = csms.events();
+    let connects = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Connected { .. }))
+        .count();
+    assert_eq!(connects, N);
+    assert!(events.iter().all(|e| e.frame().is_none()));
+
+    drop(cps);
+    tokio::time::timeout(WAIT, csms.shutdown())
+        .await
+        .expect("the sandbox stops with every connection closed");
 }

@@ -363,6 +363,54 @@ async fn bad_input_lines_are_reported_and_sigterm_stops_cleanly_with_state_kept(
     csms.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meter_start_wh_sets_the_register_and_a_restart_without_it_keeps_counting() {
+    let csms = sandbox_with(SandboxOptions::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let state_s = state.to_str().unwrap();
+    let url = csms.url();
+    let mut args = emulate_args(&url, "CPW", state_s);
+    args.extend(["--meter-start-wh", "5000000"]);
+    let mut emu = Proc::start(&args, home.path());
+    let cursor = booted(&csms, "CPW", 0).await;
+    emu.send_line(r#"{"action":"plug"}"#).await;
+    emu.send_line(r#"{"action":"card","id_tag":"CARD-W"}"#)
+        .await;
+    let (start, _) =
+        common::wait_call_from(&csms, "CPW", "StartTransaction", cursor, |_| true).await;
+    let meter_start = start["meterStart"].as_i64().unwrap();
+    assert!(
+        (5_000_000..5_001_000).contains(&meter_start),
+        "meterStart {meter_start} from --meter-start-wh 5000000"
+    );
+    emu.send_line(r#"{"action":"unplug"}"#).await;
+    let (stop, _) = common::wait_call_from(&csms, "CPW", "StopTransaction", cursor, |_| true).await;
+    let meter_stop = stop["meterStop"].as_i64().unwrap();
+    assert!(meter_stop >= meter_start, "{stop}");
+    emu.signal("TERM");
+    assert!(emu.wait_exit().await.success(), "exit 0 on SIGTERM");
+
+    // Restarted without the flag: the register was kept in the state directory.
+    let cursor = csms.cursor();
+    let mut again = Proc::start(&emulate_args(&url, "CPW", state_s), home.path());
+    let cursor = booted(&csms, "CPW", cursor).await;
+    again.send_line(r#"{"action":"plug"}"#).await;
+    again
+        .send_line(r#"{"action":"card","id_tag":"CARD-W"}"#)
+        .await;
+    let (start, _) =
+        common::wait_call_from(&csms, "CPW", "StartTransaction", cursor, |_| true).await;
+    let restarted = start["meterStart"].as_i64().unwrap();
+    assert!(
+        restarted >= meter_stop && restarted < 5_001_000,
+        "meterStart {restarted} after a restart, the register stood at {meter_stop}"
+    );
+    again.signal("TERM");
+    assert!(again.wait_exit().await.success());
+    csms.shutdown().await;
+}
+
 fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;

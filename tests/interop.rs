@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chargectl::emulator::{BootSettings, Emulator, headless};
-use chargectl::stack::chargepoint::{Event, RebootKind};
+use chargectl::stack::chargepoint::{Direction, Event, RebootKind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
@@ -305,7 +305,7 @@ async fn run(peer: Peer, scenario: &str) -> Run {
                 _ => stdout_open = false,
             },
             event = events.recv(), if events_open => match event {
-                Ok(Event::Message { direction: "sent", frame }) => wire.push(Wire::Sent(frame)),
+                Ok(Event::Message { direction: Direction::Sent, frame }) => wire.push(Wire::Sent(frame)),
                 Ok(Event::Message { frame, .. }) => wire.push(Wire::Received(frame)),
                 Ok(Event::Connection { .. }) => wire.push(Wire::Break),
                 Ok(Event::Rebooting { kind }) => wire.push(Wire::Reboot(kind)),

@@ -4,7 +4,7 @@
 //! asserts the charger's answers and the frames on the wire.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
-#[path = "common/profiles.rs"]
+#[path = "common/http_server.rs"]
 mod http;
 #[path = "common/sessions.rs"]
 mod sessions_common;
@@ -823,6 +823,59 @@ async fn firmware_update_downloads_with_a_retry_installs_and_reboots_into_it() {
     assert_eq!(active_version(&rig), "2.2.0");
     let fw = trigger(&rig, "FirmwareStatusNotification", None, |_| true).await;
     assert_eq!(fw, json!({ "status": "Idle" }), "idle after Installed");
+    rig.shutdown().await;
+}
+
+/// Verifying and writing an image runs off the charge point's task: while the slot writer is
+/// held up (here by holding the slots' lock), the charger still answers the CSMS.
+#[tokio::test(start_paused = true)]
+#[allow(clippy::await_holding_lock)] // holding the lock across awaits is what this test does
+async fn firmware_install_runs_off_the_charge_point_and_calls_are_answered_meanwhile() {
+    let key = chargectl::firmware::keys::generate();
+    let image =
+        chargectl::firmware::pack(&vec![0x3c; 64 * 1024], "2.3.0", &key).expect("an image packs");
+    let server = http::Server::start(move |_, _| http::Reply::Full {
+        status: 200,
+        body: image.clone(),
+    })
+    .await;
+    let rig = rig_trusting(vec![key.verifying_key()]).await;
+    let slots = rig.emu().slots.clone();
+    let held = slots.lock().unwrap_or_else(|e| e.into_inner());
+    let c = rig.sandbox.cursor();
+    call(
+        &rig,
+        "UpdateFirmware",
+        update_firmware(&server.url("/fw.img")),
+    )
+    .await;
+    rig.wait_call_from(c, "FirmwareStatusNotification", |p| {
+        p["status"] == "Installing"
+    })
+    .await;
+    // The install waits for the slots; the charger answers meanwhile.
+    let answer = call(
+        &rig,
+        "GetConfiguration",
+        json!({ "key": ["HeartbeatInterval"] }),
+    )
+    .await;
+    assert_eq!(answer["configurationKey"][0]["key"], "HeartbeatInterval");
+    let answer = call(&rig, "DataTransfer", json!({ "vendorId": "nobody" })).await;
+    assert_eq!(answer, json!({ "status": "UnknownVendorId" }));
+    assert_eq!(
+        rig.calls_of("BootNotification").len(),
+        1,
+        "not rebooted yet"
+    );
+    drop(held);
+    rig.wait_call_from(c, "BootNotification", |p| p["firmwareVersion"] == "2.3.0")
+        .await;
+    rig.wait_call_from(c, "FirmwareStatusNotification", |p| {
+        p["status"] == "Installed"
+    })
+    .await;
+    assert_eq!(active_version(&rig), "2.3.0");
     rig.shutdown().await;
 }
 

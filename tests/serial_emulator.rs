@@ -869,3 +869,219 @@ async fn usb_replug_re_enumerates_the_port_behind_the_same_link() {
     assert_eq!(set.code, 0, "{set:#?}");
     emu.stop().await;
 }
+
+/// Runs `chargectl ARGS` with extra environment variables.
+async fn cli_env(home: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let mut cmd = command(home);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(
+        WAIT,
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("chargectl {args:?} did not finish within {WAIT:?}"))
+    .expect("chargectl runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provision_shows_the_changes_writes_them_in_order_and_never_prints_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, public) = keygen(dir, "k").await;
+    let emu = Emulator::start(dir, &public, &[]).await;
+    let port = emu.port().to_string();
+    let profile = dir.join("site.toml");
+    std::fs::write(
+        &profile,
+        "name = \"Garage\"\n\
+         [variables]\n\
+         CP = { description = \"charge point id\" }\n\
+         [ocpp]\n\
+         charge_point_id = \"GARAGE-${CP}\"\n\
+         security_profile = 1\n\
+         authorization_key = { env = \"SITE_AUTH_KEY\" }\n\
+         [config]\n\
+         HeartbeatInterval = 300\n\
+         ConnectionTimeOut = 60\n\
+         MeterValuesSampledData = [\"Energy.Active.Import.Register\", \"Current.Import\"]\n",
+    )
+    .unwrap();
+    let profile = profile.to_str().unwrap();
+    let provision = |extra: &'static [&'static str]| {
+        let mut args = vec!["provision", profile, "--port", &port, "--set", "CP=7"];
+        args.extend_from_slice(extra);
+        async move { cli_env(dir, &args, &[("SITE_AUTH_KEY", AUTH_KEY_HEX)]).await }
+    };
+
+    // A dry run: the diff and the charger's rules, nothing written.
+    let dry = provision(&["--dry-run"]).await;
+    assert_eq!(dry.code, 0, "{dry:#?}");
+    assert_eq!(
+        dry.stdout,
+        "would apply profile Garage (dry run: nothing written)\n\
+         \x20 ChargePointId: ZAP000001 -> GARAGE-7  [ok, takes effect after a reboot]\n\
+         \x20 ConnectionTimeOut: 30 -> 60  [ok]\n\
+         \x20 HeartbeatInterval: 300 (unchanged)  [ok]\n\
+         \x20 MeterValuesSampledData: Energy.Active.Import.Register -> \
+         Energy.Active.Import.Register,Current.Import  [ok]\n\
+         \x20 AuthorizationKey: <write-only> -> <redacted>  [ok]\n\
+         \x20 SecurityProfile: 0 -> 1  [ok]\n"
+    );
+    let dry_json = provision(&["--dry-run", "--json"]).await;
+    assert_eq!(dry_json.code, 0, "{dry_json:#?}");
+    let change = |key: &str, old: &str, new: &str, outcome: &str| serde_json::json!({"key": key, "old": old, "new": new, "outcome": outcome});
+    let new_meter = "Energy.Active.Import.Register,Current.Import";
+    assert_eq!(
+        dry_json.json(),
+        serde_json::json!({
+            "profile": "Garage",
+            "dry_run": true,
+            "changes": [
+                change("ChargePointId", "ZAP000001", "GARAGE-7", "ok, takes effect after a reboot"),
+                change("ConnectionTimeOut", "30", "60", "ok"),
+                change("HeartbeatInterval", "300", "300", "ok"),
+                change("MeterValuesSampledData", "Energy.Active.Import.Register", new_meter, "ok"),
+                change("AuthorizationKey", "<write-only>", "<redacted>", "ok"),
+                change("SecurityProfile", "0", "1", "ok"),
+            ],
+        })
+    );
+
+    // Written, SecurityProfile last; a second run finds every plain key in place.
+    let applied = provision(&[]).await;
+    assert_eq!(applied.code, 0, "{applied:#?}");
+    assert_eq!(
+        applied.stdout,
+        "applied profile Garage\n\
+         \x20 ChargePointId: ZAP000001 -> GARAGE-7  [accepted, takes effect after a reboot]\n\
+         \x20 ConnectionTimeOut: 30 -> 60  [accepted]\n\
+         \x20 HeartbeatInterval: 300 (unchanged)  [accepted]\n\
+         \x20 MeterValuesSampledData: Energy.Active.Import.Register -> \
+         Energy.Active.Import.Register,Current.Import  [accepted]\n\
+         \x20 AuthorizationKey: <write-only> -> <redacted>  [accepted]\n\
+         \x20 SecurityProfile: 0 -> 1  [accepted]\n"
+    );
+    let again = provision(&["--json"]).await;
+    assert_eq!(again.code, 0, "{again:#?}");
+    let accepted_after_reboot = "accepted, takes effect after a reboot";
+    assert_eq!(
+        again.json(),
+        serde_json::json!({
+            "profile": "Garage",
+            "dry_run": false,
+            "changes": [
+                change("ChargePointId", "GARAGE-7", "GARAGE-7", accepted_after_reboot),
+                change("ConnectionTimeOut", "60", "60", "accepted"),
+                change("HeartbeatInterval", "300", "300", "accepted"),
+                change("MeterValuesSampledData", new_meter, new_meter, "accepted"),
+                change("AuthorizationKey", "<write-only>", "<redacted>", "accepted"),
+                change("SecurityProfile", "1", "1", "accepted"),
+            ],
+        })
+    );
+    let refusing = dir.join("refusing.toml");
+    std::fs::write(
+        &refusing,
+        "name = \"Refusing\"\n[config]\nHeartbeatInterval = \"soon\"\nConnectionTimeOut = 45\n",
+    )
+    .unwrap();
+    let refusing = refusing.to_str().unwrap();
+    // A value the charger refuses: exit 4 naming the key and the charger's reason.
+    let rule = "HeartbeatInterval: \"soon\" is not an integer in 0..=4294967";
+    let refused_dry = cli(dir, &["provision", refusing, "--port", &port, "--dry-run"]).await;
+    assert_eq!(refused_dry.code, 4, "{refused_dry:#?}");
+    assert_eq!(
+        refused_dry.stdout,
+        format!(
+            "would apply profile Refusing (dry run: nothing written)\n\
+             \x20 ConnectionTimeOut: 60 -> 45  [ok]\n\
+             \x20 HeartbeatInterval: 300 -> soon  [would be rejected: {rule}]\n"
+        )
+    );
+    assert_eq!(
+        refused_dry.stderr,
+        format!(
+            "chargectl: the charger would refuse HeartbeatInterval (would be rejected: {rule})\n"
+        )
+    );
+    let refused = cli(dir, &["provision", refusing, "--port", &port, "--json"]).await;
+    assert_eq!(refused.code, 4, "{refused:#?}");
+    let lines = refused.json_lines();
+    assert_eq!(
+        lines[0],
+        serde_json::json!({
+            "profile": "Refusing",
+            "dry_run": false,
+            "changes": [
+                change("ConnectionTimeOut", "60", "45", "accepted"),
+                change("HeartbeatInterval", "300", "soon", &format!("rejected: {rule}")),
+            ],
+        })
+    );
+    assert_eq!(lines[1]["type"], "error", "{refused:#?}");
+    assert_eq!(lines[1]["data"]["kind"], "refused", "{refused:#?}");
+
+    // Missing inputs name the flag or the variable to set; the charger is not touched.
+    let no_var = cli_env(
+        dir,
+        &["provision", profile, "--port", &port],
+        &[("SITE_AUTH_KEY", AUTH_KEY_HEX)],
+    )
+    .await;
+    assert_eq!(no_var.code, 2, "{no_var:#?}");
+    assert!(no_var.stderr.contains("pass --set CP=VALUE"), "{no_var:#?}");
+    let no_key = cli(
+        dir,
+        &["provision", profile, "--port", &port, "--set", "CP=7"],
+    )
+    .await;
+    assert_eq!(no_key.code, 2, "{no_key:#?}");
+    assert!(
+        no_key
+            .stderr
+            .contains("export SITE_AUTH_KEY (no prompt without a terminal)"),
+        "{no_key:#?}"
+    );
+
+    let config = cli(dir, &["config", "get", "--port", &port, "--json"]).await;
+    let value = |key: &str| {
+        config.json()["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == key)
+            .map(|e| e["value"].clone())
+            .unwrap()
+    };
+    assert_eq!(value("ChargePointId"), "GARAGE-7");
+    assert_eq!(value("SecurityProfile"), "1");
+    assert_eq!(value("HeartbeatInterval"), "300", "refused key unchanged");
+    for run in [
+        &dry,
+        &dry_json,
+        &applied,
+        &again,
+        &refused_dry,
+        &refused,
+        &no_var,
+        &no_key,
+        &config,
+    ] {
+        assert!(
+            !run.all_output().contains(AUTH_KEY_HEX),
+            "the AuthorizationKey was printed: {run:#?}"
+        );
+    }
+    drop(emu);
+}

@@ -8,7 +8,7 @@ mod common;
 use base64::Engine as _;
 use chargectl::csms::{BasicAuthSeen, EventKind, Policy, RegistrationStatus, SandboxOptions};
 use chargectl::emulator::{BootSettings, Emulator};
-use chargectl::stack::chargepoint::Event;
+use chargectl::stack::chargepoint::{ConnectionState, Event};
 use chargectl::stack::hardware::HwEvent;
 use chargectl::stack::secret::Secret;
 use common::rawcsms::{Handshake, RawCsms};
@@ -630,6 +630,94 @@ async fn get_and_change_configuration_follow_the_release_notes() {
     csms.shutdown().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn configuration_keys_are_found_in_any_case_and_answered_with_their_name() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPK").await;
+    booted(&csms, "CPK", 0).await;
+    assert_eq!(
+        change_key(&csms, "CPK", "meterVALUEsampleinterval", "120").await,
+        "Accepted"
+    );
+    let named = csms
+        .call(
+            "CPK",
+            "GetConfiguration",
+            json!({"key": ["metervaluesampleinterval", "HEARTBEATINTERVAL", "csmsurl"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        named,
+        json!({
+            "configurationKey": [
+                {"key": "MeterValueSampleInterval", "readonly": false, "value": "120"},
+                {"key": "HeartbeatInterval", "readonly": false, "value": "300"},
+            ],
+            "unknownKey": ["csmsurl"],
+        })
+    );
+    assert_eq!(
+        change_key(&csms, "CPK", "numberofconnectors", "2").await,
+        "Rejected"
+    );
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn connector_ids_the_charger_does_not_have_are_refused_as_each_operation_says() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPN").await;
+    booted(&csms, "CPN", 0).await;
+    let asked = [
+        (
+            "ChangeAvailability",
+            json!({"connectorId": 2, "type": "Inoperative"}),
+            json!({"status": "Rejected"}),
+        ),
+        (
+            "UnlockConnector",
+            json!({"connectorId": 0}),
+            json!({"status": "NotSupported"}),
+        ),
+        (
+            "UnlockConnector",
+            json!({"connectorId": 7}),
+            json!({"status": "NotSupported"}),
+        ),
+        (
+            "RemoteStartTransaction",
+            json!({"connectorId": 2, "idTag": "T1"}),
+            json!({"status": "Rejected"}),
+        ),
+        (
+            "RemoteStartTransaction",
+            json!({"connectorId": 0, "idTag": "T1"}),
+            json!({"status": "Rejected"}),
+        ),
+        (
+            "ReserveNow",
+            json!({"connectorId": 3, "expiryDate": "2099-01-01T00:00:00Z", "idTag": "T1", "reservationId": 1}),
+            json!({"status": "Rejected"}),
+        ),
+        (
+            "TriggerMessage",
+            json!({"requestedMessage": "Heartbeat", "connectorId": 2147483647}),
+            json!({"status": "Rejected"}),
+        ),
+    ];
+    for (action, payload, expected) in asked {
+        let answer = csms.call("CPN", action, payload.clone()).await.unwrap();
+        assert_eq!(answer, expected, "{action} {payload}");
+    }
+    assert_one_call_in_flight(&csms, "CPN");
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
 // ----- 6. Reset, ChangeAvailability, DataTransfer, ClearCache ------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -1008,7 +1096,7 @@ async fn reconnects_with_backoff_without_a_new_boot_and_sends_what_was_queued() 
     tokio::time::timeout(WAIT, async {
         loop {
             if let Ok(Event::Connection {
-                state: "disconnected",
+                state: ConnectionState::Disconnected,
                 ..
             }) = events.recv().await
             {
@@ -1039,7 +1127,7 @@ async fn reconnects_with_backoff_without_a_new_boot_and_sends_what_was_queued() 
         if matches!(
             ev,
             Event::Connection {
-                state: "failed",
+                state: ConnectionState::Failed,
                 ..
             }
         ) {
@@ -1080,7 +1168,7 @@ async fn a_transaction_started_offline_is_delivered_first_after_the_reconnect() 
     tokio::time::timeout(WAIT, async {
         loop {
             if let Ok(Event::Connection {
-                state: "disconnected",
+                state: ConnectionState::Disconnected,
                 ..
             }) = events.recv().await
             {
@@ -1115,6 +1203,318 @@ async fn a_transaction_started_offline_is_delivered_first_after_the_reconnect() 
         "the transaction message goes first, no BootNotification"
     );
     assert_one_call_in_flight(&csms, "CPQ");
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
+// ----- 10. Release-note fidelity -------------------------------------------------------------
+
+/// The StatusNotification of each connector in `calls`, by connector id.
+fn status_of(calls: &[(String, Value)], connector: u64) -> Value {
+    calls
+        .iter()
+        .find(|(a, p)| a == "StatusNotification" && p["connectorId"] == connector)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("no StatusNotification for connector {connector}: {calls:?}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_changed_before_the_csms_was_reachable_carries_the_time_the_charger_came_online() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let emu = emulator(dir.path(), &format!("ws://{addr}"), "CPU").await;
+    // Nothing listens: the charger boots offline and the cable goes in 5 s later.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    emu.act(HwEvent::Plug).await;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let csms = sandbox(SandboxOptions {
+        listen: addr,
+        ..policy(RegistrationStatus::Accepted, 3600)
+    })
+    .await;
+    csms.wait_for_connection("CPU", WAIT)
+        .await
+        .expect("connected");
+    let online = Instant::now();
+    wait_call_from(&csms, "CPU", "StatusNotification", 0, |p| {
+        p["connectorId"] == 1
+    })
+    .await;
+    let calls = cp_calls_from(&csms, "CPU", 0);
+    let (charger, socket) = (status_of(&calls, 0), status_of(&calls, 1));
+    assert_eq!(charger["status"], "Available");
+    assert_eq!(socket["status"], "Preparing");
+    // Connector 0 has been Available since the boot; the socket's change, made while the
+    // charger had never been online, carries the time it came online, not the time of the plug.
+    assert_within(
+        "offline change stamped at the time the charger came online",
+        stamp_secs(&charger["timestamp"], &socket["timestamp"]),
+        secs_between(start, online) - 1.0,
+        secs_between(start, online) + 1.0,
+    );
+    assert_one_call_in_flight(&csms, "CPU");
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_changed_while_pending_carries_the_time_the_registration_was_accepted() {
+    let csms = sandbox(policy(RegistrationStatus::Pending, 30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let emu = emulator(dir.path(), &csms.url(), "CPW").await;
+    wait_call_from(&csms, "CPW", "BootNotification", 0, |_| true).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    emu.act(HwEvent::Plug).await;
+    csms.update_policy(|p| p.boot_status = RegistrationStatus::Accepted);
+    // Both connectors are reported once the second BootNotification is Accepted.
+    booted(&csms, "CPW", 0).await;
+    let accepted = Instant::now();
+    assert!(
+        secs_between(start, accepted) >= 30.0,
+        "accepted at the second BootNotification"
+    );
+    let calls = cp_calls_from(&csms, "CPW", 0);
+    let (charger, socket) = (status_of(&calls, 0), status_of(&calls, 1));
+    assert_eq!(socket["status"], "Preparing");
+    assert_within(
+        "change while Pending stamped at the acceptance",
+        stamp_secs(&charger["timestamp"], &socket["timestamp"]),
+        secs_between(start, accepted) - 1.0,
+        secs_between(start, accepted) + 1.0,
+    );
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_status_held_for_minimum_status_duration_is_not_queued_when_it_ends_offline() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPE").await;
+    let mut events = emu.handle.subscribe();
+    booted(&csms, "CPE", 0).await;
+    assert_eq!(
+        change_key(&csms, "CPE", "MinimumStatusDuration", "10").await,
+        "Accepted"
+    );
+    let c = csms.cursor();
+    emu.act(HwEvent::Fault {
+        error_code: "GroundFailure".into(),
+        info: None,
+    })
+    .await;
+    // The connection goes 2 s later, before the 10 s are up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    emu.act(HwEvent::NetworkLost).await;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Event::Connection {
+                state: ConnectionState::Disconnected,
+                ..
+            }) = events.recv().await
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the charger sees the connection go");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let back = csms.cursor();
+    emu.act(HwEvent::NetworkRestored).await;
+    csms.wait_for_from(
+        back,
+        |e| matches!(&e.kind, EventKind::Connected { cp_id, .. } if cp_id == "CPE"),
+        WAIT,
+    )
+    .await
+    .expect("reconnected");
+    // After the reconnect the charger is heard from again (a Heartbeat asked for by the CSMS
+    // goes through the same queue), and no Faulted status was queued while offline.
+    let answer = csms
+        .call(
+            "CPE",
+            "TriggerMessage",
+            json!({"requestedMessage": "Heartbeat"}),
+        )
+        .await
+        .expect("answered after the reconnect");
+    assert_eq!(answer["status"], "Accepted");
+    wait_call_from(&csms, "CPE", "Heartbeat", back, |_| true).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let statuses: Vec<Value> = cp_calls_from(&csms, "CPE", c)
+        .into_iter()
+        .filter(|(a, _)| a == "StatusNotification")
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        statuses.iter().all(|p| p["status"] != "Faulted"),
+        "an error status whose MinimumStatusDuration ended offline was sent: {statuses:?}"
+    );
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
+/// A RemoteStartTransaction for CARD-R carrying `profile`, answered with this status.
+async fn remote_start_with(
+    csms: &chargectl::csms::SandboxHandle,
+    cp: &str,
+    profile: Value,
+) -> String {
+    let answer = csms
+        .call(
+            cp,
+            "RemoteStartTransaction",
+            json!({"connectorId": 1, "idTag": "CARD-R", "chargingProfile": profile}),
+        )
+        .await
+        .expect("RemoteStartTransaction answered");
+    answer["status"].as_str().unwrap_or_default().to_string()
+}
+
+fn tx_profile(unit: &str, kind: &str, start_schedule: Option<&str>) -> Value {
+    let mut schedule = json!({
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]
+    });
+    if let Some(s) = start_schedule {
+        schedule["startSchedule"] = json!(s);
+    }
+    let mut p = json!({
+        "chargingProfileId": 40,
+        "stackLevel": 1,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": kind,
+        "chargingSchedule": schedule
+    });
+    if kind == "Recurring" {
+        p["recurrencyKind"] = json!("Daily");
+    }
+    p
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_remote_start_whose_profile_cannot_be_applied_is_rejected_and_starts_nothing() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPS").await;
+    booted(&csms, "CPS", 0).await;
+    emu.act(HwEvent::Plug).await;
+    let mut default_profile = tx_profile("A", "Absolute", None);
+    default_profile["chargingProfilePurpose"] = json!("TxDefaultProfile");
+    let mut too_high = tx_profile("A", "Absolute", None);
+    too_high["stackLevel"] = json!(9);
+    for (why, profile) in [
+        ("in W", tx_profile("W", "Absolute", None)),
+        (
+            "recurring without startSchedule",
+            tx_profile("A", "Recurring", None),
+        ),
+        ("not a TxProfile", default_profile),
+        ("above ChargeProfileMaxStackLevel", too_high),
+    ] {
+        assert_eq!(
+            remote_start_with(&csms, "CPS", profile).await,
+            "Rejected",
+            "{why}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let calls = cp_calls_from(&csms, "CPS", 0);
+    assert!(
+        !actions(&calls).contains(&"StartTransaction"),
+        "a rejected remote start started a session: {:?}",
+        actions(&calls)
+    );
+    let log = emu.logbook.history();
+    assert!(
+        log.iter()
+            .any(|r| r.message.contains("RemoteStartTransaction rejected")
+                && r.message.contains("needs startSchedule")),
+        "the refusal is in the charger's log"
+    );
+    // A profile the charger can apply starts the session and limits it.
+    let now = emu.logbook.history().last().expect("a log line").time;
+    let now = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let good = tx_profile("A", "Recurring", Some(&now));
+    assert_eq!(remote_start_with(&csms, "CPS", good).await, "Accepted");
+    let (start, _) = wait_call_from(&csms, "CPS", "StartTransaction", 0, |_| true).await;
+    assert_eq!(start["idTag"], "CARD-R");
+    let composite = csms
+        .call(
+            "CPS",
+            "GetCompositeSchedule",
+            json!({"connectorId": 1, "duration": 60}),
+        )
+        .await
+        .expect("GetCompositeSchedule answered");
+    assert_eq!(composite["status"], "Accepted");
+    assert_eq!(
+        composite["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"],
+        10.0
+    );
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timestamp_with_another_offset_is_understood_and_logged_as_a_warning() {
+    let csms = sandbox(policy(RegistrationStatus::Accepted, 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path(), &csms.url(), "CPT").await;
+    booted(&csms, "CPT", 0).await;
+    // The charger's own clock: the time of its latest log line.
+    let now = emu.logbook.history().last().expect("a log line").time;
+    let expiry = (now + chrono::Duration::seconds(60))
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap())
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    assert!(expiry.ends_with("+02:00"), "{expiry}");
+    let c = csms.cursor();
+    let answer = csms
+        .call(
+            "CPT",
+            "ReserveNow",
+            json!({"connectorId": 1, "expiryDate": expiry, "idTag": "CARD-1", "reservationId": 5}),
+        )
+        .await
+        .expect("ReserveNow answered");
+    assert_eq!(answer["status"], "Accepted");
+    let (reserved, c) = wait_call_from(&csms, "CPT", "StatusNotification", c, |p| {
+        p["connectorId"] == 1
+    })
+    .await;
+    assert_eq!(reserved["status"], "Reserved");
+    // Read as the UTC instant it names: the reservation ends 60 s later, not 2 h off.
+    let t0 = Instant::now();
+    let (available, _) = wait_call_from(&csms, "CPT", "StatusNotification", c, |p| {
+        p["connectorId"] == 1
+    })
+    .await;
+    assert_eq!(available["status"], "Available");
+    assert_within(
+        "reservation expiry",
+        secs_between(t0, Instant::now()),
+        58.0,
+        62.0,
+    );
+    let warning = emu
+        .logbook
+        .history()
+        .into_iter()
+        .find(|r| r.message.contains("not UTC"))
+        .expect("a warning in the charger's log");
+    assert_eq!(warning.level, chargectl::stack::logbook::Level::Warn);
+    assert!(
+        warning.message.contains("ReserveNow: expiryDate"),
+        "{}",
+        warning.message
+    );
+    assert!(warning.message.contains("+02:00"), "{}", warning.message);
     emu.shutdown().await.unwrap();
     csms.shutdown().await;
 }

@@ -7,327 +7,20 @@
 //! a short limit.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
+#[path = "common/http_server.rs"]
+mod http_server;
+
 use base64::Engine;
 use chargectl::stack::transfer::{
     self, TransferError, TransferEvent, TransferOptions, download, download_with,
     upload_diagnostics, upload_diagnostics_with,
 };
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use http_server::{Reply, Server, ok, parse_multipart, status};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    /// Header names lowercased.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-enum Reply {
-    /// A complete answer with Content-Length.
-    Full {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-        body: Vec<u8>,
-    },
-    /// Announces `body.len()` bytes but sends only the first `send`, then closes.
-    Cut {
-        headers: Vec<(&'static str, String)>,
-        body: Vec<u8>,
-        send: usize,
-    },
-    /// A 200 without Content-Length whose body ends when the connection closes.
-    CloseDelimited { body: Vec<u8> },
-    /// Headers and the first `send` bytes, then silence for `hold` before closing.
-    Stall {
-        body: Vec<u8>,
-        send: usize,
-        hold: Duration,
-    },
-}
-
-fn ok(body: &[u8]) -> Reply {
-    Reply::Full {
-        status: 200,
-        headers: vec![],
-        body: body.to_vec(),
-    }
-}
-
-fn status(code: u16) -> Reply {
-    Reply::Full {
-        status: code,
-        headers: vec![],
-        body: format!("status {code}\n").into_bytes(),
-    }
-}
-
-type Handler = Arc<dyn Fn(usize, &Request) -> Reply + Send + Sync>;
-
-struct Server {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Request>>>,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(handler: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Server {
-        Self::start_with(None, Arc::new(handler)).await
-    }
-
-    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>, handler: Handler) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let recorded = requests.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let handler = handler.clone();
-                let recorded = recorded.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    match tls {
-                        Some(acceptor) => {
-                            if let Ok(stream) = acceptor.accept(tcp).await {
-                                serve_one(stream, handler, recorded).await;
-                            }
-                        }
-                        None => serve_one(tcp, handler, recorded).await,
-                    }
-                });
-            }
-        });
-        Server {
-            addr,
-            requests,
-            task,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().expect("requests").clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    handler: Handler,
-    recorded: Arc<Mutex<Vec<Request>>>,
-) {
-    let Some(request) = read_request(&mut stream).await else {
-        return;
-    };
-    let index = {
-        let mut all = recorded.lock().expect("requests");
-        all.push(request.clone());
-        all.len() - 1
-    };
-    let reply = handler(index, &request);
-    let head = |status: u16, headers: &[(&'static str, String)], length: Option<usize>| {
-        let mut head = format!("HTTP/1.1 {status} Test\r\nConnection: close\r\n");
-        if let Some(length) = length {
-            head.push_str(&format!("Content-Length: {length}\r\n"));
-        }
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        head.into_bytes()
-    };
-    let _ = match reply {
-        Reply::Full {
-            status,
-            headers,
-            body,
-        } => {
-            let mut out = head(status, &headers, Some(body.len()));
-            out.extend_from_slice(&body);
-            stream.write_all(&out).await
-        }
-        Reply::Cut {
-            headers,
-            body,
-            send,
-        } => {
-            let mut out = head(200, &headers, Some(body.len()));
-            out.extend_from_slice(&body[..send]);
-            stream.write_all(&out).await
-        }
-        Reply::CloseDelimited { body } => {
-            let mut out = head(200, &[], None);
-            out.extend_from_slice(&body);
-            stream.write_all(&out).await
-        }
-        Reply::Stall { body, send, hold } => {
-            let mut out = head(200, &[], Some(body.len()));
-            out.extend_from_slice(&body[..send]);
-            let written = stream.write_all(&out).await;
-            let _ = stream.flush().await;
-            tokio::time::sleep(hold).await;
-            written
-        }
-    };
-    let _ = stream.flush().await;
-    let _ = stream.shutdown().await;
-}
-
-async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Request> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..head_end].to_vec()).ok()?;
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = buf[head_end + 4..].to_vec();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        !headers
-            .iter()
-            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")),
-        "the client should send a Content-Length, not a chunked body"
-    );
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
-/// One part of a multipart/form-data body.
-#[derive(Debug)]
-struct FormPart {
-    name: Option<String>,
-    filename: Option<String>,
-    content_type: Option<String>,
-    data: Vec<u8>,
-}
-
-fn disposition_param(disposition: &str, key: &str) -> Option<String> {
-    disposition.split(';').find_map(|p| {
-        let (k, v) = p.trim().split_once('=')?;
-        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-fn parse_multipart(request: &Request) -> Vec<FormPart> {
-    let content_type = request.header("content-type").expect("content-type");
-    assert!(
-        content_type.starts_with("multipart/form-data"),
-        "{content_type}"
-    );
-    let boundary = content_type
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("boundary="))
-        .expect("boundary")
-        .trim_matches('"');
-    let delimiter = format!("--{boundary}").into_bytes();
-    let body = &request.body;
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + delimiter.len() <= body.len() {
-        if body[i..].starts_with(&delimiter) {
-            starts.push(i);
-            i += delimiter.len();
-        } else {
-            i += 1;
-        }
-    }
-    assert!(starts.len() >= 2, "no complete part in the form");
-    let last = *starts.last().expect("closing delimiter");
-    assert!(
-        body[last + delimiter.len()..].starts_with(b"--"),
-        "the form must end with the closing delimiter"
-    );
-    starts
-        .windows(2)
-        .map(|w| {
-            // Part = after "--boundary\r\n" up to the "\r\n" before the next delimiter.
-            let part = &body[w[0] + delimiter.len() + 2..w[1] - 2];
-            let split = part
-                .windows(4)
-                .position(|x| x == b"\r\n\r\n")
-                .expect("part headers");
-            let head = String::from_utf8(part[..split].to_vec()).expect("utf-8 part headers");
-            let mut result = FormPart {
-                name: None,
-                filename: None,
-                content_type: None,
-                data: part[split + 4..].to_vec(),
-            };
-            for line in head.split("\r\n") {
-                let Some((n, v)) = line.split_once(':') else {
-                    continue;
-                };
-                match n.trim().to_ascii_lowercase().as_str() {
-                    "content-disposition" => {
-                        assert!(v.trim().starts_with("form-data"), "{v}");
-                        result.name = disposition_param(v, "name");
-                        result.filename = disposition_param(v, "filename");
-                    }
-                    "content-type" => result.content_type = Some(v.trim().to_string()),
-                    _ => {}
-                }
-            }
-            result
-        })
-        .collect()
-}
 
 fn image(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -397,7 +90,6 @@ async fn interrupted_download_is_retried_from_the_start() {
     let server = Server::start(move |i, _| {
         if i == 0 {
             Reply::Cut {
-                headers: vec![],
                 body: served.clone(),
                 send: served.len() / 2,
             }
@@ -461,10 +153,10 @@ async fn interrupted_download_resumes_with_a_range_request() {
         ];
         match (i, req.header("range")) {
             (0, _) => Reply::Cut {
-                headers: validators,
                 body: served.clone(),
                 send: half,
-            },
+            }
+            .with_headers(validators),
             (_, Some(range)) => {
                 let from: usize = range
                     .strip_prefix("bytes=")
@@ -478,9 +170,9 @@ async fn interrupted_download_resumes_with_a_range_request() {
                 ));
                 Reply::Full {
                     status: 206,
-                    headers,
                     body: served[from..].to_vec(),
                 }
+                .with_headers(headers)
             }
             (_, None) => ok(&served),
         }
@@ -524,17 +216,17 @@ async fn a_server_that_ignores_the_range_gets_a_fresh_start() {
         ];
         if i == 0 {
             Reply::Cut {
-                headers,
                 body: served.clone(),
                 send: 1000,
             }
+            .with_headers(headers)
         } else {
             // The file changed (If-Range failed): the whole new body with 200.
             Reply::Full {
                 status: 200,
-                headers,
                 body: served.clone(),
             }
+            .with_headers(headers)
         }
     })
     .await;

@@ -2,14 +2,17 @@
 //! 80x24 (text snapshots and meaningful styles), and the runtime with a fake backend.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
+#[path = "common/fake_backend.rs"]
+mod fake_backend;
+
 use chargectl::stack::logbook::{Level, LogRecord};
-use chargectl::tui::backend::fake::FakeBackend;
 use chargectl::tui::keymap::{Context, Key, Keymap, Lookup};
 use chargectl::tui::msg::*;
-use chargectl::tui::state::{FlashPhase, LogLine, Screen, State};
+use chargectl::tui::state::{FlashPhase, LogLine, NoticeKind, PromptKind, Screen, State};
 use chargectl::tui::{Action, Theme, TuiOptions, update, view};
 use chrono::{DateTime, TimeZone, Utc};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use fake_backend::FakeBackend;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::{Color, Modifier};
@@ -75,12 +78,14 @@ fn vim_state() -> State {
     new_state(Keymap::load(Some("vim"), None).unwrap())
 }
 
-fn identity(version: &str, emulated: bool) -> Identity {
-    Identity {
-        vendor: "Zaptec".into(),
-        model: "Go".into(),
-        serial: "ZAP000123".into(),
-        firmware_version: version.into(),
+fn identity(version: &str, emulated: bool) -> ChargerInfo {
+    ChargerInfo {
+        identity: Identity {
+            vendor: "Zaptec".into(),
+            model: "Go".into(),
+            serial_number: "ZAP000123".into(),
+            firmware_version: version.into(),
+        },
         active_slot: Slot::A,
         inactive_version: Some("2.0.4".into()),
         uptime: Duration::from_secs(3725),
@@ -1252,6 +1257,374 @@ fn search_matches_are_highlighted() {
     assert_ne!(term.backend().buffer()[(x - 2, y)].bg, Color::Yellow);
 }
 
+// ---------------------------------------------------------------- dry run
+
+use chargectl::dryrun::{FrameSeen, Progress, Severity, Update};
+use chargectl::tui::state::{CHART_SAMPLES, ChargeHistory, DryRunPhase};
+
+fn progress(elapsed_s: f64, step: &str) -> Progress {
+    Progress {
+        elapsed_s,
+        connection: "connected".into(),
+        registration: Some("Accepted".into()),
+        messages: 12,
+        blocking: 1,
+        warning: 0,
+        info: 0,
+        step: Some(step.into()),
+    }
+}
+
+fn frame_seen(sent: bool, ms: i64, frame: serde_json::Value) -> Update {
+    Update::Frame(FrameSeen {
+        direction: if sent {
+            chargectl::stack::chargepoint::Direction::Sent
+        } else {
+            chargectl::stack::chargepoint::Direction::Received
+        },
+        frame,
+        time: t0() + chrono::Duration::milliseconds(ms),
+    })
+}
+
+/// The dry run screen with profile `site-a` and a CSMS URL chosen, started; the run number.
+fn dry_run_started() -> (State, u64) {
+    let mut s = default_state();
+    press(&mut s, "7 p");
+    type_text(&mut s, "site-a");
+    press(&mut s, "enter u ctrl-u");
+    type_text(&mut s, "ws://csms.example.com/ocpp");
+    press(&mut s, "enter");
+    let eff = press(&mut s, "s");
+    let [Effect::StartDryRun { run, .. }] = eff.as_slice() else {
+        panic!("expected StartDryRun, got {eff:?}");
+    };
+    (s, *run)
+}
+
+/// A started dry run that has seen a boot exchange, progress and one finding.
+fn dry_run_running() -> (State, u64) {
+    let (mut s, run) = dry_run_started();
+    for u in [
+        frame_seen(
+            true,
+            0,
+            serde_json::json!([2, "a-1", "BootNotification", {}]),
+        ),
+        frame_seen(
+            false,
+            40,
+            serde_json::json!([3, "a-1", {"status": "Accepted", "interval": 300}]),
+        ),
+        frame_seen(
+            false,
+            5_093,
+            serde_json::json!([2, "peer-4", "SetChargingProfile", {"connectorId": 1}]),
+        ),
+        frame_seen(
+            true,
+            5_100,
+            serde_json::json!([3, "peer-4", {"status": "Rejected"}]),
+        ),
+        Update::Finding(fake_backend::dry_run_findings().remove(0)),
+        Update::Progress(progress(35.0, "5/10 csms_outage 30 s")),
+    ] {
+        update(&mut s, Msg::DryRun { run, update: u });
+    }
+    s.notice = None;
+    (s, run)
+}
+
+#[test]
+fn a_dry_run_starts_with_the_chosen_profile_and_csms_and_only_once() {
+    let (mut s, run) = dry_run_started();
+    assert_eq!(s.screen, Screen::DryRun);
+    assert_eq!(run, 1);
+    assert_eq!(s.dry_run.phase, DryRunPhase::Starting);
+    assert_eq!(
+        s.dry_run.profile.as_deref(),
+        Some("site-a"),
+        "the profile is kept for the next run"
+    );
+    let (_, run2) = {
+        let mut again = s.clone();
+        update(
+            &mut again,
+            Msg::DryRunFinished {
+                run,
+                report: Box::new(fake_backend::dry_run_report()),
+            },
+        );
+        let eff = press(&mut again, "s");
+        assert_eq!(
+            eff,
+            vec![Effect::StartDryRun {
+                run: 2,
+                profile: Some("site-a".into()),
+                csms_url: Some("ws://csms.example.com/ocpp".into()),
+            }]
+        );
+        assert!(again.dry_run.findings.is_empty(), "a new run starts clean");
+        assert!(again.dry_run.report.is_none());
+        (again, 2)
+    };
+    assert_eq!(run2, 2);
+    // While one runs, start does nothing but say how to stop it.
+    assert!(press(&mut s, "s").is_empty());
+    assert!(s.notice.as_ref().unwrap().text.contains("x stops it"));
+}
+
+#[test]
+fn an_empty_csms_url_means_the_profiles_or_the_sandbox_and_a_bad_one_stays_in_the_prompt() {
+    let mut s = default_state();
+    press(&mut s, "7 u ctrl-u");
+    type_text(&mut s, "http://csms.example.com");
+    assert!(press(&mut s, "enter").is_empty());
+    let prompt = s.prompt.as_ref().expect("the prompt stays open");
+    assert!(prompt.error.is_some(), "{prompt:?}");
+    press(&mut s, "ctrl-u enter");
+    assert!(s.prompt.is_none());
+    assert_eq!(s.dry_run.csms_url, None);
+    // Without a profile or a URL, the sandbox CSMS.
+    assert_eq!(
+        press(&mut s, "s"),
+        vec![Effect::StartDryRun {
+            run: 1,
+            profile: None,
+            csms_url: None,
+        }]
+    );
+    assert!(s.notice.unwrap().text.contains("the sandbox CSMS"));
+}
+
+#[test]
+fn dry_run_updates_fill_findings_and_trace_and_a_stale_run_is_ignored() {
+    let (mut s, run) = dry_run_running();
+    assert_eq!(s.dry_run.phase, DryRunPhase::Running);
+    assert_eq!(s.dry_run.findings.len(), 1);
+    assert_eq!(s.dry_run.findings[0].severity, Severity::Blocking);
+    assert_eq!(s.dry_run.trace.entries.len(), 4);
+    let answer = &s.dry_run.trace.entries[1];
+    assert_eq!(answer.action, "BootNotification", "paired with its CALL");
+    assert_eq!(answer.latency, Some(Duration::from_millis(40)));
+    assert_eq!(s.dry_run.progress.as_ref().unwrap().elapsed_s, 35.0);
+    // What an older run still reports changes nothing.
+    let before = s.dry_run.clone();
+    update(
+        &mut s,
+        Msg::DryRun {
+            run: run - 1,
+            update: Update::Finding(fake_backend::dry_run_findings().remove(1)),
+        },
+    );
+    update(
+        &mut s,
+        Msg::DryRunFinished {
+            run: run + 7,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    assert_eq!(s.dry_run, before);
+    // The findings list is navigable.
+    update(
+        &mut s,
+        Msg::DryRun {
+            run,
+            update: Update::Finding(fake_backend::dry_run_findings().remove(1)),
+        },
+    );
+    press(&mut s, "down");
+    assert_eq!(s.dry_run.selected, 1);
+    assert_eq!(
+        s.dry_run.selected_finding().unwrap().rule,
+        "heartbeat_interval_out_of_range"
+    );
+    press(&mut s, "down home");
+    assert_eq!(s.dry_run.selected, 0);
+}
+
+#[test]
+fn stopping_a_dry_run_asks_the_backend_and_the_report_ends_it() {
+    let (mut s, run) = dry_run_running();
+    assert_eq!(press(&mut s, "x"), vec![Effect::StopDryRun { run }]);
+    assert_eq!(s.dry_run.phase, DryRunPhase::Stopping);
+    assert!(press(&mut s, "x").is_empty(), "asked once");
+    // Updates still arrive while it stops.
+    update(
+        &mut s,
+        Msg::DryRun {
+            run,
+            update: Update::Progress(progress(36.0, "5/10 csms_outage 30 s")),
+        },
+    );
+    assert_eq!(s.dry_run.progress.as_ref().unwrap().elapsed_s, 36.0);
+    update(
+        &mut s,
+        Msg::DryRunFinished {
+            run,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    assert_eq!(s.dry_run.phase, DryRunPhase::Finished);
+    assert_eq!(s.dry_run.findings.len(), 2, "the report's findings");
+    let text = &s.notice.as_ref().unwrap().text;
+    assert!(
+        text.contains("NOT READY") && text.contains("w saves the report"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_report_is_saved_in_the_format_its_extension_names() {
+    let (mut s, run) = dry_run_running();
+    update(
+        &mut s,
+        Msg::DryRunFinished {
+            run,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    press(&mut s, "w");
+    assert_eq!(s.prompt.as_ref().unwrap().text, "dry-run-DRY-1.md");
+    press(&mut s, "ctrl-u");
+    type_text(&mut s, "site-a.pdf");
+    assert!(press(&mut s, "enter").is_empty());
+    assert!(
+        s.prompt
+            .as_ref()
+            .and_then(|p| p.error.as_deref())
+            .is_some_and(|e| e.contains(".md, .html or .json"))
+    );
+    press(&mut s, "ctrl-u");
+    type_text(&mut s, "site-a.html");
+    let eff = press(&mut s, "enter");
+    assert_eq!(
+        eff,
+        vec![Effect::SaveReport {
+            path: "site-a.html".into(),
+            report: Box::new(fake_backend::dry_run_report()),
+        }]
+    );
+    update(
+        &mut s,
+        Msg::ReportSaved {
+            path: "site-a.html".into(),
+        },
+    );
+    assert_eq!(s.dry_run.saved, Some(PathBuf::from("site-a.html")));
+    press(&mut s, "w");
+    assert_eq!(
+        s.prompt.as_ref().unwrap().text,
+        "site-a.html",
+        "offers the last file again"
+    );
+}
+
+#[test]
+fn saving_before_a_report_exists_says_how_to_get_one() {
+    let (mut s, _) = dry_run_running();
+    assert!(press(&mut s, "w").is_empty());
+    assert!(s.prompt.is_none());
+    let n = s.notice.unwrap();
+    assert_eq!(n.kind, NoticeKind::Error);
+    assert!(n.text.contains("no report yet"), "{}", n.text);
+}
+
+#[test]
+fn vim_keys_save_the_report_with_colon_w() {
+    let mut s = vim_state();
+    press(&mut s, "7 s");
+    let run = s.dry_run.run;
+    update(
+        &mut s,
+        Msg::DryRunFinished {
+            run,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    press(&mut s, ": w");
+    assert_eq!(
+        s.prompt.as_ref().map(|p| p.kind.clone()),
+        Some(PromptKind::ReportPath)
+    );
+}
+
+#[test]
+fn a_dry_run_that_cannot_run_says_why() {
+    let (mut s, run) = dry_run_started();
+    update(
+        &mut s,
+        Msg::DryRunFailed {
+            run,
+            message: "site-a.toml:3:1: unknown key".into(),
+        },
+    );
+    assert!(matches!(&s.dry_run.phase, DryRunPhase::Failed(m) if m.contains("3:1")));
+    assert!(s.errors.back().unwrap().contains("unknown key"));
+    // Another run can start.
+    assert_eq!(press(&mut s, "s").len(), 1);
+}
+
+fn charging(drawn: f64, offered: f64, energy_wh: f64) -> ChargerStatus {
+    ChargerStatus {
+        offered_amps: offered,
+        energy_wh,
+        ..FakeBackend::status("Charging", Some(42), drawn)
+    }
+}
+
+#[test]
+fn the_chart_samples_a_session_from_ticks_and_starts_again_with_the_next() {
+    let mut s = connected(true);
+    let now = std::time::Instant::now();
+    let at = |secs: u64| Msg::Tick(now + Duration::from_secs(secs));
+    update(
+        &mut s,
+        Msg::Status(FakeBackend::status("Available", None, 0.0)),
+    );
+    update(&mut s, at(0));
+    assert!(s.history.samples.is_empty(), "no session yet");
+    update(&mut s, Msg::Status(charging(16.0, 16.0, 1000.0)));
+    update(&mut s, at(10));
+    update(&mut s, Msg::Status(charging(10.0, 10.0, 1100.0)));
+    update(&mut s, Msg::Tick(now + Duration::from_millis(10_500)));
+    assert_eq!(s.history.samples.len(), 1, "at most one sample a second");
+    update(&mut s, at(12));
+    let last = s.history.samples.last().unwrap();
+    assert_eq!((last.at_s, last.offered_a, last.drawn_a), (2.0, 10.0, 10.0));
+    assert_eq!(last.energy_wh, 100.0, "energy of this session");
+    // The session ends: its chart stays, ended.
+    update(
+        &mut s,
+        Msg::Status(FakeBackend::status("Finishing", None, 0.0)),
+    );
+    update(&mut s, at(20));
+    assert!(!s.history.active);
+    assert_eq!(s.history.samples.len(), 3);
+    update(&mut s, at(30));
+    assert_eq!(s.history.samples.len(), 3);
+    // The next session starts a new chart.
+    update(&mut s, Msg::Status(charging(16.0, 16.0, 5000.0)));
+    update(&mut s, at(40));
+    assert!(s.history.active);
+    assert_eq!(s.history.samples.len(), 1);
+    assert_eq!(s.history.samples[0].at_s, 0.0);
+}
+
+#[test]
+fn a_long_session_halves_the_chart_resolution_instead_of_growing() {
+    let mut h = ChargeHistory::default();
+    let now = std::time::Instant::now();
+    let status = charging(16.0, 16.0, 0.0);
+    for i in 0..5_000u64 {
+        h.observe(&status, now + Duration::from_secs(i));
+    }
+    assert!(h.samples.len() <= CHART_SAMPLES, "{}", h.samples.len());
+    assert!(h.samples.len() > CHART_SAMPLES / 4);
+    assert_eq!(h.samples[0].at_s, 0.0, "the start stays");
+    assert!(h.span_s() >= 4_900.0, "the whole session is covered");
+}
+
 // ---------------------------------------------------------------- runtime
 
 type Input = futures_util::stream::BoxStream<'static, std::io::Result<Event>>;
@@ -1375,6 +1748,59 @@ async fn runtime_exports_logs_to_a_file() {
     assert!(state.notice.unwrap().text.starts_with("3 lines written to"));
 }
 
+#[tokio::test(start_paused = true)]
+async fn runtime_runs_a_dry_run_and_writes_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("site-a.html");
+    let (tx, input) = scripted();
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let out2 = out.clone();
+    tokio::spawn(async move {
+        let key = |s: &str| Ok(Event::Key(key_event(s)));
+        tx.send(key("7")).unwrap();
+        tx.send(key("s")).unwrap();
+        // The fake run reports for a second, then its report comes.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tx.send(key("w")).unwrap();
+        tx.send(key("ctrl-u")).unwrap();
+        for c in out2.to_str().unwrap().chars() {
+            tx.send(Ok(Event::Key(KeyEvent::new(
+                KeyCode::Char(c),
+                KeyModifiers::NONE,
+            ))))
+            .unwrap();
+        }
+        tx.send(key("enter")).unwrap();
+        for _ in 0..1000 {
+            if out2.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(key("q")).unwrap();
+    });
+    let backend = FakeBackend::new();
+    let state = chargectl::tui::run_with(&mut terminal, input, backend.clone(), opts())
+        .await
+        .unwrap();
+    assert!(backend.performed().contains(&Effect::StartDryRun {
+        run: 1,
+        profile: None,
+        csms_url: None
+    }));
+    assert_eq!(
+        state.dry_run.trace.entries.len(),
+        1,
+        "the frame of the run reached the trace"
+    );
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..40]);
+    assert!(html.contains("SetChargingProfile carries a charging profile in W"));
+    assert_eq!(state.dry_run.saved.as_deref(), Some(out.as_path()));
+}
+
 struct PanickingBackend;
 
 impl chargectl::tui::Backend for PanickingBackend {
@@ -1440,8 +1866,154 @@ fn filtered_indices_survive_the_rings_turning_over() {
 }
 
 #[test]
+fn snapshot_dry_run_idle() {
+    let mut s = default_state();
+    press(&mut s, "7");
+    insta::assert_snapshot!("dry_run_idle", render(&s).backend());
+}
+
+#[test]
+fn snapshot_dry_run_running() {
+    let (s, _) = dry_run_running();
+    insta::assert_snapshot!("dry_run_running", render(&s).backend());
+}
+
+#[test]
+fn snapshot_dry_run_finished() {
+    let (mut s, run) = dry_run_running();
+    update(
+        &mut s,
+        Msg::DryRunFinished {
+            run,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    s.notice = None;
+    insta::assert_snapshot!("dry_run_finished", render(&s).backend());
+}
+
+#[test]
+fn a_blocking_finding_is_red_and_the_selected_one_stands_out() {
+    let (mut s, run) = dry_run_running();
+    update(
+        &mut s,
+        Msg::DryRun {
+            run,
+            update: Update::Finding(fake_backend::dry_run_findings().remove(1)),
+        },
+    );
+    press(&mut s, "down");
+    let term = render(&s);
+    let (x, y) = find(&term, "BLOCKING").unwrap();
+    assert_eq!(term.backend().buffer()[(x, y)].fg, Color::Red);
+    let (x, y) = find(&term, "> warning").unwrap();
+    assert_eq!(term.backend().buffer()[(x + 2, y)].bg, Color::Blue);
+    let mut plain = s.clone();
+    plain.theme = Theme::new(false);
+    let term = render(&plain);
+    let (x, y) = find(&term, "> warning").unwrap();
+    assert!(
+        term.backend().buffer()[(x + 2, y)]
+            .modifier
+            .contains(Modifier::REVERSED),
+        "without colour the selected finding is reversed"
+    );
+}
+
+/// A charging session of 100 s: 16 A offered and 14 A drawn, then a profile limits it to 8 A.
+fn dashboard_chart_state() -> State {
+    let mut s = dashboard_state();
+    let now = std::time::Instant::now();
+    for i in 0..=100u64 {
+        // The EV takes 14 A of 16; from 60 s a charging profile offers 8 A.
+        let (offered, drawn) = if i < 60 { (16.0, 14.0) } else { (8.0, 8.0) };
+        let energy = 1234.0 + i as f64 * 10.0;
+        update(&mut s, Msg::Status(charging(drawn, offered, energy)));
+        update(&mut s, Msg::Tick(now + Duration::from_secs(i)));
+    }
+    s.notice = None;
+    s
+}
+
+#[test]
+fn snapshot_dashboard_chart() {
+    insta::assert_snapshot!(
+        "dashboard_chart",
+        render(&dashboard_chart_state()).backend()
+    );
+}
+
+#[test]
 fn snapshot_help_overlay() {
     let mut s = default_state();
     press(&mut s, "?");
     insta::assert_snapshot!("help", render(&s).backend());
+}
+
+fn fleet_summary(
+    elapsed_s: f64,
+    booted: u64,
+    messages: u64,
+) -> chargectl::emulator::fleet::Summary {
+    use chargectl::emulator::fleet::{Messages, Percentiles, Summary};
+    Summary {
+        count: 200,
+        started: 200,
+        connected: 200,
+        booted,
+        charging: 37,
+        messages: Messages {
+            sent: messages,
+            received: messages,
+        },
+        boot_ms: Percentiles {
+            count: booted,
+            p50: 12.1,
+            p90: 31.0,
+            p99: 48.2,
+            max: 60.3,
+        },
+        call_ms: Percentiles {
+            count: messages,
+            p50: 1.2,
+            p90: 2.9,
+            p99: 7.7,
+            max: 20.1,
+        },
+        elapsed_s,
+        all_booted_s: (booted == 200).then_some(1.84),
+        ..Summary::default()
+    }
+}
+
+#[test]
+fn fleet_summaries_give_the_message_rate_between_two() {
+    let mut s = dashboard_state();
+    assert!(s.fleet.is_none());
+    update(&mut s, Msg::Fleet(fleet_summary(1.0, 150, 400)));
+    assert_eq!(s.fleet.as_ref().unwrap().messages_per_s, 0.0);
+    update(&mut s, Msg::Fleet(fleet_summary(2.0, 200, 700)));
+    let f = s.fleet.as_ref().unwrap();
+    assert_eq!(f.summary.booted, 200);
+    assert!(
+        (f.messages_per_s - 600.0).abs() < 1e-9,
+        "{}",
+        f.messages_per_s
+    );
+}
+
+#[test]
+fn snapshot_emulator_fleet() {
+    let mut s = dashboard_state();
+    press(&mut s, "6");
+    update(&mut s, Msg::Fleet(fleet_summary(11.0, 200, 4000)));
+    update(&mut s, Msg::Fleet(fleet_summary(12.0, 200, 4210)));
+    let terminal = render(&s);
+    assert!(
+        find(&terminal, "200 booted of 200").is_some(),
+        "{}",
+        screen_text(&terminal)
+    );
+    assert!(find(&terminal, "420/s").is_some());
+    insta::assert_snapshot!("emulator_fleet", terminal.backend());
 }

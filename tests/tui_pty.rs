@@ -1,7 +1,7 @@
 //! End to end: the real binary in a real pseudo-terminal (80x24), its screen read back through
 //! a terminal emulator. An emulated charger is started from the connect screen, a key changed
 //! and applied in the TUI, and the change read back with the CLI over the emulator's service
-//! port while the TUI keeps running.
+//! port while the TUI keeps running; a dry run is started, stopped and its report saved.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
@@ -260,6 +260,40 @@ fn emulated_charger_configured_in_the_tui_is_seen_by_the_cli() {
     let saved = std::fs::read(data.join("emulator/CHARGECTL-EMU-1/config.json")).unwrap();
     let saved: serde_json::Value = serde_json::from_slice(&saved).expect("config.json");
     assert_eq!(saved["values"]["HeartbeatInterval"], "123", "{saved}");
+}
+
+#[test]
+fn a_dry_run_started_in_the_tui_shows_its_trace_and_saves_its_report() {
+    let (_root, data, config) = dirs();
+    let mut tui = Tui::spawn(&[], &data, &config);
+    tui.wait_text("Start an emulated charger on the sandbox CSMS");
+    tui.keys(b"7");
+    tui.wait_text("Commissioning dry run");
+    // No profile, no URL: the sandbox CSMS in-process.
+    tui.keys(b"s");
+    let screen = tui.wait_for("the boot in the trace and the progress", |s| {
+        s.contains("→ BootNotification") && s.contains("Accepted")
+    });
+    assert!(screen.contains("the sandbox CSMS"), "{screen}");
+    // Stop early: the report is still made.
+    tui.keys(b"x");
+    let screen = tui.wait_text("Verdict");
+    assert!(screen.contains("stopped early"), "{screen}");
+    tui.keys(b"w");
+    tui.wait_text("Save report to");
+    let out = data.join("tui-report.json");
+    tui.keys(&[0x15]); // ctrl-u: clear the suggested name
+    tui.keys(out.to_str().unwrap().as_bytes());
+    tui.keys(b"\r");
+    tui.wait_text("report written to");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("the report file")).expect("JSON");
+    assert_eq!(report["format_version"], 1, "{report}");
+    assert_eq!(report["ended_by"], "interrupted", "{report}");
+    assert_eq!(report["sandbox"], true, "{report}");
+    tui.keys(b"q");
+    let status = tui.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
 }
 
 #[test]

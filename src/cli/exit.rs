@@ -19,12 +19,14 @@ pub enum ExitCode {
     /// A file the user gave is invalid (profile, keymap, image header): the message names the
     /// line or field.
     BadInput = 6,
+    /// A commissioning dry run found something blocking (see its report).
+    Blocking = 7,
     /// Interrupted by a signal (Ctrl-C).
     Interrupted = 130,
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 8] = [
+    pub const ALL: [ExitCode; 9] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -32,6 +34,7 @@ impl ExitCode {
         ExitCode::Refused,
         ExitCode::Verification,
         ExitCode::BadInput,
+        ExitCode::Blocking,
         ExitCode::Interrupted,
     ];
 
@@ -49,6 +52,7 @@ impl ExitCode {
             ExitCode::Refused => "refused",
             ExitCode::Verification => "verification",
             ExitCode::BadInput => "bad_input",
+            ExitCode::Blocking => "blocking",
             ExitCode::Interrupted => "interrupted",
         }
     }
@@ -66,6 +70,9 @@ impl ExitCode {
             ExitCode::Verification => "a firmware image failed verification",
             ExitCode::BadInput => {
                 "an input file is invalid (profile, keymap, image); the message names the line or field"
+            }
+            ExitCode::Blocking => {
+                "a commissioning dry run found something blocking (its report says what)"
             }
             ExitCode::Interrupted => "interrupted by a signal",
         }

@@ -1,6 +1,7 @@
 //! What the sandbox saw: [`CsmsEvent`]s, broadcast to observers and kept in an in-memory log
 //! that tests search with [`EventLog::wait_for`] (no sleeps).
 
+use crate::stack::messages::Timestamp;
 use crate::stack::rpc::{CallError, Frame};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -129,7 +130,7 @@ impl CsmsEvent {
 
     /// The event as the `{"type": ..., "data": {...}}` record `chargectl csms --json` prints.
     pub fn to_json(&self) -> Value {
-        let time = crate::csms::policy::format_time(self.at);
+        let time = Timestamp::new(self.at).to_string();
         match &self.kind {
             EventKind::Connected {
                 cp_id,

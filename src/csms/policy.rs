@@ -1,83 +1,22 @@
 //! How the sandbox answers the charge point: a plain, cloneable [`Policy`] that tests and the
 //! command line change at run time, and [`answer`], which turns one CALL into its CALLRESULT
-//! payload or a CALLERROR.
+//! payload or a CALLERROR. Requests are decoded with the stack's [`CpCall::decode`] and answered
+//! with the stack's typed responses, so the sandbox checks and writes exactly what the charge
+//! point does.
 
-use crate::stack::rpc::{CallError, ErrorCode};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value, json};
+use crate::stack::messages::{
+    AuthorizeResponse, BootNotificationResponse, CpCall, DataTransferResponse, DataTransferStatus,
+    DiagnosticsStatusNotificationResponse, FirmwareStatusNotificationResponse, HeartbeatResponse,
+    MeterValuesResponse, StartTransactionResponse, StatusNotificationResponse,
+    StopTransactionResponse, Timestamp,
+};
+use crate::stack::rpc::{CallError, ErrorCode, encode_payload};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-/// `BootNotification.conf` status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RegistrationStatus {
-    #[default]
-    Accepted,
-    Pending,
-    Rejected,
-}
-
-impl RegistrationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegistrationStatus::Accepted => "Accepted",
-            RegistrationStatus::Pending => "Pending",
-            RegistrationStatus::Rejected => "Rejected",
-        }
-    }
-}
-
-/// `IdTagInfo.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AuthorizationStatus {
-    #[default]
-    Accepted,
-    Blocked,
-    Expired,
-    Invalid,
-    ConcurrentTx,
-}
-
-impl AuthorizationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthorizationStatus::Accepted => "Accepted",
-            AuthorizationStatus::Blocked => "Blocked",
-            AuthorizationStatus::Expired => "Expired",
-            AuthorizationStatus::Invalid => "Invalid",
-            AuthorizationStatus::ConcurrentTx => "ConcurrentTx",
-        }
-    }
-}
-
-/// What the sandbox says about one idTag.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct IdTagInfo {
-    pub status: AuthorizationStatus,
-    pub expiry_date: Option<DateTime<Utc>>,
-    pub parent_id_tag: Option<String>,
-}
-
-impl IdTagInfo {
-    pub fn with_status(status: AuthorizationStatus) -> Self {
-        Self {
-            status,
-            ..Self::default()
-        }
-    }
-
-    pub fn to_value(&self) -> Value {
-        let mut info = Map::new();
-        info.insert("status".into(), json!(self.status.as_str()));
-        if let Some(expiry) = self.expiry_date {
-            info.insert("expiryDate".into(), json!(format_time(expiry)));
-        }
-        if let Some(parent) = &self.parent_id_tag {
-            info.insert("parentIdTag".into(), json!(parent));
-        }
-        Value::Object(info)
-    }
-}
+pub use crate::stack::messages::{AuthorizationStatus, IdTagInfo, RegistrationStatus};
 
 /// The sandbox's scriptable behaviour. Shared behind the handle; every answer reads the policy in
 /// force when the CALL arrives.
@@ -90,7 +29,7 @@ pub struct Policy {
     pub heartbeat_interval: u32,
     /// idTag → what Authorize, StartTransaction and StopTransaction answer for it.
     pub id_tags: HashMap<String, IdTagInfo>,
-    /// Answer for idTags not in `id_tags`.
+    /// Answer for idTags not in `id_tags` (Accepted unless changed).
     pub default_id_tag: IdTagInfo,
     /// Actions the sandbox receives but never answers (to exercise the charger's message timeout).
     pub unanswered: HashSet<String>,
@@ -108,7 +47,7 @@ impl Default for Policy {
             boot_status: RegistrationStatus::Accepted,
             heartbeat_interval: 300,
             id_tags: HashMap::new(),
-            default_id_tag: IdTagInfo::default(),
+            default_id_tag: IdTagInfo::with_status(AuthorizationStatus::Accepted),
             unanswered: HashSet::new(),
             call_errors: HashMap::new(),
             delay: Duration::ZERO,
@@ -145,12 +84,8 @@ pub trait TransactionIds {
     fn next_transaction_id(&self) -> i64;
 }
 
-/// Timestamps as OCPP 1.6 dateTime: RFC 3339, UTC, milliseconds.
-pub fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// Decides the reply to one CALL.
+/// Decides the reply to one CALL: scripted silence first, then a scripted CALLERROR, then the
+/// answer.
 pub fn reply(
     policy: &Policy,
     ids: &dyn TransactionIds,
@@ -170,6 +105,8 @@ pub fn reply(
 }
 
 /// The CALLRESULT payload (or CALLERROR) for one CALL, ignoring the scripted silences and errors.
+/// A payload the schema rejects, an unknown action or one the charge point does not send gets
+/// the CALLERROR [`CpCall::decode`] gives.
 pub fn answer(
     policy: &Policy,
     ids: &dyn TransactionIds,
@@ -177,149 +114,54 @@ pub fn answer(
     action: &str,
     payload: &Value,
 ) -> Result<Value, CallError> {
-    let p = Fields { action, payload };
-    match action {
-        "BootNotification" => {
-            p.string("chargePointVendor", true, 20)?;
-            p.string("chargePointModel", true, 20)?;
-            for (key, max) in [
-                ("chargePointSerialNumber", 25),
-                ("chargeBoxSerialNumber", 25),
-                ("firmwareVersion", 50),
-                ("iccid", 20),
-                ("imsi", 20),
-                ("meterType", 25),
-                ("meterSerialNumber", 25),
-            ] {
-                p.string(key, false, max)?;
-            }
-            Ok(json!({
-                "status": policy.boot_status.as_str(),
-                "currentTime": format_time(now),
-                "interval": policy.heartbeat_interval,
-            }))
+    let now = Timestamp::new(now);
+    let id_tag_info = |id_tag: &str| policy.id_tag_info(id_tag).clone();
+    Ok(match CpCall::decode(action, payload)? {
+        CpCall::BootNotification(_) => encode_payload(&BootNotificationResponse {
+            status: policy.boot_status,
+            current_time: now,
+            interval: policy.heartbeat_interval,
+        }),
+        CpCall::Heartbeat(_) => encode_payload(&HeartbeatResponse { current_time: now }),
+        CpCall::StatusNotification(_) => encode_payload(&StatusNotificationResponse {}),
+        CpCall::Authorize(req) => encode_payload(&AuthorizeResponse {
+            id_tag_info: id_tag_info(req.id_tag.as_str()),
+        }),
+        CpCall::StartTransaction(req) => {
+            let next = ids.next_transaction_id();
+            let transaction_id = i32::try_from(next).map_err(|_| {
+                CallError::new(
+                    ErrorCode::InternalError,
+                    format!("transaction id {next} is beyond the OCPP integer range"),
+                )
+            })?;
+            encode_payload(&StartTransactionResponse {
+                id_tag_info: id_tag_info(req.id_tag.as_str()),
+                transaction_id,
+            })
         }
-        "Heartbeat" => Ok(json!({ "currentTime": format_time(now) })),
-        "StatusNotification" => {
-            p.integer("connectorId", true)?;
-            p.string("errorCode", true, 50)?;
-            p.string("status", true, 50)?;
-            p.string("info", false, 50)?;
-            p.string("vendorId", false, 255)?;
-            p.string("vendorErrorCode", false, 50)?;
-            Ok(json!({}))
+        CpCall::StopTransaction(req) => encode_payload(&StopTransactionResponse {
+            id_tag_info: req.id_tag.as_ref().map(|tag| id_tag_info(tag.as_str())),
+        }),
+        CpCall::MeterValues(_) => encode_payload(&MeterValuesResponse {}),
+        CpCall::DataTransfer(_) => encode_payload(&DataTransferResponse {
+            status: DataTransferStatus::UnknownVendorId,
+            data: None,
+        }),
+        CpCall::FirmwareStatusNotification(_) => {
+            encode_payload(&FirmwareStatusNotificationResponse {})
         }
-        "Authorize" => {
-            let id_tag = p.string("idTag", true, 20)?.unwrap_or_default();
-            Ok(json!({ "idTagInfo": policy.id_tag_info(id_tag).to_value() }))
+        CpCall::DiagnosticsStatusNotification(_) => {
+            encode_payload(&DiagnosticsStatusNotificationResponse {})
         }
-        "StartTransaction" => {
-            p.integer("connectorId", true)?;
-            let id_tag = p.string("idTag", true, 20)?.unwrap_or_default();
-            p.integer("meterStart", true)?;
-            p.string("timestamp", true, 64)?;
-            p.integer("reservationId", false)?;
-            Ok(json!({
-                "transactionId": ids.next_transaction_id(),
-                "idTagInfo": policy.id_tag_info(id_tag).to_value(),
-            }))
-        }
-        "StopTransaction" => {
-            p.integer("meterStop", true)?;
-            p.string("timestamp", true, 64)?;
-            p.integer("transactionId", true)?;
-            p.string("reason", false, 64)?;
-            p.array("transactionData", false)?;
-            match p.string("idTag", false, 20)? {
-                Some(id_tag) => Ok(json!({ "idTagInfo": policy.id_tag_info(id_tag).to_value() })),
-                None => Ok(json!({})),
-            }
-        }
-        "MeterValues" => {
-            p.integer("connectorId", true)?;
-            p.integer("transactionId", false)?;
-            p.array("meterValue", true)?;
-            Ok(json!({}))
-        }
-        "DataTransfer" => {
-            p.string("vendorId", true, 255)?;
-            p.string("messageId", false, 50)?;
-            Ok(json!({ "status": "UnknownVendorId" }))
-        }
-        "FirmwareStatusNotification" | "DiagnosticsStatusNotification" => {
-            p.string("status", true, 64)?;
-            Ok(json!({}))
-        }
-        other => Err(CallError::new(
-            ErrorCode::NotImplemented,
-            format!("the sandbox CSMS does not handle action {other:?}"),
-        )),
-    }
-}
-
-/// Field checks for one request payload; errors name the action and the field.
-struct Fields<'a> {
-    action: &'a str,
-    payload: &'a Value,
-}
-
-impl<'a> Fields<'a> {
-    fn get(&self, key: &str, required: bool) -> Result<Option<&'a Value>, CallError> {
-        match self.payload.get(key) {
-            Some(v) => Ok(Some(v)),
-            None if required => Err(CallError::new(
-                ErrorCode::OccurenceConstraintViolation,
-                format!("{}: required field {key:?} is missing", self.action),
-            )),
-            None => Ok(None),
-        }
-    }
-
-    fn type_error(&self, key: &str, want: &str) -> CallError {
-        CallError::new(
-            ErrorCode::TypeConstraintViolation,
-            format!("{}: field {key:?} must be {want}", self.action),
-        )
-    }
-
-    fn string(&self, key: &str, required: bool, max: usize) -> Result<Option<&'a str>, CallError> {
-        let Some(v) = self.get(key, required)? else {
-            return Ok(None);
-        };
-        let s = v.as_str().ok_or_else(|| self.type_error(key, "a string"))?;
-        if s.chars().count() > max {
-            return Err(CallError::new(
-                ErrorCode::PropertyConstraintViolation,
-                format!(
-                    "{}: field {key:?} is {} characters, at most {max} allowed",
-                    self.action,
-                    s.chars().count()
-                ),
-            ));
-        }
-        Ok(Some(s))
-    }
-
-    fn integer(&self, key: &str, required: bool) -> Result<Option<i64>, CallError> {
-        let Some(v) = self.get(key, required)? else {
-            return Ok(None);
-        };
-        v.as_i64()
-            .map(Some)
-            .ok_or_else(|| self.type_error(key, "an integer"))
-    }
-
-    fn array(&self, key: &str, required: bool) -> Result<(), CallError> {
-        match self.get(key, required)? {
-            Some(v) if !v.is_array() => Err(self.type_error(key, "an array")),
-            _ => Ok(()),
-        }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::messages::IdToken;
+    use serde_json::json;
     use std::sync::atomic::{AtomicI64, Ordering};
 
     struct Counter(AtomicI64);
@@ -392,8 +234,8 @@ mod tests {
             "BLOCKED1".into(),
             IdTagInfo {
                 status: AuthorizationStatus::Blocked,
-                expiry_date: Some(now()),
-                parent_id_tag: Some("GROUP".into()),
+                expiry_date: Some(Timestamp::new(now())),
+                parent_id_tag: Some(IdToken::new("GROUP").unwrap()),
             },
         );
         let ids = Counter(AtomicI64::new(41));

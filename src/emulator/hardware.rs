@@ -53,6 +53,9 @@ struct State {
 pub struct SimHardware {
     state: Mutex<State>,
     file: Option<PathBuf>,
+    /// fsync the meter file on every write (one charger); a fleet's chargers only replace it
+    /// atomically, which a killed process cannot tear either.
+    durable: bool,
 }
 
 impl SimHardware {
@@ -80,7 +83,36 @@ impl SimHardware {
                 last_persist_wh: saved.energy_wh,
             }),
             file,
+            durable: true,
         }
+    }
+
+    /// Like [`SimHardware::open`] for a charger of a fleet: the meter file is replaced
+    /// atomically but without waiting for the disk (a killed process cannot tear it; an
+    /// operating system crash may lose the last change of the simulated meter).
+    pub fn open_lazy(state_dir: &Path) -> SimHardware {
+        SimHardware {
+            durable: false,
+            ..SimHardware::open(Some(state_dir))
+        }
+    }
+
+    /// Sets the persisted energy register in `state_dir` to `energy_wh` before the charger
+    /// boots (an emulated charger that matches one in service). Plug state and EV demand stay.
+    pub fn write_register(state_dir: &Path, energy_wh: f64) -> std::io::Result<()> {
+        if !energy_wh.is_finite() || energy_wh < 0.0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("meter register {energy_wh} Wh: must be 0 or more"),
+            ));
+        }
+        let path = state_dir.join(METER_FILE);
+        let mut doc: MeterFile = storage::read_optional(&path)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        doc.energy_wh = energy_wh;
+        let bytes = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
+        storage::write_doc("meter", &path, &bytes)
     }
 
     fn integrate(s: &mut State) {
@@ -107,7 +139,12 @@ impl SimHardware {
                 ev_demand_a: s.ev_demand_a,
             };
             if let Ok(bytes) = serde_json::to_vec(&doc) {
-                if let Err(e) = storage::write_atomic(f, &bytes) {
+                let written = if self.durable {
+                    storage::write_doc("meter", f, &bytes)
+                } else {
+                    replace_quickly(f, &bytes)
+                };
+                if let Err(e) = written {
                     tracing::warn!("cannot persist the meter register: {e}");
                 } else {
                     s.last_persist_wh = s.energy_wh;
@@ -146,6 +183,15 @@ impl SimHardware {
         Self::integrate(&mut s);
         self.persist(&mut s);
     }
+}
+
+/// Writes `bytes` beside `path` and renames it over `path`, without fsync.
+fn replace_quickly(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 impl Hardware for SimHardware {
@@ -206,5 +252,24 @@ mod tests {
         let again = SimHardware::open(Some(dir.path()));
         assert!((again.meter().energy_wh - 11040.0).abs() < 0.01);
         assert!(again.plugged());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_register_can_start_at_a_given_value_and_keeps_the_plug_state() {
+        let dir = tempfile::tempdir().unwrap();
+        SimHardware::write_register(dir.path(), 1_234_567.0).unwrap();
+        let hw = SimHardware::open(Some(dir.path()));
+        assert_eq!(hw.meter().energy_wh, 1_234_567.0);
+        hw.set_plugged(true);
+        hw.set_ev_demand(10.0);
+        hw.set_offered_current(16.0);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        hw.flush();
+        SimHardware::write_register(dir.path(), 2_000_000.0).unwrap();
+        let again = SimHardware::open(Some(dir.path()));
+        assert_eq!(again.meter().energy_wh, 2_000_000.0);
+        assert!(again.plugged());
+        assert!(SimHardware::write_register(dir.path(), -1.0).is_err());
+        assert!(SimHardware::write_register(dir.path(), f64::NAN).is_err());
     }
 }

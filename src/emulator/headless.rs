@@ -10,17 +10,18 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::Emulator;
 use crate::stack::hardware::HwEvent;
+use crate::stack::messages::ChargePointErrorCode;
 
 /// Parses one input line into a hardware action.
 pub fn parse_action(line: &str) -> Result<HwEvent, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let Some(action) = value.get("action").and_then(Value::as_str) else {
         return Err(
-            "missing \"action\" (plug, unplug, card, ev_demand, fault, clear_fault)".into(),
+            "missing \"action\" (plug, unplug, card, ev_demand, fault, clear_fault, network_lost, network_restored)".into(),
         );
     };
     let ev: HwEvent = serde_json::from_value(value.clone()).map_err(|e| {
-        format!("bad \"{action}\" action: {e} (expected plug, unplug, card {{id_tag}}, ev_demand {{amps}}, fault {{error_code}}, clear_fault)")
+        format!("bad \"{action}\" action: {e} (expected plug, unplug, card {{id_tag}}, ev_demand {{amps}}, fault {{error_code}}, clear_fault, network_lost, network_restored)")
     })?;
     match &ev {
         HwEvent::EvDemand { amps } if !amps.is_finite() || *amps < 0.0 => {
@@ -29,37 +30,48 @@ pub fn parse_action(line: &str) -> Result<HwEvent, String> {
         HwEvent::Card { id_tag } if id_tag.is_empty() || id_tag.len() > 20 => {
             Err("card id_tag must be 1 to 20 characters".into())
         }
-        HwEvent::Fault { error_code, .. }
-            if !is_error_code(error_code) || error_code == "NoError" =>
-        {
+        HwEvent::Fault { error_code, .. } if !is_fault_code(error_code) => {
             Err(format!("unknown fault error_code '{error_code}'"))
         }
         _ => Ok(ev),
     }
 }
 
-/// OCPP 1.6 ChargePointErrorCode values.
-pub const ERROR_CODES: &[&str] = &[
-    "ConnectorLockFailure",
-    "EVCommunicationError",
-    "GroundFailure",
-    "HighTemperature",
-    "InternalError",
-    "LocalListConflict",
-    "NoError",
-    "OtherError",
-    "OverCurrentFailure",
-    "PowerMeterFailure",
-    "PowerSwitchFailure",
-    "ReaderFailure",
-    "ResetFailure",
-    "UnderVoltage",
-    "OverVoltage",
-    "WeakSignal",
-];
+/// `{"action":"storage_fault","error":"full"}`: the charger's storage starts refusing writes
+/// (`full`, `read_only` or `io`) or works again (`none`).
+pub fn parse_storage_fault(
+    value: &Value,
+) -> Result<Option<crate::storage::failpoint::DiskFault>, String> {
+    match value.get("error").and_then(Value::as_str) {
+        Some("none") => Ok(None),
+        Some(e) => crate::storage::failpoint::DiskFault::parse(e)
+            .map(Some)
+            .ok_or_else(|| {
+                format!("bad \"storage_fault\" action: unknown error '{e}' (expected full, read_only, io or none)")
+            }),
+        None => Err(
+            "bad \"storage_fault\" action: missing \"error\" (full, read_only, io or none)".into(),
+        ),
+    }
+}
 
-fn is_error_code(s: &str) -> bool {
-    ERROR_CODES.contains(&s)
+/// The error codes a simulated fault can carry: every OCPP 1.6 `ChargePointErrorCode` except
+/// `NoError`, in the specification's order.
+pub fn fault_codes() -> impl Iterator<Item = ChargePointErrorCode> {
+    ChargePointErrorCode::ALL
+        .iter()
+        .copied()
+        .filter(|c| *c != ChargePointErrorCode::NoError)
+}
+
+/// Whether `code` is the exact wire spelling of a fault code.
+pub fn is_fault_code(code: &str) -> bool {
+    ChargePointErrorCode::from_wire(code).is_some_and(|c| c != ChargePointErrorCode::NoError)
+}
+
+/// The fault code spelled `text`, ignoring ASCII case (`groundfailure` is `GroundFailure`).
+pub fn fault_code_ignoring_case(text: &str) -> Option<ChargePointErrorCode> {
+    fault_codes().find(|c| c.as_str().eq_ignore_ascii_case(text.trim()))
 }
 
 /// Runs until `stop` resolves. Input EOF does not stop the emulator (scripts may close stdin).
@@ -106,7 +118,44 @@ where
                 Ok(Some(line)) => {
                     line_no += 1;
                     if line.trim().is_empty() { continue; }
-                    if serde_json::from_str::<Value>(&line).ok().and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_string)).as_deref() == Some("usb_replug") {
+                    let parsed = serde_json::from_str::<Value>(&line).ok();
+                    let action = parsed.as_ref().and_then(|v| v.get("action").and_then(Value::as_str));
+                    if action == Some("storage_fault") {
+                        match parse_storage_fault(parsed.as_ref().unwrap_or(&Value::Null)) {
+                            Ok(fault) => {
+                                emulator.set_storage_fault(fault);
+                                if json_output {
+                                    emit(&mut output, "action", json!({"action": "storage_fault", "error": fault.map_or("none", |f| f.as_str())}))?;
+                                }
+                            }
+                            Err(message) => if json_output {
+                                emit(&mut output, "error", json!({"line": line_no, "message": message}))?;
+                            } else {
+                                writeln!(output, "input line {line_no}: {message}")?;
+                            },
+                        }
+                        continue;
+                    }
+                    if action == Some("fail_boots") {
+                        match parsed.as_ref().and_then(|v| v.get("count")).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()) {
+                            Some(count) => {
+                                emulator.fail_boots(count);
+                                if json_output {
+                                    emit(&mut output, "action", json!({"action": "fail_boots", "count": count}))?;
+                                }
+                            }
+                            None => {
+                                let message = "bad \"fail_boots\" action: \"count\" must be a whole number from 0".to_string();
+                                if json_output {
+                                    emit(&mut output, "error", json!({"line": line_no, "message": message}))?;
+                                } else {
+                                    writeln!(output, "input line {line_no}: {message}")?;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    if action == Some("usb_replug") {
                         match emulator.replug_service_port() {
                             Ok(device) => if json_output {
                                 emit(&mut output, "usb_replug", json!({"device": device.display().to_string()}))?;
@@ -250,7 +299,39 @@ mod tests {
             parse_action(r#"{"action":"clear_fault"}"#),
             Ok(HwEvent::ClearFault)
         );
+        assert_eq!(
+            parse_action(r#"{"action":"network_lost"}"#),
+            Ok(HwEvent::NetworkLost)
+        );
+        assert_eq!(
+            parse_action(r#"{"action":"network_restored"}"#),
+            Ok(HwEvent::NetworkRestored)
+        );
         assert!(parse_action("plug").unwrap_err().contains("not JSON"));
+        use crate::storage::failpoint::DiskFault;
+        let fault = |text: &str| parse_storage_fault(&serde_json::from_str(text).unwrap());
+        assert_eq!(
+            fault(r#"{"action":"storage_fault","error":"full"}"#),
+            Ok(Some(DiskFault::Full))
+        );
+        assert_eq!(
+            fault(r#"{"action":"storage_fault","error":"read_only"}"#),
+            Ok(Some(DiskFault::ReadOnly))
+        );
+        assert_eq!(
+            fault(r#"{"action":"storage_fault","error":"none"}"#),
+            Ok(None)
+        );
+        assert!(
+            fault(r#"{"action":"storage_fault","error":"wet"}"#)
+                .unwrap_err()
+                .contains("'wet'")
+        );
+        assert!(
+            fault(r#"{"action":"storage_fault"}"#)
+                .unwrap_err()
+                .contains("missing")
+        );
         assert!(
             parse_action(r#"{"action":"fly"}"#)
                 .unwrap_err()

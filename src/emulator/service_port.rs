@@ -64,7 +64,11 @@ impl ChargerBackend {
 
 impl link::Backend for ChargerBackend {
     fn identity(&self) -> link::Identity {
-        let (active, inactive) = self.with_slots(|s| (s.active(), s.inactive()));
+        // A host reached the charger over its service link: an image on trial has proven
+        // itself.
+        super::confirm_trial(&self.slots, &self.logbook, "its service link is up");
+        let (active, inactive, boot) =
+            self.with_slots(|s| (s.active(), s.inactive(), s.boot_state()));
         let uptime = self
             .booted_at
             .lock()
@@ -79,7 +83,11 @@ impl link::Backend for ChargerBackend {
             inactive_slot: inactive.name.to_string(),
             inactive_version: inactive.version.clone(),
             uptime_secs: uptime,
-            boot_state: BootState::Normal,
+            boot_state: match boot {
+                crate::firmware::BootState::Normal => BootState::Normal,
+                crate::firmware::BootState::Trial { .. } => BootState::Trial,
+                crate::firmware::BootState::RolledBack { .. } => BootState::Reverted,
+            },
         }
     }
 

@@ -29,12 +29,14 @@
 //! A later format may grow the header: it changes `format_version` and `header_len`, and a reader
 //! refuses a format it does not know.
 //!
-//! Key files: see [`keys`]. Slots: see [`slots`]. The same description, for users, is in
-//! chargectl-firmware(5).
+//! Key files: see [`keys`]. Slots: see [`slots`]. The check an image file passes before it is
+//! sent to a charger (read, parse, verify, describe): see [`preflight`]. The same description,
+//! for users, is in chargectl-firmware(5).
 
 mod error;
 pub mod image;
 pub mod keys;
+pub mod preflight;
 pub mod slots;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -43,7 +45,8 @@ pub use image::{
     FORMAT_VERSION, HEADER_LEN, Header, Inspection, MAGIC, MODEL, PackOptions, SIGNED_LEN,
     SignatureStatus, inspect, pack, pack_with, parse_header, validate_version, verify,
 };
-pub use slots::{BootOutcome, SlotInfo, SlotName, SlotState, Slots, StagingInfo};
+pub use preflight::{CheckedImage, PreflightError, Verdict, check_file};
+pub use slots::{BootOutcome, BootState, SlotInfo, SlotName, SlotState, Slots, StagingInfo};
 
 #[cfg(test)]
 mod tests;

@@ -18,11 +18,18 @@
 //!   failed or interrupted transfer leaves the charger booting the slot it booted before;
 //! - transfer progress is made durable (image data fsynced, then the offset recorded) at least
 //!   every [`PERSIST_EVERY`] bytes, so a power cut loses at most that much of the transfer, and
-//!   [`Slots::begin`] with the same image SHA-256 resumes from the recorded offset.
+//!   [`Slots::begin`] with the same image SHA-256 resumes from the recorded offset;
+//! - a new image boots **on trial** (as MCUboot's test swap and RAUC's mark-good): the charger
+//!   confirms it with [`Slots::confirm`] once it has booted and its service link or its OCPP
+//!   connection is up. Every power-on of an unconfirmed image counts as a failed trial boot (it
+//!   crashed, hung or lost power before it could confirm); after [`MAX_TRIAL_BOOTS`] failed
+//!   trial boots the next power-on goes back to the slot that ran before and records the
+//!   rollback ([`Slots::boot_state`]) until the next install. Starting a new transfer or an
+//!   install confirms a trial image first: the host or CSMS that sends it reached the charger.
 
 use super::error::{Error, Result};
 use super::image::{self, HEADER_LEN, Header, MODEL};
-use crate::storage;
+use crate::storage::{self, failpoint};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -34,6 +41,10 @@ use std::path::{Path, PathBuf};
 pub const MAX_IMAGE_SIZE: u64 = 32 * 1024 * 1024;
 /// Transfer progress is made durable at least this often (bytes).
 pub const PERSIST_EVERY: u64 = 64 * 1024;
+/// Power-ons of a new image that may end without its confirmation before the charger goes
+/// back to the previous image: the fourth power-on after an install without a confirmation
+/// boots the old slot.
+pub const MAX_TRIAL_BOOTS: u32 = 3;
 /// Metadata file name inside the slot directory.
 pub const METADATA_FILE: &str = "slots.json";
 const METADATA_FORMAT: u32 = 1;
@@ -105,6 +116,18 @@ pub struct SlotInfo {
     pub state: SlotState,
 }
 
+/// Whether the running image is confirmed (see [`Slots::boot_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootState {
+    /// A confirmed image.
+    Normal,
+    /// A new image not yet confirmed; `boots` power-ons of it so far (1 on its first boot).
+    Trial { version: String, boots: u32 },
+    /// The new image `failed_version` never confirmed in [`MAX_TRIAL_BOOTS`] boots; the
+    /// previous image runs again.
+    RolledBack { failed_version: String, boots: u32 },
+}
+
 /// What [`Slots::boot`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootOutcome {
@@ -122,6 +145,13 @@ pub enum BootOutcome {
         slot: SlotName,
         kept: SlotName,
         reason: String,
+    },
+    /// The image on trial failed [`MAX_TRIAL_BOOTS`] boots: the previous slot runs again.
+    RolledBack {
+        from: SlotName,
+        to: SlotName,
+        failed_version: String,
+        version: String,
     },
 }
 
@@ -151,6 +181,25 @@ struct StagingMeta {
     offset: u64,
 }
 
+/// The active slot runs a new image on trial.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct TrialMeta {
+    /// The slot to go back to.
+    previous: SlotName,
+    /// Power-ons of the trial image so far.
+    boots: u32,
+}
+
+/// The last rollback, kept until the next install.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct RollbackMeta {
+    failed_version: String,
+    boots: u32,
+    /// The charger reported it (FirmwareStatusNotification).
+    #[serde(default)]
+    reported: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 struct Meta {
@@ -163,6 +212,10 @@ struct Meta {
     #[serde(rename = "B")]
     b: SlotMeta,
     staging: Option<StagingMeta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trial: Option<TrialMeta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rollback: Option<RollbackMeta>,
 }
 
 impl Meta {
@@ -214,6 +267,20 @@ impl Meta {
                 return Err(format!("slot {} is both pending and staging", s.slot));
             }
         }
+        if let Some(t) = &self.trial {
+            if t.previous == self.active {
+                return Err(format!(
+                    "trial falls back to the active slot {}",
+                    t.previous
+                ));
+            }
+            if self.slot(t.previous).version.is_none() {
+                return Err(format!(
+                    "trial falls back to slot {}, which holds no image",
+                    t.previous
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -260,6 +327,8 @@ impl Slots {
                     },
                     b: SlotMeta::default(),
                     staging: None,
+                    trial: None,
+                    rollback: None,
                 };
                 write_meta(dir, &meta)?;
                 tracing::info!(dir = %dir.display(), version = factory_version,
@@ -306,6 +375,65 @@ impl Slots {
     /// The slot that becomes active at the next boot, if a verified image waits.
     pub fn pending(&self) -> Option<SlotInfo> {
         self.meta.pending.map(|p| self.info(p))
+    }
+
+    /// Whether the running image is confirmed, on trial, or what a rollback left.
+    pub fn boot_state(&self) -> BootState {
+        if let Some(t) = &self.meta.trial {
+            return BootState::Trial {
+                version: self.active_version(),
+                boots: t.boots,
+            };
+        }
+        match &self.meta.rollback {
+            Some(r) => BootState::RolledBack {
+                failed_version: r.failed_version.clone(),
+                boots: r.boots,
+            },
+            None => BootState::Normal,
+        }
+    }
+
+    /// Confirms the image on trial: it stays active from now on. Returns its version, or
+    /// `None` when nothing was on trial.
+    pub fn confirm(&mut self) -> Result<Option<String>> {
+        if self.meta.trial.is_none() {
+            return Ok(None);
+        }
+        let mut next = self.meta.clone();
+        next.trial = None;
+        write_meta_as("firmware.confirm", &self.dir, &next)?;
+        self.meta = next;
+        let version = self.active_version();
+        tracing::info!(slot = %self.meta.active, %version, "firmware image confirmed");
+        Ok(Some(version))
+    }
+
+    /// A rollback the charger has not reported yet (its failed version); marks it reported.
+    pub fn take_unreported_rollback(&mut self) -> Result<Option<String>> {
+        let Some(r) = self.meta.rollback.as_ref().filter(|r| !r.reported) else {
+            return Ok(None);
+        };
+        let failed = r.failed_version.clone();
+        let mut next = self.meta.clone();
+        if let Some(r) = next.rollback.as_mut() {
+            r.reported = true;
+        }
+        write_meta(&self.dir, &next)?;
+        self.meta = next;
+        Ok(Some(failed))
+    }
+
+    /// A new image arrives from a host or CSMS that reached the charger: an image on trial is
+    /// confirmed first (writing the inactive slot would destroy its fallback), and a recorded
+    /// rollback is forgotten.
+    fn settle_before_install(&mut self) -> Result<()> {
+        self.confirm()?;
+        if self.meta.rollback.is_some() {
+            self.meta.rollback = None;
+            write_meta(&self.dir, &self.meta)?;
+        }
+        Ok(())
     }
 
     /// The transfer in progress.
@@ -372,6 +500,7 @@ impl Slots {
                 max: MAX_IMAGE_SIZE,
             });
         }
+        self.settle_before_install()?;
         let target = self.meta.active.other();
         let sha_hex = hex::encode(image_sha256);
         let same = self
@@ -463,7 +592,9 @@ impl Slots {
         let skip = (self.received - offset) as usize;
         let path = self.partial_path(target);
         let result = match self.file.as_mut() {
-            Some(f) => f.write_all(&data[skip..]),
+            Some(f) => failpoint::writable()
+                .and_then(|()| f.write_all(&data[skip..]))
+                .and_then(|()| failpoint::check("firmware.chunk.after_write")),
             None => Err(io::Error::other("partial image not open")),
         };
         if let Err(source) = result {
@@ -492,7 +623,9 @@ impl Slots {
         }
         let path = self.partial_path(staging.slot);
         if let Some(f) = self.file.as_mut()
-            && let Err(source) = f.sync_data()
+            && let Err(source) = f
+                .sync_data()
+                .and_then(|()| failpoint::check("firmware.chunk.after_sync"))
         {
             self.file = None;
             self.received = staging.offset;
@@ -550,6 +683,7 @@ impl Slots {
         };
         let img = self.image_path(target);
         fs::rename(&partial, &img).map_err(Error::io(&img))?;
+        failpoint::check("firmware.finish.renamed").map_err(Error::io(&img))?;
         storage::sync_dir(&self.dir).map_err(Error::io(&self.dir))?;
         self.meta.staging = None;
         *self.meta.slot_mut(target) = SlotMeta {
@@ -590,6 +724,7 @@ impl Slots {
     /// power-on. A transfer in progress is cancelled.
     pub fn install_image(&mut self, image: &[u8], trusted: &[VerifyingKey]) -> Result<Header> {
         let header = check_image(image, trusted)?;
+        self.settle_before_install()?;
         let target = self.meta.active.other();
         self.abort()?;
         if self.meta.pending == Some(target) {
@@ -598,7 +733,7 @@ impl Slots {
         *self.meta.slot_mut(target) = SlotMeta::default();
         write_meta(&self.dir, &self.meta)?;
         let img = self.image_path(target);
-        storage::write_atomic(&img, image).map_err(Error::io(&img))?;
+        storage::write_doc("firmware.image", &img, image).map_err(Error::io(&img))?;
         *self.meta.slot_mut(target) = SlotMeta {
             version: Some(header.firmware_version.clone()),
             image_sha256: Some(hex::encode(Sha256::digest(image))),
@@ -614,12 +749,17 @@ impl Slots {
     /// against the recorded SHA-256 once more); otherwise the active slot boots again.
     pub fn boot(&mut self) -> Result<BootOutcome> {
         let from = self.meta.active;
+        if let Some(t) = self.meta.trial.clone() {
+            // The previous power-on of the trial image ended without its confirmation.
+            return self.trial_boot(t);
+        }
         let Some(to) = self.meta.pending else {
             return Ok(BootOutcome::Unchanged {
                 slot: from,
                 version: self.active_version(),
             });
         };
+        failpoint::check("firmware.switch.before").map_err(Error::io(&self.dir))?;
         let recorded = self.meta.slot(to).image_sha256.clone().unwrap_or_default();
         let img = self.image_path(to);
         let problem = match storage::read_optional(&img) {
@@ -642,12 +782,60 @@ impl Slots {
                 reason,
             });
         }
-        self.meta.active = to;
-        self.meta.pending = None;
-        write_meta(&self.dir, &self.meta)?;
+        let mut next = self.meta.clone();
+        next.active = to;
+        next.pending = None;
+        next.trial = Some(TrialMeta {
+            previous: from,
+            boots: 1,
+        });
+        next.rollback = None;
+        write_meta_as("firmware.switch", &self.dir, &next)?;
+        self.meta = next;
         let version = self.active_version();
-        tracing::info!(%from, %to, %version, "booted into the new firmware slot");
+        tracing::info!(%from, %to, %version, "booted into the new firmware slot, on trial");
         Ok(BootOutcome::Switched { from, to, version })
+    }
+
+    /// Power-on while the active image is on trial: one more trial boot, or back to the
+    /// previous slot after [`MAX_TRIAL_BOOTS`].
+    fn trial_boot(&mut self, t: TrialMeta) -> Result<BootOutcome> {
+        let failed = self.meta.active;
+        let failed_version = self.active_version();
+        let mut next = self.meta.clone();
+        if t.boots < MAX_TRIAL_BOOTS {
+            next.trial = Some(TrialMeta {
+                boots: t.boots + 1,
+                ..t
+            });
+            write_meta(&self.dir, &next)?;
+            self.meta = next;
+            tracing::warn!(slot = %failed, version = %failed_version, boots = t.boots + 1,
+                "firmware image still not confirmed; trial boot again");
+            return Ok(BootOutcome::Unchanged {
+                slot: failed,
+                version: failed_version,
+            });
+        }
+        next.active = t.previous;
+        next.pending = None;
+        next.trial = None;
+        next.rollback = Some(RollbackMeta {
+            failed_version: failed_version.clone(),
+            boots: t.boots,
+            reported: false,
+        });
+        write_meta_as("firmware.revert", &self.dir, &next)?;
+        self.meta = next;
+        let version = self.active_version();
+        tracing::error!(%failed, %failed_version, to = %t.previous, %version,
+            "firmware image failed {} trial boots; back to the previous slot", t.boots);
+        Ok(BootOutcome::RolledBack {
+            from: failed,
+            to: t.previous,
+            failed_version,
+            version,
+        })
     }
 }
 
@@ -670,13 +858,19 @@ fn check_image(image: &[u8], trusted: &[VerifyingKey]) -> Result<Header> {
 }
 
 fn write_meta(dir: &Path, meta: &Meta) -> Result<()> {
+    write_meta_as("slots", dir, meta)
+}
+
+/// Replaces the metadata as the named document `doc` (its failpoints, see
+/// [`crate::storage::failpoint`]).
+fn write_meta_as(doc: &str, dir: &Path, meta: &Meta) -> Result<()> {
     let path = dir.join(METADATA_FILE);
     let mut bytes = serde_json::to_vec_pretty(meta).map_err(|e| Error::SlotMetadata {
         path: path.clone(),
         reason: e.to_string(),
     })?;
     bytes.push(b'\n');
-    storage::write_atomic(&path, &bytes).map_err(Error::io(&path))
+    storage::write_doc(doc, &path, &bytes).map_err(Error::io(&path))
 }
 
 /// Opens the partial file for appending at `offset`, cutting off anything beyond it (bytes

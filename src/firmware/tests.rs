@@ -1,5 +1,5 @@
 use super::image::{OFF_BUILD_TIME, OFF_KEY_ID, OFF_MODEL, OFF_RESERVED, OFF_VERSION};
-use super::slots::{METADATA_FILE, PERSIST_EVERY};
+use super::slots::{MAX_TRIAL_BOOTS, METADATA_FILE, PERSIST_EVERY};
 use super::*;
 use sha2::{Digest, Sha256};
 
@@ -836,4 +836,130 @@ fn power_cut_after_any_chunk_keeps_the_old_slot_and_resumes() {
             "cut {cut}"
         );
     }
+}
+
+// ----- trial boot ----------------------------------------------------------------------------
+
+/// Slots in `dir` with "2.0.0" installed in B, not yet booted.
+fn installed(dir: &std::path::Path) -> Slots {
+    let mut slots = Slots::open(dir, "1.0.0").unwrap();
+    slots
+        .install_image(&image(2000, "2.0.0", &key(1)), &trusted())
+        .unwrap();
+    slots
+}
+
+#[test]
+fn a_new_image_boots_on_trial_until_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slots = installed(dir.path());
+    assert_eq!(slots.boot_state(), BootState::Normal);
+    assert!(matches!(
+        slots.boot().unwrap(),
+        BootOutcome::Switched { .. }
+    ));
+    assert_eq!(
+        slots.boot_state(),
+        BootState::Trial {
+            version: "2.0.0".into(),
+            boots: 1
+        }
+    );
+    drop(slots);
+    // The trial survives a reopen (a power cut before the confirmation counts as a failed boot).
+    let mut slots = Slots::open(dir.path(), "1.0.0").unwrap();
+    assert!(matches!(
+        slots.boot_state(),
+        BootState::Trial { boots: 1, .. }
+    ));
+    assert_eq!(slots.confirm().unwrap(), Some("2.0.0".into()));
+    assert_eq!(
+        slots.confirm().unwrap(),
+        None,
+        "confirming twice changes nothing"
+    );
+    drop(slots);
+    let mut slots = Slots::open(dir.path(), "1.0.0").unwrap();
+    assert_eq!(slots.boot_state(), BootState::Normal);
+    for _ in 0..5 {
+        assert!(matches!(
+            slots.boot().unwrap(),
+            BootOutcome::Unchanged {
+                slot: SlotName::B,
+                ..
+            }
+        ));
+    }
+    assert_eq!(slots.active_version(), "2.0.0");
+}
+
+#[test]
+fn three_failed_trial_boots_roll_back_to_the_previous_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slots = installed(dir.path());
+    slots.boot().unwrap();
+    for boots in 2..=MAX_TRIAL_BOOTS {
+        assert!(matches!(
+            slots.boot().unwrap(),
+            BootOutcome::Unchanged {
+                slot: SlotName::B,
+                ..
+            }
+        ));
+        assert!(matches!(slots.boot_state(), BootState::Trial { boots: b, .. } if b == boots));
+    }
+    assert_eq!(
+        slots.boot().unwrap(),
+        BootOutcome::RolledBack {
+            from: SlotName::B,
+            to: SlotName::A,
+            failed_version: "2.0.0".into(),
+            version: "1.0.0".into()
+        }
+    );
+    assert_eq!(slots.active_version(), "1.0.0");
+    let rolled = BootState::RolledBack {
+        failed_version: "2.0.0".into(),
+        boots: MAX_TRIAL_BOOTS,
+    };
+    assert_eq!(slots.boot_state(), rolled);
+    assert!(
+        slots.pending().is_none(),
+        "the failed image is not booted again"
+    );
+    drop(slots);
+    let mut slots = Slots::open(dir.path(), "1.0.0").unwrap();
+    assert_eq!(slots.boot_state(), rolled, "the rollback is remembered");
+    assert!(matches!(
+        slots.boot().unwrap(),
+        BootOutcome::Unchanged {
+            slot: SlotName::A,
+            ..
+        }
+    ));
+    assert_eq!(
+        slots.take_unreported_rollback().unwrap(),
+        Some("2.0.0".into())
+    );
+    assert_eq!(
+        slots.take_unreported_rollback().unwrap(),
+        None,
+        "reported once"
+    );
+    // The next install forgets it.
+    slots
+        .install_image(&image(1000, "2.0.1", &key(1)), &trusted())
+        .unwrap();
+    assert_eq!(slots.boot_state(), BootState::Normal);
+}
+
+#[test]
+fn a_new_transfer_confirms_the_image_on_trial_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slots = installed(dir.path());
+    slots.boot().unwrap();
+    let img = image(1000, "3.0.0", &key(1));
+    slots.begin(sha(&img), img.len() as u64).unwrap();
+    assert_eq!(slots.boot_state(), BootState::Normal);
+    assert_eq!(slots.staging().unwrap().slot, SlotName::A);
 }

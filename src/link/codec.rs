@@ -265,7 +265,9 @@ impl BootState {
     }
 }
 
-/// Who the charger is and what it runs.
+/// The service port's answer to "identify" on the wire: the charger's identity (field by field,
+/// in the order the codec writes them), its firmware slots, uptime and boot state. Convert it to
+/// the charger's [`crate::stack::identity::Identity`] with `From`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Identity {
     pub vendor: String,
@@ -308,6 +310,17 @@ impl Identity {
                 BootState::from_u8(d.u8("boot state")?, at)?
             },
         })
+    }
+}
+
+impl From<&Identity> for crate::stack::identity::Identity {
+    fn from(wire: &Identity) -> Self {
+        Self {
+            vendor: wire.vendor.clone(),
+            model: wire.model.clone(),
+            serial_number: wire.serial_number.clone(),
+            firmware_version: wire.firmware_version.clone(),
+        }
     }
 }
 

@@ -32,24 +32,6 @@ impl TagInfo {
         }
     }
 
-    /// Reads an OCPP `idTagInfo` object.
-    pub fn from_json(v: &serde_json::Value) -> Option<TagInfo> {
-        let status = v.get("status")?.as_str()?.to_string();
-        let expiry_date = v
-            .get("expiryDate")
-            .and_then(|d| d.as_str())
-            .and_then(parse_time);
-        let parent_id_tag = v
-            .get("parentIdTag")
-            .and_then(|p| p.as_str())
-            .map(str::to_string);
-        Some(TagInfo {
-            status,
-            expiry_date,
-            parent_id_tag,
-        })
-    }
-
     /// Accepted and not expired at `now`.
     pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
         self.status == "Accepted" && self.expiry_date.is_none_or(|d| d > now)
@@ -157,7 +139,7 @@ impl AuthCache {
 
     fn save(&self) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(&self.data).map_err(std::io::Error::other)?;
-        storage::write_atomic(&self.path, &bytes)
+        storage::write_doc("auth_cache", &self.path, &bytes)
     }
 }
 

@@ -2,7 +2,13 @@
 //! atomic persistence.
 //!
 //! Both the OCPP `ChangeConfiguration` handler and the serial service port's `config set` call
-//! [`Configuration::change`]; the [`Channel`] argument is the only difference between them.
+//! [`Configuration::change`]; the [`Channel`] argument is the only difference between them. Key
+//! names from a request are found without regard to case (OCPP's CiString50) and answered with
+//! the registry's spelling. The program reads values through typed handles generated from the
+//! registry (`config.int(IntKey::MESSAGE_TIMEOUT)`), so a misspelt key does not compile.
+//!
+//! Files: `registry.rs` declares every key once, `rules.rs` checks values with rules of their
+//! own, this file holds the values, their persistence and the change rules.
 //!
 //! # What is in the registry
 //!
@@ -34,10 +40,12 @@
 //! FreeChargingIdTag `FreeCharging`, ChargePointId `ZAP000001`, CsmsUrl empty (not configured),
 //! BasicAuthPassword `bytes`, SecurityProfile 0 with no AuthorizationKey.
 //!
-//! Integer ranges beyond the OCPP minimum: ClockAlignedDataInterval, MinimumStatusDuration and
-//! WebSocketPingInterval 0..=86400, ConnectionTimeOut and MessageTimeout 1..=3600,
-//! TransactionMessageRetryInterval 1..=86400, ResetRetries and TransactionMessageAttempts
-//! 0..=100; HeartbeatInterval and MeterValueSampleInterval 0..=4294967 (release notes).
+//! Integer ranges beyond the OCPP minimum: MinimumStatusDuration and WebSocketPingInterval
+//! 0..=86400, ConnectionTimeOut and MessageTimeout 1..=3600, TransactionMessageRetryInterval
+//! 1..=86400, ResetRetries and TransactionMessageAttempts 0..=100; HeartbeatInterval,
+//! MeterValueSampleInterval and ClockAlignedDataInterval 0..=4294967 (release notes: one gives
+//! 0 to 4294967 for sampled meter values and heartbeats, the other 0 to UINT32_T for every meter
+//! value interval; the emulated charger keeps to the lower bound for all three).
 //!
 //! # Reboot-required keys
 //!
@@ -74,6 +82,7 @@
 //! know is ignored; a key missing from the file gets its default; a stored value that fails
 //! validation is an [`Error`] naming the file and key. A failed write leaves memory unchanged.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -112,62 +121,6 @@ pub const PHASE_ROTATIONS: [&str; 8] = [
     "TSR",
 ];
 
-/// Names of every key, so callers cannot misspell them.
-pub mod keys {
-    pub const ALLOW_OFFLINE_TX_FOR_UNKNOWN_ID: &str = "AllowOfflineTxForUnknownId";
-    pub const AUTHORIZATION_CACHE_ENABLED: &str = "AuthorizationCacheEnabled";
-    pub const AUTHORIZE_REMOTE_TX_REQUESTS: &str = "AuthorizeRemoteTxRequests";
-    pub const CLOCK_ALIGNED_DATA_INTERVAL: &str = "ClockAlignedDataInterval";
-    pub const CONNECTION_TIME_OUT: &str = "ConnectionTimeOut";
-    pub const CONNECTOR_PHASE_ROTATION: &str = "ConnectorPhaseRotation";
-    pub const CONNECTOR_PHASE_ROTATION_MAX_LENGTH: &str = "ConnectorPhaseRotationMaxLength";
-    pub const GET_CONFIGURATION_MAX_KEYS: &str = "GetConfigurationMaxKeys";
-    pub const HEARTBEAT_INTERVAL: &str = "HeartbeatInterval";
-    pub const LIGHT_INTENSITY: &str = "LightIntensity";
-    pub const LOCAL_AUTHORIZE_OFFLINE: &str = "LocalAuthorizeOffline";
-    pub const LOCAL_PRE_AUTHORIZE: &str = "LocalPreAuthorize";
-    pub const MESSAGE_TIMEOUT: &str = "MessageTimeout";
-    pub const METER_VALUES_ALIGNED_DATA: &str = "MeterValuesAlignedData";
-    pub const METER_VALUES_ALIGNED_DATA_MAX_LENGTH: &str = "MeterValuesAlignedDataMaxLength";
-    pub const METER_VALUES_SAMPLED_DATA: &str = "MeterValuesSampledData";
-    pub const METER_VALUES_SAMPLED_DATA_MAX_LENGTH: &str = "MeterValuesSampledDataMaxLength";
-    pub const METER_VALUE_SAMPLE_INTERVAL: &str = "MeterValueSampleInterval";
-    pub const MINIMUM_STATUS_DURATION: &str = "MinimumStatusDuration";
-    pub const NUMBER_OF_CONNECTORS: &str = "NumberOfConnectors";
-    pub const RESET_RETRIES: &str = "ResetRetries";
-    pub const STOP_TRANSACTION_MAX_METER_VALUES: &str = "StopTransactionMaxMeterValues";
-    pub const STOP_TRANSACTION_ON_EV_SIDE_DISCONNECT: &str = "StopTransactionOnEVSideDisconnect";
-    pub const STOP_TRANSACTION_ON_INVALID_ID: &str = "StopTransactionOnInvalidId";
-    pub const STOP_TXN_ALIGNED_DATA: &str = "StopTxnAlignedData";
-    pub const STOP_TXN_ALIGNED_DATA_MAX_LENGTH: &str = "StopTxnAlignedDataMaxLength";
-    pub const STOP_TXN_SAMPLED_DATA: &str = "StopTxnSampledData";
-    pub const STOP_TXN_SAMPLED_DATA_MAX_LENGTH: &str = "StopTxnSampledDataMaxLength";
-    pub const SUPPORTED_FEATURE_PROFILES: &str = "SupportedFeatureProfiles";
-    pub const SUPPORTED_FEATURE_PROFILES_MAX_LENGTH: &str = "SupportedFeatureProfilesMaxLength";
-    pub const TRANSACTION_MESSAGE_ATTEMPTS: &str = "TransactionMessageAttempts";
-    pub const TRANSACTION_MESSAGE_RETRY_INTERVAL: &str = "TransactionMessageRetryInterval";
-    pub const UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT: &str = "UnlockConnectorOnEVSideDisconnect";
-    pub const WEB_SOCKET_PING_INTERVAL: &str = "WebSocketPingInterval";
-    pub const LOCAL_AUTH_LIST_ENABLED: &str = "LocalAuthListEnabled";
-    pub const LOCAL_AUTH_LIST_MAX_LENGTH: &str = "LocalAuthListMaxLength";
-    pub const SEND_LOCAL_LIST_MAX_LENGTH: &str = "SendLocalListMaxLength";
-    pub const RESERVE_CONNECTOR_ZERO_SUPPORTED: &str = "ReserveConnectorZeroSupported";
-    pub const CHARGE_PROFILE_MAX_STACK_LEVEL: &str = "ChargeProfileMaxStackLevel";
-    pub const CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT: &str =
-        "ChargingScheduleAllowedChargingRateUnit";
-    pub const CHARGING_SCHEDULE_MAX_PERIODS: &str = "ChargingScheduleMaxPeriods";
-    pub const MAX_CHARGING_PROFILES_INSTALLED: &str = "MaxChargingProfilesInstalled";
-    pub const SUPPORTED_FILE_TRANSFER_PROTOCOLS: &str = "SupportedFileTransferProtocols";
-    pub const SECURITY_PROFILE: &str = "SecurityProfile";
-    pub const AUTHORIZATION_KEY: &str = "AuthorizationKey";
-    pub const FREE_CHARGING: &str = "FreeCharging";
-    pub const FREE_CHARGING_ID_TAG: &str = "FreeChargingIdTag";
-    pub const LOCK_CABLE_PERMANENTLY: &str = "LockCablePermanently";
-    pub const CSMS_URL: &str = "CsmsUrl";
-    pub const CHARGE_POINT_ID: &str = "ChargePointId";
-    pub const BASIC_AUTH_PASSWORD: &str = "BasicAuthPassword";
-}
-
 use keys::*;
 
 /// Errors of the configuration store. None of them ever carries the AuthorizationKey.
@@ -202,306 +155,13 @@ pub enum Error {
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Who may read and write a key over OCPP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    ReadOnly,
-    ReadWrite,
-    WriteOnly,
-}
+mod registry;
+mod rules;
 
-/// The type of a key's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueType {
-    /// `true` or `false`, accepted in any case, stored lower-case.
-    Boolean,
-    /// A decimal integer within `min..=max`.
-    Integer { min: i64, max: i64 },
-    /// A comma-separated list.
-    List,
-    /// Free text (further rules per key).
-    Text,
-}
-
-impl ValueType {
-    /// The name used in [`Entry::value_type`].
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ValueType::Boolean => "boolean",
-            ValueType::Integer { .. } => "integer",
-            ValueType::List => "list",
-            ValueType::Text => "string",
-        }
-    }
-}
-
-/// Where a key can be seen and changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Visibility {
-    /// Over OCPP and over the service port.
-    Ocpp,
-    /// Over the service port only; OCPP answers `NotSupported` / `unknownKey`.
-    ServiceOnly,
-}
-
-/// The channel a request comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// GetConfiguration / ChangeConfiguration from the CSMS.
-    Ocpp,
-    /// `config get` / `config set` over the serial service port.
-    Service,
-}
-
-/// Key-specific rules beyond the value type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rule {
-    /// Nothing beyond the value type.
-    Plain,
-    /// A boolean that only accepts `true` (StopTransactionOnEVSideDisconnect).
-    OnlyTrue,
-    /// A list of supported measurands, at most as many as the named MaxLength key.
-    Measurands { max_length_key: &'static str },
-    /// `ConnectorPhaseRotation`.
-    PhaseRotation,
-    /// An OCPP IdToken (1 to 20 characters).
-    IdToken,
-    /// `SecurityProfile`.
-    SecurityProfile,
-    /// `AuthorizationKey`.
-    AuthorizationKey,
-    /// A ws:// or wss:// URL, or empty for "not configured".
-    WebSocketUrl,
-    /// `ChargePointId`.
-    ChargePointId,
-    /// One of a fixed set of words.
-    OneOf(&'static [&'static str]),
-}
-
-/// One configuration key.
-#[derive(Debug, Clone)]
-pub struct KeySpec {
-    pub name: &'static str,
-    pub value_type: ValueType,
-    pub access: Access,
-    pub visibility: Visibility,
-    pub reboot_required: bool,
-    /// OCPP feature profile (`Core`, `SmartCharging`, ...), `Security`, `Vendor` or `Service`.
-    pub profile: &'static str,
-    pub description: &'static str,
-    /// Value at first boot (empty for AuthorizationKey, which starts unset).
-    pub default: &'static str,
-    rule: Rule,
-}
-
-impl KeySpec {
-    /// True for the AuthorizationKey-like keys kept in `secrets.json`.
-    pub fn is_secret(&self) -> bool {
-        self.access == Access::WriteOnly
-    }
-
-    /// The values (or list entries) this key accepts when they are a fixed set, for menus and
-    /// completions: booleans, measurand lists, phase rotations, `BasicAuthPassword`.
-    pub fn allowed_values(&self) -> Option<&'static [&'static str]> {
-        match (self.rule, self.value_type) {
-            (Rule::OnlyTrue, _) => Some(&["true"]),
-            (_, ValueType::Boolean) => Some(&["true", "false"]),
-            (Rule::Measurands { .. }, _) => Some(&SUPPORTED_MEASURANDS),
-            (Rule::PhaseRotation, _) => Some(&PHASE_ROTATIONS),
-            (Rule::OneOf(words), _) => Some(words),
-            _ => None,
-        }
-    }
-}
-
-const U32_SECONDS_MAX: i64 = 4_294_967;
-/// Longest value accepted for any key: ChangeConfiguration's `value` is a CiString500.
-pub const MAX_VALUE_CHARS: usize = 500;
-const ANY_INT: ValueType = ValueType::Integer {
-    min: 0,
-    max: i32::MAX as i64,
-};
-
-const fn int(min: i64, max: i64) -> ValueType {
-    ValueType::Integer { min, max }
-}
-
-const fn key(
-    name: &'static str,
-    value_type: ValueType,
-    access: Access,
-    profile: &'static str,
-    default: &'static str,
-    rule: Rule,
-    description: &'static str,
-) -> KeySpec {
-    KeySpec {
-        name,
-        value_type,
-        access,
-        visibility: Visibility::Ocpp,
-        reboot_required: false,
-        profile,
-        description,
-        default,
-        rule,
-    }
-}
-
-const fn service(
-    name: &'static str,
-    default: &'static str,
-    rule: Rule,
-    description: &'static str,
-) -> KeySpec {
-    KeySpec {
-        name,
-        value_type: ValueType::Text,
-        access: Access::ReadWrite,
-        visibility: Visibility::ServiceOnly,
-        reboot_required: true,
-        profile: "Service",
-        description,
-        default,
-        rule,
-    }
-}
-
-use Access::{ReadOnly as R, ReadWrite as RW, WriteOnly as W};
-use ValueType::{Boolean as BOOL, List as LIST, Text as TEXT};
-
-#[rustfmt::skip]
-static REGISTRY: &[KeySpec] = &[
-    // Core profile (OCPP 1.6 §9.1 and errata v4.0).
-    key(ALLOW_OFFLINE_TX_FOR_UNKNOWN_ID, BOOL, RW, "Core", "false", Rule::Plain,
-        "Start a transaction offline for an idTag the charger cannot authorize locally"),
-    key(AUTHORIZATION_CACHE_ENABLED, BOOL, RW, "Core", "true", Rule::Plain,
-        "Remember idTags the CSMS accepted, for offline and faster authorization"),
-    key(AUTHORIZE_REMOTE_TX_REQUESTS, BOOL, RW, "Core", "false", Rule::Plain,
-        "Authorize the idTag of RemoteStartTransaction before starting"),
-    key(CLOCK_ALIGNED_DATA_INTERVAL, int(0, 86_400), RW, "Core", "0", Rule::Plain,
-        "Seconds between clock-aligned meter values, aligned to midnight; 0 disables"),
-    key(CONNECTION_TIME_OUT, int(1, 3_600), RW, "Core", "30", Rule::Plain,
-        "Seconds from Preparing until a session without a plugged cable or idTag is cancelled"),
-    key(CONNECTOR_PHASE_ROTATION, LIST, RW, "Core", "0.RST,1.RST", Rule::PhaseRotation,
-        "Phase rotation per connector, <connectorId>.<rotation>"),
-    key(CONNECTOR_PHASE_ROTATION_MAX_LENGTH, ANY_INT, R, "Core", "2", Rule::Plain,
-        "Most entries ConnectorPhaseRotation may hold"),
-    key(GET_CONFIGURATION_MAX_KEYS, ANY_INT, R, "Core", "64", Rule::Plain,
-        "Most keys one GetConfiguration request may name"),
-    key(HEARTBEAT_INTERVAL, int(0, U32_SECONDS_MAX), RW, "Core", "86400", Rule::Plain,
-        "Seconds between heartbeats when idle; BootNotification's interval overrides it"),
-    key(LIGHT_INTENSITY, int(0, 100), RW, "Core", "100", Rule::Plain,
-        "LED brightness in percent"),
-    key(LOCAL_AUTHORIZE_OFFLINE, BOOL, RW, "Core", "true", Rule::Plain,
-        "Start transactions offline for idTags valid in the cache or local list"),
-    key(LOCAL_PRE_AUTHORIZE, BOOL, RW, "Core", "false", Rule::Plain,
-        "Start at once for locally valid idTags without waiting for Authorize"),
-    key(MESSAGE_TIMEOUT, int(1, 3_600), RW, "Core", "30", Rule::Plain,
-        "Seconds to wait for a CSMS answer before a request counts as failed"),
-    key(METER_VALUES_ALIGNED_DATA, LIST, RW, "Core", "Energy.Active.Import.Register",
-        Rule::Measurands { max_length_key: METER_VALUES_ALIGNED_DATA_MAX_LENGTH },
-        "Measurands sent in clock-aligned MeterValues"),
-    key(METER_VALUES_ALIGNED_DATA_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
-        "Most measurands MeterValuesAlignedData may hold"),
-    key(METER_VALUES_SAMPLED_DATA, LIST, RW, "Core", "Energy.Active.Import.Register",
-        Rule::Measurands { max_length_key: METER_VALUES_SAMPLED_DATA_MAX_LENGTH },
-        "Measurands sampled during a transaction"),
-    key(METER_VALUES_SAMPLED_DATA_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
-        "Most measurands MeterValuesSampledData may hold"),
-    key(METER_VALUE_SAMPLE_INTERVAL, int(0, U32_SECONDS_MAX), RW, "Core", "60", Rule::Plain,
-        "Seconds between sampled meter values in a transaction; 0 disables"),
-    key(MINIMUM_STATUS_DURATION, int(0, 86_400), RW, "Core", "0", Rule::Plain,
-        "Seconds a status must hold before StatusNotification is sent"),
-    key(NUMBER_OF_CONNECTORS, ANY_INT, R, "Core", "1", Rule::Plain,
-        "Number of physical connectors"),
-    key(RESET_RETRIES, int(0, 100), RW, "Core", "2", Rule::Plain,
-        "Times to retry a failed reset"),
-    key(STOP_TRANSACTION_MAX_METER_VALUES, ANY_INT, R, "Core", "100", Rule::Plain,
-        "Most meter values in StopTransaction's transactionData"),
-    key(STOP_TRANSACTION_ON_EV_SIDE_DISCONNECT, BOOL, RW, "Core", "true", Rule::OnlyTrue,
-        "Stop the transaction when the cable is unplugged on the EV side (only true accepted)"),
-    key(STOP_TRANSACTION_ON_INVALID_ID, BOOL, RW, "Core", "true", Rule::Plain,
-        "Stop a transaction whose idTag the CSMS rejects in StartTransaction.conf"),
-    key(STOP_TXN_ALIGNED_DATA, LIST, RW, "Core", "",
-        Rule::Measurands { max_length_key: STOP_TXN_ALIGNED_DATA_MAX_LENGTH },
-        "Clock-aligned measurands in StopTransaction; empty sends none"),
-    key(STOP_TXN_ALIGNED_DATA_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
-        "Most measurands StopTxnAlignedData may hold"),
-    key(STOP_TXN_SAMPLED_DATA, LIST, RW, "Core", "",
-        Rule::Measurands { max_length_key: STOP_TXN_SAMPLED_DATA_MAX_LENGTH },
-        "Sampled measurands in StopTransaction; empty sends none"),
-    key(STOP_TXN_SAMPLED_DATA_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
-        "Most measurands StopTxnSampledData may hold"),
-    key(SUPPORTED_FEATURE_PROFILES, LIST, R, "Core",
-        "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger",
-        Rule::Plain, "Feature profiles this charger implements"),
-    key(SUPPORTED_FEATURE_PROFILES_MAX_LENGTH, ANY_INT, R, "Core", "6", Rule::Plain,
-        "Most entries SupportedFeatureProfiles may hold"),
-    key(TRANSACTION_MESSAGE_ATTEMPTS, int(0, 100), RW, "Core", "3", Rule::Plain,
-        "Times a transaction message is sent when the CSMS fails to process it"),
-    key(TRANSACTION_MESSAGE_RETRY_INTERVAL, int(1, 86_400), RW, "Core", "60", Rule::Plain,
-        "Seconds before the first retry of a transaction message, multiplied per attempt"),
-    key(UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT, BOOL, RW, "Core", "true", Rule::Plain,
-        "Unlock the cable when it is unplugged on the EV side"),
-    key(WEB_SOCKET_PING_INTERVAL, int(0, 86_400), RW, "Core", "30", Rule::Plain,
-        "Seconds between WebSocket pings; 0 disables"),
-    // Local Auth List Management.
-    key(LOCAL_AUTH_LIST_ENABLED, BOOL, RW, "LocalAuthListManagement", "true", Rule::Plain,
-        "Consult the local authorization list"),
-    key(LOCAL_AUTH_LIST_MAX_LENGTH, ANY_INT, R, "LocalAuthListManagement", "1024", Rule::Plain,
-        "Most idTags the local authorization list holds"),
-    key(SEND_LOCAL_LIST_MAX_LENGTH, ANY_INT, R, "LocalAuthListManagement", "255", Rule::Plain,
-        "Most idTags one SendLocalList may carry"),
-    // Reservation.
-    key(RESERVE_CONNECTOR_ZERO_SUPPORTED, BOOL, R, "Reservation", "false", Rule::Plain,
-        "Whether connector 0 (the whole charger) can be reserved"),
-    // Smart Charging.
-    key(CHARGE_PROFILE_MAX_STACK_LEVEL, ANY_INT, R, "SmartCharging", "8", Rule::Plain,
-        "Highest stackLevel a charging profile may use"),
-    key(CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT, LIST, R, "SmartCharging", "Current",
-        Rule::Plain, "Charging rate units accepted in schedules (A only)"),
-    key(CHARGING_SCHEDULE_MAX_PERIODS, ANY_INT, R, "SmartCharging", "24", Rule::Plain,
-        "Most periods one charging schedule may hold"),
-    key(MAX_CHARGING_PROFILES_INSTALLED, ANY_INT, R, "SmartCharging", "10", Rule::Plain,
-        "Most charging profiles installed at once"),
-    // Firmware Management.
-    key(SUPPORTED_FILE_TRANSFER_PROTOCOLS, LIST, R, "FirmwareManagement", "HTTP,HTTPS",
-        Rule::Plain, "Protocols for firmware download and diagnostics upload"),
-    // Security whitepaper edition 3.
-    key(SECURITY_PROFILE, int(0, 1), RW, "Security", "0", Rule::SecurityProfile,
-        "0 = no authentication, 1 = HTTP Basic authentication; only raised over OCPP"),
-    key(AUTHORIZATION_KEY, TEXT, W, "Security", "", Rule::AuthorizationKey,
-        "HTTP Basic password, 16 to 20 bytes written as hex; write-only"),
-    // Vendor keys (release notes).
-    key(FREE_CHARGING, BOOL, RW, "Vendor", "false", Rule::Plain,
-        "Charge without RFID or RemoteStartTransaction"),
-    key(FREE_CHARGING_ID_TAG, TEXT, RW, "Vendor", "FreeCharging", Rule::IdToken,
-        "idTag used for transactions while FreeCharging is true"),
-    key(LOCK_CABLE_PERMANENTLY, BOOL, RW, "Vendor", "false", Rule::Plain,
-        "Behave as a fixed-cable charger: keep the cable locked"),
-    // Service port only.
-    service(CSMS_URL, "", Rule::WebSocketUrl,
-        "CSMS endpoint (ws:// or wss://); the charge point id is appended"),
-    service(CHARGE_POINT_ID, "ZAP000001", Rule::ChargePointId,
-        "Identity of this charger at the CSMS, last path segment of the URL"),
-    service(BASIC_AUTH_PASSWORD, "bytes", Rule::OneOf(&["bytes", "hex"]),
-        "HTTP Basic password from AuthorizationKey: bytes = decoded key, hex = the hex text"),
-];
-
-/// Every key of this charger, in the order GetConfiguration lists them.
-pub fn registry() -> &'static [KeySpec] {
-    REGISTRY
-}
-
-/// The key named exactly `name` (case-sensitive, as OCPP keys are).
-pub fn spec(name: &str) -> Option<&'static KeySpec> {
-    REGISTRY.iter().find(|s| s.name == name)
-}
-
-fn index_of(name: &str) -> Option<usize> {
-    REGISTRY.iter().position(|s| s.name == name)
-}
+pub use registry::*;
+use registry::{REGISTRY, Rule, index_of};
+use rules::*;
+pub use rules::{check_value_length, check_ws_url};
 
 /// Answer to a change request, as ChangeConfiguration.conf reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -566,8 +226,10 @@ struct SecretsFile {
 /// The charger's configuration: values of every key, and where they are stored.
 #[derive(Clone)]
 pub struct Configuration {
-    /// Canonical value per registry entry (same index); empty for AuthorizationKey.
-    values: Vec<String>,
+    /// Canonical value per registry entry (same index); empty for AuthorizationKey. A value
+    /// still at its default borrows the registry's text, so a charger allocates only for the
+    /// keys it changed (a fleet holds thousands of configurations).
+    values: Box<[Cow<'static, str>]>,
     authorization_key: Option<Secret>,
     state_dir: Option<PathBuf>,
 }
@@ -604,13 +266,7 @@ impl Configuration {
         Configuration {
             values: REGISTRY
                 .iter()
-                .map(|s| {
-                    if s.is_secret() {
-                        String::new()
-                    } else {
-                        s.default.to_string()
-                    }
-                })
+                .map(|s| Cow::Borrowed(if s.is_secret() { "" } else { s.default }))
                 .collect(),
             authorization_key: None,
             state_dir: None,
@@ -679,7 +335,7 @@ impl Configuration {
                             key: name.clone(),
                             reason,
                         })?;
-                self.values[i] = canonical;
+                self.values[i] = borrow_default(i, canonical);
             }
         }
         Ok(())
@@ -725,12 +381,20 @@ impl Configuration {
             }
             return (known, unknown);
         }
+        // Names are compared without regard to case, so `heartbeatinterval` and
+        // `HeartbeatInterval` are the same key, answered once under its canonical name.
+        let mut seen = Vec::new();
         for (n, name) in keys.iter().enumerate() {
-            if keys[..n].contains(name) {
+            if keys[..n].iter().any(|k| k.eq_ignore_ascii_case(name)) {
                 continue;
             }
             match index_of(name) {
-                Some(i) if visible(&REGISTRY[i], channel) => known.push(self.entry(i)),
+                Some(i) if visible(&REGISTRY[i], channel) => {
+                    if !seen.contains(&i) {
+                        seen.push(i);
+                        known.push(self.entry(i));
+                    }
+                }
                 _ => unknown.push(name.clone()),
             }
         }
@@ -747,7 +411,7 @@ impl Configuration {
         } else {
             (
                 spec.access == Access::ReadOnly,
-                Some(self.values[i].clone()),
+                Some(self.values[i].to_string()),
             )
         };
         Entry {
@@ -761,18 +425,11 @@ impl Configuration {
     }
 
     fn cable_locked(&self) -> bool {
-        self.raw(LOCK_CABLE_PERMANENTLY) == "true"
+        self.raw(Key::LockCablePermanently) == "true"
     }
 
-    fn raw(&self, key: &str) -> &str {
-        match index_of(key) {
-            Some(i) => &self.values[i],
-            None => {
-                debug_assert!(false, "no configuration key {key}");
-                tracing::error!(key, "lookup of a configuration key that does not exist");
-                ""
-            }
-        }
+    fn raw(&self, key: Key) -> &str {
+        &self.values[key as usize]
     }
 
     /// ChangeConfiguration / `config set`: validates `value`, stores it atomically and answers.
@@ -787,16 +444,17 @@ impl Configuration {
                 return outcome;
             }
         };
-        let (spec, result) = match planned {
-            Planned::Value(i, canonical) => (&REGISTRY[i], self.commit(i, canonical)),
-            Planned::Secret(i, secret) => (&REGISTRY[i], self.commit_secret(secret)),
+        let (index, result) = match planned {
+            Planned::Value(i, canonical) => (i, self.commit(i, canonical)),
+            Planned::Secret(i, secret) => (i, self.commit_secret(secret)),
         };
+        let spec = &REGISTRY[index];
         match result {
             Ok(()) => {
                 if spec.is_secret() {
                     tracing::info!(key, ?channel, "configuration key changed (value withheld)");
                 } else {
-                    tracing::info!(key, value = %self.raw(key), ?channel, "configuration key changed");
+                    tracing::info!(key = spec.name, value = %self.values[index], ?channel, "configuration key changed");
                 }
                 outcome_for(spec)
             }
@@ -830,7 +488,8 @@ impl Configuration {
         if !visible(spec, channel) {
             return Err(ChangeOutcome::NotSupported);
         }
-        let reject = |reason: String| ChangeOutcome::Rejected(format!("{key}: {reason}"));
+        let name = spec.name;
+        let reject = |reason: String| ChangeOutcome::Rejected(format!("{name}: {reason}"));
         if spec.access == Access::ReadOnly {
             return Err(reject("read-only".to_string()));
         }
@@ -839,12 +498,7 @@ impl Configuration {
                 "read-only while {LOCK_CABLE_PERMANENTLY} is true"
             )));
         }
-        let length = value.chars().count();
-        if length > MAX_VALUE_CHARS {
-            return Err(reject(format!(
-                "value is {length} characters, at most {MAX_VALUE_CHARS} allowed"
-            )));
-        }
+        check_value_length(value).map_err(reject)?;
         match spec.rule {
             Rule::AuthorizationKey => {
                 if value.is_empty() && channel == Channel::Service {
@@ -906,8 +560,7 @@ impl Configuration {
     /// Falls back to the previous SecurityProfile after a failed reconnect with the new one
     /// (whitepaper A05.FR.08). Bypasses the only-upward rule.
     pub fn revert_security_profile(&mut self, old: u8) -> Result<()> {
-        let i =
-            index_of(SECURITY_PROFILE).ok_or_else(|| Error::UnknownKey(SECURITY_PROFILE.into()))?;
+        let i = Key::SecurityProfile as usize;
         let canonical = self
             .validate(&REGISTRY[i], &old.to_string())
             .map_err(|reason| Error::Invalid {
@@ -924,21 +577,21 @@ impl Configuration {
             return Ok(());
         }
         if let Some(dir) = &self.state_dir {
-            let mut next = self.values.clone();
-            next[i] = canonical.clone();
             let mut doc = ConfigFile {
                 version: FILE_VERSION,
                 values: BTreeMap::new(),
                 overrides: BTreeMap::new(),
             };
-            for (spec, value) in REGISTRY.iter().zip(next) {
+            for (j, (spec, value)) in REGISTRY.iter().zip(self.values.iter()).enumerate() {
+                let value: &str = if j == i { &canonical } else { value };
                 if spec.is_secret() {
                     continue;
                 }
                 if spec.access != Access::ReadOnly {
-                    doc.values.insert(spec.name.to_string(), value);
+                    doc.values.insert(spec.name.to_string(), value.to_string());
                 } else if value != spec.default {
-                    doc.overrides.insert(spec.name.to_string(), value);
+                    doc.overrides
+                        .insert(spec.name.to_string(), value.to_string());
                 }
             }
             let path = dir.join(CONFIG_FILE);
@@ -946,9 +599,10 @@ impl Configuration {
                 path: path.clone(),
                 source: std::io::Error::other(e),
             })?;
-            storage::write_atomic(&path, &bytes).map_err(|source| Error::Write { path, source })?;
+            storage::write_doc("config", &path, &bytes)
+                .map_err(|source| Error::Write { path, source })?;
         }
-        self.values[i] = canonical;
+        self.values[i] = borrow_default(i, canonical);
         Ok(())
     }
 
@@ -964,7 +618,7 @@ impl Configuration {
                 path: path.clone(),
                 source: std::io::Error::other("cannot encode secrets document"),
             })?;
-            storage::write_atomic_private(&path, &bytes)
+            storage::write_doc_private("secrets", &path, &bytes)
                 .map_err(|source| Error::Write { path, source })?;
         }
         self.authorization_key = key;
@@ -1023,8 +677,9 @@ impl Configuration {
                 let max = self.int(max_length_key);
                 if items.len() as i64 > max {
                     return Err(format!(
-                        "{} entries, at most {max} allowed ({max_length_key})",
-                        items.len()
+                        "{} entries, at most {max} allowed ({})",
+                        items.len(),
+                        max_length_key.name()
                     ));
                 }
             }
@@ -1051,8 +706,8 @@ impl Configuration {
         if items.is_empty() {
             return Err("needs at least one <connectorId>.<rotation> entry".to_string());
         }
-        let connectors = self.int(NUMBER_OF_CONNECTORS);
-        let max = self.int(CONNECTOR_PHASE_ROTATION_MAX_LENGTH);
+        let connectors = self.int(IntKey::NUMBER_OF_CONNECTORS);
+        let max = self.int(IntKey::CONNECTOR_PHASE_ROTATION_MAX_LENGTH);
         if items.len() as i64 > max {
             return Err(format!(
                 "{} entries, at most {max} allowed ({CONNECTOR_PHASE_ROTATION_MAX_LENGTH})",
@@ -1091,28 +746,21 @@ impl Configuration {
 
     /// Value of a boolean key. UnlockConnectorOnEVSideDisconnect reads false while
     /// LockCablePermanently is true.
-    pub fn bool(&self, key: &str) -> bool {
-        if key == UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT && self.cable_locked() {
+    pub fn bool(&self, key: BoolKey) -> bool {
+        if key == BoolKey::UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT && self.cable_locked() {
             return false;
         }
-        self.raw(key) == "true"
+        self.raw(key.0) == "true"
     }
 
-    /// Value of an integer key (0 for a key that is not an integer).
-    pub fn int(&self, key: &str) -> i64 {
-        let raw = self.raw(key);
-        match raw.parse() {
-            Ok(n) => n,
-            Err(_) => {
-                debug_assert!(false, "configuration key {key} is not an integer");
-                0
-            }
-        }
+    /// Value of an integer key (stored values are validated, so they always parse).
+    pub fn int(&self, key: IntKey) -> i64 {
+        self.raw(key.0).parse().unwrap_or_default()
     }
 
     /// Entries of a list key (empty for an empty value).
-    pub fn list(&self, key: &str) -> Vec<String> {
-        let raw = self.raw(key);
+    pub fn list(&self, key: ListKey) -> Vec<String> {
+        let raw = self.raw(key.0);
         if raw.is_empty() {
             Vec::new()
         } else {
@@ -1120,9 +768,10 @@ impl Configuration {
         }
     }
 
-    /// Value of a text key; empty for AuthorizationKey (use [`Self::authorization_key`]).
-    pub fn text(&self, key: &str) -> String {
-        self.raw(key).to_string()
+    /// The value of any key as stored text; empty for AuthorizationKey (use
+    /// [`Self::authorization_key`]).
+    pub fn text(&self, key: impl Into<Key>) -> String {
+        self.raw(key.into()).to_string()
     }
 
     /// The AuthorizationKey as the hex text it was set with.
@@ -1134,7 +783,7 @@ impl Configuration {
     /// (what the OCPP compliance test expects), `hex` the bytes of its hex text.
     pub fn basic_auth_password(&self) -> Option<BasicPassword> {
         let key = self.authorization_key.as_ref()?;
-        if self.raw(BASIC_AUTH_PASSWORD) == "hex" {
+        if self.raw(Key::BasicAuthPassword) == "hex" {
             return Some(BasicPassword(key.expose().as_bytes().to_vec()));
         }
         // The key was validated as hex when stored; a decode failure cannot happen, but is
@@ -1144,12 +793,20 @@ impl Configuration {
 
     /// The current SecurityProfile (0 or 1).
     pub fn security_profile(&self) -> u8 {
-        u8::try_from(self.int(SECURITY_PROFILE)).unwrap_or(0)
+        u8::try_from(self.int(IntKey::SECURITY_PROFILE)).unwrap_or(0)
     }
 
     /// The state directory this configuration is stored in, if any.
     pub fn state_dir(&self) -> Option<&Path> {
         self.state_dir.as_deref()
+    }
+}
+
+/// `canonical` as stored at registry index `i`: the registry's own text when it is the default.
+fn borrow_default(i: usize, canonical: String) -> Cow<'static, str> {
+    match REGISTRY[i].default {
+        d if d == canonical => Cow::Borrowed(d),
+        _ => Cow::Owned(canonical),
     }
 }
 
@@ -1169,117 +826,6 @@ fn outcome_for(spec: &KeySpec) -> ChangeOutcome {
 
 fn visible(spec: &KeySpec, channel: Channel) -> bool {
     channel == Channel::Service || spec.visibility == Visibility::Ocpp
-}
-
-/// Splits a comma-separated list, trimming blanks around entries. Empty text is an empty list;
-/// an empty entry (`a,,b`, trailing comma) is refused.
-fn split_list(value: &str) -> std::result::Result<Vec<&str>, String> {
-    if value.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    value
-        .split(',')
-        .enumerate()
-        .map(|(n, item)| {
-            let item = item.trim();
-            if item.is_empty() {
-                Err(format!("entry {} is empty", n + 1))
-            } else {
-                Ok(item)
-            }
-        })
-        .collect()
-}
-
-/// AuthorizationKey: 16 to 20 bytes as 32 to 40 hex digits. Reasons never quote the value.
-fn check_authorization_key(value: &str) -> std::result::Result<(), String> {
-    if let Some(pos) = value.chars().position(|c| !c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "must be hex digits; character {} is not a hex digit",
-            pos + 1
-        ));
-    }
-    let digits = value.len();
-    if !digits.is_multiple_of(2) {
-        return Err(format!(
-            "has an odd number of hex digits ({digits}); each byte needs two"
-        ));
-    }
-    if !(32..=40).contains(&digits) {
-        return Err(format!(
-            "is {} bytes; it must be 16 to 20 bytes (32 to 40 hex digits)",
-            digits / 2
-        ));
-    }
-    Ok(())
-}
-
-fn check_ws_url(value: &str) -> std::result::Result<(), String> {
-    if value.is_empty() {
-        return Ok(());
-    }
-    let rest = value
-        .strip_prefix("ws://")
-        .or_else(|| value.strip_prefix("wss://"))
-        .ok_or_else(|| format!("{value:?} must start with ws:// or wss://"))?;
-    if let Some(pos) = value
-        .chars()
-        .position(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(format!(
-            "character {} is blank or a control character",
-            pos + 1
-        ));
-    }
-    if rest.contains(['?', '#']) {
-        return Err("must not carry a query or fragment; the charge point id is appended".into());
-    }
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.contains('@') {
-        return Err("must not carry credentials; use AuthorizationKey".to_string());
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| "IPv6 host is missing its closing ]".to_string())?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("has no host".to_string());
-    }
-    if let Some(p) = port {
-        match p.parse::<u16>() {
-            Ok(n) if n > 0 => {}
-            _ => return Err(format!("port {p:?} is not a number in 1..=65535")),
-        }
-    }
-    Ok(())
-}
-
-fn check_charge_point_id(value: &str) -> std::result::Result<(), String> {
-    if value.is_empty() {
-        return Err("must not be empty".to_string());
-    }
-    let len = value.chars().count();
-    if len > 48 {
-        return Err(format!("is {len} characters, at most 48 allowed"));
-    }
-    if let Some((pos, c)) = value
-        .chars()
-        .enumerate()
-        .find(|(_, c)| *c == '/' || c.is_whitespace() || c.is_control())
-    {
-        return Err(format!(
-            "character {} ({c:?}) is not allowed (no '/', blanks or control characters)",
-            pos + 1
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -24,6 +24,11 @@ pub enum HwEvent {
     },
     /// The fault is gone.
     ClearFault,
+    /// The charger's network (LTE or Wi-Fi) is lost: the connection drops without a WebSocket
+    /// close frame and nothing is attempted until the network comes back.
+    NetworkLost,
+    /// The network is back: the charger reconnects at once.
+    NetworkRestored,
 }
 
 /// A meter reading: the built-in energy meter and sensors.

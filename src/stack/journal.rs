@@ -9,6 +9,24 @@
 //! mid-write) fails its CRC and is cut off at open; everything before it is intact. When most
 //! records are obsolete the journal is compacted into a new file that replaces the old one
 //! atomically.
+//!
+//! Durability ([`Durability`]): one charger fsyncs each record before the call that appended it
+//! returns. A fleet of charge points in one process shares a [`Committer`] instead (group
+//! commit): a record is written at once and made durable with the others of the same short
+//! window by one flush; [`Journal::sync`] waits for that flush, and the charge point calls it
+//! before it sends anything, so a record is still durable before the message built from it
+//! (or any later message) leaves. A journal in group mode does not keep its file open between
+//! appends (a fleet of 10,000 would otherwise hold 10,000 descriptors).
+//!
+//! When a record cannot be written (a full, read-only or failing disk) the change is still made
+//! in memory, so the charger goes on charging and delivering, and the method returns the error:
+//! the change is then not durable. The file may end in a torn record, so no further record is
+//! appended to it: the next write replaces the whole journal with what memory holds (a
+//! compaction), which makes every change since the failure durable at once.
+//!
+//! Failpoints (see [`crate::storage::failpoint`]): `journal.append.before_write`,
+//! `journal.append.after_write` (written, not fsynced), `journal.append.after_fsync`, and the
+//! compaction's `journal.compact.write.*`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,7 +35,21 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use crate::storage;
+use crate::storage::{self, failpoint};
+
+mod commit;
+pub use commit::{CommitStats, Committer, Ticket, WINDOW};
+
+/// How a journal's records become durable.
+#[derive(Debug, Clone, Default)]
+pub enum Durability {
+    /// fsync each record before the call that appended it returns (one charger).
+    #[default]
+    PerRecord,
+    /// Records are made durable by a committer shared with other journals (a fleet); wait for
+    /// it with [`Journal::sync`].
+    Group(Committer),
+}
 
 pub const FILE_NAME: &str = "txqueue.journal";
 
@@ -70,10 +102,14 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The journal. All mutations are durable when they return `Ok`.
+/// The journal. With [`Durability::PerRecord`] all mutations are durable when they return
+/// `Ok`; with [`Durability::Group`] when [`Journal::sync`] returns `Ok` after them.
 pub struct Journal {
     path: PathBuf,
     file: Option<File>,
+    durability: Durability,
+    /// The commit that makes the last group-mode append durable, until [`Journal::sync`].
+    unsynced: Option<Ticket>,
     queue: VecDeque<Entry>,
     txids: BTreeMap<u64, i64>,
     next_seq: u64,
@@ -82,13 +118,21 @@ pub struct Journal {
     obsolete: usize,
     /// Bytes cut from a torn tail at open, for diagnostics.
     pub recovered_torn_bytes: usize,
+    /// A write failed: memory holds changes the file lacks, and the file may end in a torn
+    /// record. The next write is a compaction.
+    unsaved: bool,
 }
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir`, replaying it.
+    /// Opens (or creates) the journal in `dir`, replaying it; each record fsynced on append.
     pub fn open(dir: &Path) -> Result<Journal> {
+        Self::open_with(dir, Durability::PerRecord)
+    }
+
+    /// Opens (or creates) the journal in `dir`, replaying it, with the given durability.
+    pub fn open_with(dir: &Path, durability: Durability) -> Result<Journal> {
         let path = dir.join(FILE_NAME);
         let io_err = |source| Error::Io {
             path: path.clone(),
@@ -98,12 +142,15 @@ impl Journal {
         let mut j = Journal {
             path: path.clone(),
             file: None,
+            durability,
+            unsynced: None,
             queue: VecDeque::new(),
             txids: BTreeMap::new(),
             next_seq: 1,
             next_local: 1,
             obsolete: 0,
             recovered_torn_bytes: 0,
+            unsaved: false,
         };
         let mut good_len: u64 = 0;
         let mut total_len: u64 = 0;
@@ -132,19 +179,39 @@ impl Journal {
                     "transaction journal: cut {} bytes of a torn record at the end",
                     j.recovered_torn_bytes
                 );
-                let f = OpenOptions::new().write(true).open(&path).map_err(io_err)?;
-                f.set_len(good_len).map_err(io_err)?;
-                f.sync_all().map_err(io_err)?;
+                let cut = failpoint::writable()
+                    .and_then(|()| OpenOptions::new().write(true).open(&path))
+                    .and_then(|f| {
+                        f.set_len(good_len)?;
+                        f.sync_all()
+                    });
+                if let Err(e) = cut {
+                    tracing::error!("transaction journal: cannot cut the torn record: {e}");
+                    j.unsaved = true;
+                }
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err)?;
-        j.file = Some(file);
-        if j.obsolete > 256 && j.obsolete > j.queue.len() * 4 {
-            j.compact()?;
+        if let Durability::PerRecord = j.durability {
+            // A read-only or full disk does not stop the charger: the journal runs from memory
+            // and rewrites itself once the disk takes writes again.
+            match failpoint::writable()
+                .and_then(|()| OpenOptions::new().create(true).append(true).open(&path))
+            {
+                Ok(file) => j.file = Some(file),
+                Err(e) => {
+                    tracing::error!(
+                        "transaction journal {}: cannot open for writing: {e}",
+                        path.display()
+                    );
+                    j.unsaved = true;
+                }
+            }
+        }
+        if !j.unsaved && j.obsolete > 256 && j.obsolete > j.queue.len() * 4 {
+            // Not durable yet is not fatal: the next write tries again.
+            if let Err(e) = j.compact() {
+                tracing::error!("{e}");
+            }
         }
         Ok(j)
     }
@@ -186,40 +253,110 @@ impl Journal {
         }
     }
 
+    /// Makes `record` durable; memory already holds its effect. After a failed write the whole
+    /// journal is rewritten instead.
     fn append(&mut self, record: &Record) -> Result<()> {
-        let line = encode_line(record);
+        if self.unsaved {
+            return self.compact();
+        }
+        let result = self.append_line(&encode_line(record));
+        if result.is_err() {
+            self.unsaved = true;
+        }
+        result
+    }
+
+    fn append_line(&mut self, line: &[u8]) -> Result<()> {
         let path = &self.path;
         let io_err = |source| Error::Io {
             path: path.clone(),
             source,
         };
+        if let Durability::Group(committer) = &self.durability {
+            failpoint::check("journal.append.before_write").map_err(io_err)?;
+            if let Some(fault) = failpoint::disk_fault() {
+                return Err(io_err(fault.error()));
+            }
+            // Written now (a killed process loses nothing the kernel has), durable with the
+            // next group commit.
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(&io_err)?;
+            file.write_all(line).map_err(&io_err)?;
+            self.unsynced = Some(committer.appended(path));
+            return Ok(());
+        }
         let file = match self.file.as_mut() {
             Some(f) => f,
             None => {
                 return Err(io_err(io::Error::other("journal is closed")));
             }
         };
-        file.write_all(&line).map_err(&io_err)?;
-        file.sync_data().map_err(io_err)
+        failpoint::check("journal.append.before_write").map_err(io_err)?;
+        if let Some(fault) = failpoint::disk_fault() {
+            if fault == failpoint::DiskFault::Full {
+                // A full disk may take part of a record before it refuses the rest.
+                let _ = file.write_all(&line[..line.len() / 2]);
+            }
+            return Err(io_err(fault.error()));
+        }
+        file.write_all(line).map_err(&io_err)?;
+        failpoint::check("journal.append.after_write").map_err(io_err)?;
+        file.sync_data().map_err(io_err)?;
+        failpoint::check("journal.append.after_fsync").map_err(io_err)
     }
 
-    /// Allocates the charger's number for a new transaction (durable).
+    /// Waits until every record appended so far is durable (group mode: the commit covering
+    /// the last one; per-record mode: they already are).
+    pub async fn sync(&mut self) -> Result<()> {
+        let (Some(ticket), Durability::Group(committer)) = (self.unsynced, &self.durability) else {
+            return Ok(());
+        };
+        let outcome = committer.durable(ticket).await;
+        self.unsynced = None;
+        outcome.map_err(|why| Error::Io {
+            path: self.path.clone(),
+            source: io::Error::other(why),
+        })
+    }
+
+    /// Whether records appended in group mode still wait for their commit.
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced.is_some()
+    }
+
+    /// Whether memory holds changes that are not yet durable (a write failed; the next one
+    /// rewrites the journal).
+    pub fn unsaved(&self) -> bool {
+        self.unsaved
+    }
+
+    /// The number [`Journal::new_local_tx`] handed out last (also when it returned an error).
+    pub fn newest_local_tx(&self) -> u64 {
+        self.next_local.saturating_sub(1)
+    }
+
+    /// Allocates the charger's number for a new transaction (durable when this returns `Ok`;
+    /// on `Err` the number is allocated in memory only, see [`Journal::newest_local_tx`]).
     pub fn new_local_tx(&mut self) -> Result<u64> {
         let id = self.next_local;
-        self.append(&Record::NextLocal { next: id + 1 })?;
         self.next_local = id + 1;
+        self.append(&Record::NextLocal { next: id + 1 })?;
         Ok(id)
     }
 
-    /// Queues a message (durable when this returns).
+    /// Queues a message (durable when this returns `Ok`; on `Err` it is queued in memory only,
+    /// and delivered all the same).
     pub fn push(&mut self, action: &str, payload: Value, local_tx: u64) -> Result<u64> {
         let seq = self.next_seq;
-        self.append(&Record::Push {
+        let record = Record::Push {
             seq,
             action: action.to_string(),
             payload: payload.clone(),
             local_tx,
-        })?;
+        };
         self.next_seq += 1;
         self.queue.push_back(Entry {
             seq,
@@ -228,6 +365,7 @@ impl Journal {
             local_tx,
             attempts: 0,
         });
+        self.append(&record)?;
         Ok(seq)
     }
 
@@ -254,10 +392,10 @@ impl Journal {
 
     /// Marks a message delivered (its answer arrived) or abandoned.
     pub fn complete(&mut self, seq: u64) -> Result<()> {
-        self.append(&Record::Done { seq })?;
         if let Some(i) = self.queue.iter().position(|e| e.seq == seq) {
             self.queue.remove(i);
         }
+        self.append(&Record::Done { seq })?;
         self.obsolete += 2;
         if self.obsolete > 1024 && self.obsolete > self.queue.len() * 4 {
             self.compact()?;
@@ -267,12 +405,11 @@ impl Journal {
 
     /// Records the CSMS's transactionId for a local transaction number.
     pub fn set_transaction_id(&mut self, local_tx: u64, transaction_id: i64) -> Result<()> {
+        self.txids.insert(local_tx, transaction_id);
         self.append(&Record::Txid {
             local_tx,
             transaction_id,
-        })?;
-        self.txids.insert(local_tx, transaction_id);
-        Ok(())
+        })
     }
 
     pub fn transaction_id(&self, local_tx: u64) -> Option<i64> {
@@ -306,18 +443,34 @@ impl Journal {
         }
         let path = self.path.clone();
         self.file = None;
-        storage::write_atomic(&path, &bytes).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        self.file = Some(
-            OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(|source| Error::Io { path, source })?,
-        );
-        self.obsolete = 0;
-        Ok(())
+        match storage::write_doc("journal.compact", &path, &bytes) {
+            Ok(()) => {
+                self.obsolete = 0;
+                if std::mem::take(&mut self.unsaved) {
+                    tracing::info!("transaction journal: durable again");
+                }
+                if let Durability::Group(_) = self.durability {
+                    // The new file is durable already and holds every record written before it.
+                    self.unsynced = None;
+                    return Ok(());
+                }
+                match OpenOptions::new().append(true).open(&path) {
+                    Ok(file) => {
+                        self.file = Some(file);
+                        Ok(())
+                    }
+                    Err(source) => {
+                        self.unsaved = true;
+                        Err(Error::Io { path, source })
+                    }
+                }
+            }
+            Err(source) => {
+                // The next write tries the whole journal again.
+                self.unsaved = true;
+                Err(Error::Io { path, source })
+            }
+        }
     }
 }
 
@@ -396,6 +549,39 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let j = Journal::open(dir.path()).unwrap();
         assert_eq!(j.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn group_commit_covers_many_journals_with_few_flushes_and_keeps_no_file_open() {
+        let root = tempfile::tempdir().unwrap();
+        let committer = Committer::start(root.path(), WINDOW);
+        let mut journals: Vec<Journal> = (0..20)
+            .map(|i| {
+                Journal::open_with(
+                    &root.path().join(format!("cp{i}")),
+                    Durability::Group(committer.clone()),
+                )
+                .unwrap()
+            })
+            .collect();
+        for (i, j) in journals.iter_mut().enumerate() {
+            assert!(j.file.is_none(), "no descriptor held between appends");
+            let tx = j.new_local_tx().unwrap();
+            j.push("StartTransaction", json!({"i": i}), tx).unwrap();
+            assert!(j.has_unsynced());
+        }
+        for j in &mut journals {
+            j.sync().await.unwrap();
+            assert!(!j.has_unsynced());
+        }
+        let stats = committer.stats();
+        assert_eq!(stats.records, 40);
+        assert!(stats.commits < 40, "{stats:?}");
+        drop(journals);
+        for i in 0..20 {
+            let j = Journal::open(&root.path().join(format!("cp{i}"))).unwrap();
+            assert_eq!(j.front().unwrap().payload, json!({"i": i}));
+        }
     }
 
     #[test]

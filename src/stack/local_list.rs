@@ -335,7 +335,7 @@ impl LocalAuthList {
             source,
         };
         let bytes = serde_json::to_vec(&file).map_err(|e| storage_err(std::io::Error::other(e)))?;
-        storage::write_atomic(&self.path, &bytes).map_err(storage_err)
+        storage::write_doc("local_list", &self.path, &bytes).map_err(storage_err)
     }
 }
 

@@ -89,16 +89,37 @@ struct Inner {
     next_seq: u64,
     capacity: usize,
     ring: VecDeque<LogRecord>,
+    storage: Option<StorageProblem>,
+}
+
+/// Writes to the charger's storage are failing (a full, read-only or broken disk): since when,
+/// the latest error, and how many writes failed. The charger keeps running from memory; what
+/// it could not write is lost only if the power goes before the disk recovers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageProblem {
+    pub since: DateTime<Utc>,
+    /// The latest failure: what was being written and the error.
+    pub error: String,
+    pub failures: u64,
 }
 
 impl LogBook {
+    /// A log keeping the last `capacity` records, with a live channel of 4096 slots (one
+    /// charger whose log is followed line by line).
     pub fn new(capacity: usize, clock: SharedClock) -> Self {
-        let (tx, _) = broadcast::channel(4096);
+        Self::with_channel(capacity, 4096, clock)
+    }
+
+    /// A log whose live channel holds `channel` records: a charge point among thousands in one
+    /// process takes a small one, since the channel's slots are allocated up front.
+    pub fn with_channel(capacity: usize, channel: usize, clock: SharedClock) -> Self {
+        let (tx, _) = broadcast::channel(channel.max(1));
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 next_seq: 1,
                 capacity: capacity.max(1),
                 ring: VecDeque::new(),
+                storage: None,
             })),
             tx,
             clock,
@@ -108,7 +129,7 @@ impl LogBook {
     pub fn log(&self, level: Level, target: &str, message: impl Into<String>) {
         let message = message.into();
         let record = {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inner = crate::sync::lock(&self.inner);
             let record = LogRecord {
                 seq: inner.next_seq,
                 time: self.clock.now(),
@@ -143,15 +164,53 @@ impl LogBook {
         self.log(Level::Debug, target, message)
     }
 
+    /// A write of `what` to storage failed: logged as an error (target `storage`) and kept as
+    /// the charger's storage problem until a write succeeds again.
+    pub fn storage_failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        let message = format!("cannot write {what}: {error}");
+        {
+            let now = self.clock.now();
+            let mut inner = crate::sync::lock(&self.inner);
+            let p = inner.storage.get_or_insert_with(|| StorageProblem {
+                since: now,
+                error: String::new(),
+                failures: 0,
+            });
+            p.error = message.clone();
+            p.failures += 1;
+        }
+        self.error("storage", message);
+    }
+
+    /// A write to storage succeeded: a storage problem, if any, is over.
+    pub fn storage_ok(&self) {
+        let was = crate::sync::lock(&self.inner).storage.take();
+        if let Some(p) = was {
+            self.info(
+                "storage",
+                format!(
+                    "storage writes succeed again ({} failed since {})",
+                    p.failures,
+                    p.since.format("%Y-%m-%dT%H:%M:%SZ")
+                ),
+            );
+        }
+    }
+
+    /// The storage problem in force, if any.
+    pub fn storage_problem(&self) -> Option<StorageProblem> {
+        crate::sync::lock(&self.inner).storage.clone()
+    }
+
     /// Records still held, oldest first.
     pub fn history(&self) -> Vec<LogRecord> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = crate::sync::lock(&self.inner);
         inner.ring.iter().cloned().collect()
     }
 
     /// History plus a receiver for what comes after it, with no gap and no duplicate between them.
     pub fn subscribe(&self) -> (Vec<LogRecord>, broadcast::Receiver<LogRecord>) {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = crate::sync::lock(&self.inner);
         let rx = self.tx.subscribe();
         (inner.ring.iter().cloned().collect(), rx)
     }
@@ -177,5 +236,38 @@ mod tests {
         book.warn("test", "after");
         let r = rx.recv().await.unwrap();
         assert_eq!((r.seq, r.level), (6, Level::Warn));
+    }
+
+    #[tokio::test]
+    async fn storage_problem_is_kept_until_a_write_succeeds() {
+        let book = LogBook::new(10, Arc::new(TokioClock::new()));
+        assert_eq!(book.storage_problem(), None);
+        book.storage_ok();
+        assert!(
+            book.history().is_empty(),
+            "nothing to say while storage is fine"
+        );
+        let e = std::io::Error::from_raw_os_error(28);
+        book.storage_failed("the transaction journal", &e);
+        book.storage_failed("reservation.json", &e);
+        let p = book.storage_problem().unwrap();
+        assert_eq!(p.failures, 2);
+        assert!(
+            p.error.starts_with("cannot write reservation.json: "),
+            "{p:?}"
+        );
+        let h = book.history();
+        assert_eq!(h.len(), 2);
+        assert_eq!(
+            (h[0].level, h[0].target.as_str()),
+            (Level::Error, "storage")
+        );
+        book.storage_ok();
+        assert_eq!(book.storage_problem(), None);
+        assert!(
+            book.history()[2]
+                .message
+                .contains("succeed again (2 failed")
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod hardware;
+pub mod identity;
 pub mod journal;
 pub mod local_list;
 pub mod logbook;

@@ -69,10 +69,16 @@ pub struct CallError {
 }
 
 impl CallError {
+    /// A CALLERROR content; the description is cut to [`MAX_DESCRIPTION_LEN`] characters.
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
+        let description = description.into();
         Self {
             code,
-            description: description.into(),
+            description: if description.chars().nth(MAX_DESCRIPTION_LEN).is_some() {
+                bounded(&description, MAX_DESCRIPTION_LEN)
+            } else {
+                description
+            },
             details: json!({}),
         }
     }
@@ -113,10 +119,31 @@ pub enum Frame {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameError {
     pub id: Option<String>,
-    /// Whether the broken frame is answered with a CALLERROR: a CALL or a message of unknown
-    /// type. A broken CALLRESULT or CALLERROR is never answered.
+    /// Whether the broken frame is answered with a CALLERROR: a CALL, a message of unknown type,
+    /// or one whose type cannot be read (not JSON, not an array). A broken CALLRESULT or
+    /// CALLERROR (message type 3 or 4) is never answered, whatever its unique id.
     pub is_call: bool,
     pub error: CallError,
+}
+
+impl FrameError {
+    /// The CALLERROR that answers the broken frame, or `None` when it must be ignored (a broken
+    /// CALLRESULT or CALLERROR). A frame whose unique id cannot be read is answered with id
+    /// `"-1"`; an id over [`MAX_ID_LEN`] characters is echoed as its first [`MAX_ECHO_ID_LEN`]
+    /// characters at most.
+    pub fn reply(&self) -> Option<Frame> {
+        if !self.is_call {
+            return None;
+        }
+        let id = match &self.id {
+            Some(id) => prefix(id, MAX_ECHO_ID_LEN).to_string(),
+            None => "-1".to_string(),
+        };
+        Some(Frame::CallError {
+            id,
+            error: self.error.clone(),
+        })
+    }
 }
 
 impl fmt::Display for FrameError {
@@ -127,6 +154,31 @@ impl fmt::Display for FrameError {
 
 /// OCPP-J: the unique id is a string of at most 36 characters.
 pub const MAX_ID_LEN: usize = 36;
+
+/// The most characters of an invalid unique id echoed back in a CALLERROR.
+pub const MAX_ECHO_ID_LEN: usize = 64;
+
+/// The most characters of a CALLERROR description sent or shown (a description may quote an
+/// action or field name the peer chose, of any length).
+pub const MAX_DESCRIPTION_LEN: usize = 255;
+
+/// The first `max` characters of `text`.
+fn prefix(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+/// `text` cut to `max` characters, with `...` when something was cut.
+fn bounded(text: &str, max: usize) -> String {
+    let cut = prefix(text, max);
+    if cut.len() < text.len() {
+        format!("{cut}...")
+    } else {
+        text.to_string()
+    }
+}
 
 impl Frame {
     pub fn id(&self) -> &str {
@@ -142,10 +194,10 @@ impl Frame {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             // Recover the header of a CALL whose JSON is broken further on, so it can still be
             // answered with a CALLERROR carrying its own unique id.
-            let header = recover_header(text);
+            let (type_id, id) = recover_header(text);
             FrameError {
-                is_call: header.as_ref().is_some_and(|(t, _)| !matches!(t, 3 | 4)),
-                id: header.map(|(_, id)| id),
+                is_call: !matches!(type_id, Some(3 | 4)),
+                id,
                 error: CallError::new(
                     ErrorCode::FormationViolation,
                     format!("message is not valid JSON: {e}"),
@@ -159,7 +211,7 @@ impl Frame {
         let Value::Array(items) = value else {
             return Err(FrameError {
                 id: None,
-                is_call: false,
+                is_call: true,
                 error: CallError::new(ErrorCode::FormationViolation, "message is not a JSON array"),
             });
         };
@@ -297,9 +349,13 @@ impl Frame {
                 payload,
             } => json!([2, id, action, payload]),
             Frame::CallResult { id, payload } => json!([3, id, payload]),
-            Frame::CallError { id, error } => {
-                json!([4, id, error.code.as_str(), error.description, error.details])
-            }
+            Frame::CallError { id, error } => json!([
+                4,
+                prefix(id, MAX_ECHO_ID_LEN),
+                error.code.as_str(),
+                bounded(&error.description, MAX_DESCRIPTION_LEN),
+                error.details
+            ]),
         }
     }
 
@@ -309,19 +365,29 @@ impl Frame {
 }
 
 /// The message type number and unique id at the start of text that is not valid JSON as a
-/// whole (`[2,"19223201","Heartbeat",{` cut short), when both can be read.
-fn recover_header(text: &str) -> Option<(u64, String)> {
-    let rest = text.trim_start().strip_prefix('[')?.trim_start();
-    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-    let type_id: u64 = rest[..digits].parse().ok()?;
-    let rest = rest[digits..].trim_start().strip_prefix(',')?.trim_start();
-    let rest = rest.strip_prefix('"')?;
-    let end = rest.find('"')?;
-    let id = &rest[..end];
-    if id.is_empty() || id.len() > MAX_ID_LEN || id.contains('\\') {
-        return None;
-    }
-    Some((type_id, id.to_string()))
+/// whole (`[2,"19223201","Heartbeat",{` cut short), as far as each can be read.
+fn recover_header(text: &str) -> (Option<u64>, Option<String>) {
+    let Some(rest) = text.trim_start().strip_prefix('[') else {
+        return (None, None);
+    };
+    let rest = rest.trim_start();
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let Ok(type_id) = rest[..digits].parse::<u64>() else {
+        return (None, None);
+    };
+    let id = (|| {
+        let rest = rest[digits..].trim_start().strip_prefix(',')?.trim_start();
+        let rest = rest.strip_prefix('"')?;
+        let end = rest.find('"')?;
+        let id = &rest[..end];
+        if id.is_empty() || id.len() > MAX_ID_LEN || id.contains('\\') {
+            return None;
+        }
+        Some(id.to_string())
+    })();
+    (Some(type_id), id)
 }
 
 /// Decodes the payload of a CALL or CALLRESULT into `T`, or gives the CALLERROR that answers it.
@@ -380,6 +446,10 @@ pub fn encode_payload<T: Serialize>(payload: &T) -> Value {
     }
 }
 
+/// The most characters of a field path quoted in a CALLERROR (a path ends with a field name the
+/// peer chose, of any length).
+const MAX_FIELD_PATH_LEN: usize = 128;
+
 /// The OCPP-J error code for a serde message about the field at `path`.
 fn classify(path: &str, message: &str) -> CallError {
     use crate::stack::messages::{BAD_TIMESTAMP, BAD_URI, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};
@@ -421,6 +491,14 @@ fn classify(path: &str, message: &str) -> CallError {
             parent.to_string(),
             without_values(message),
         )
+    } else if let Some(rest) = message.strip_prefix("unknown variant `") {
+        // The rejected value is not repeated (it may be long); the allowed ones are.
+        let expected = rest.find("`, expected").map_or("", |i| &rest[i + 1..]);
+        (
+            ErrorCode::PropertyConstraintViolation,
+            parent.to_string(),
+            format!("unknown variant{expected}"),
+        )
     } else if message.starts_with("unknown variant")
         || message.starts_with(TOO_LONG)
         || message.starts_with(BAD_TIMESTAMP)
@@ -442,7 +520,7 @@ fn classify(path: &str, message: &str) -> CallError {
     let field = if field.is_empty() {
         "payload".to_string()
     } else {
-        field
+        bounded(&field, MAX_FIELD_PATH_LEN)
     };
     CallError {
         code,
@@ -561,7 +639,61 @@ mod strict {
     };
     use serde_json::{Error, Map, Value};
 
+    use crate::stack::messages::OUT_OF_RANGE;
+
     pub(super) struct Strict<'a>(pub(super) &'a Value);
+
+    macro_rules! integers {
+        ($($method:ident)*) => {
+            $(
+                fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+                    match ocpp_integer(self.0, false)? {
+                        Some(n) => n.$method(visitor),
+                        None => self.0.$method(visitor),
+                    }
+                }
+            )*
+        };
+    }
+
+    /// OCPP 1.6 integers are 32-bit. For an integer field: `-0` (which JSON parsers read as a
+    /// floating point zero) is the integer 0; an integral number too large for 64 bits, and with
+    /// `bits32` one outside the 32-bit range, is out of range (a PropertyConstraintViolation),
+    /// never clamped. `None`: read `value` as it is.
+    fn ocpp_integer(value: &Value, bits32: bool) -> Result<Option<Value>, Error> {
+        let Value::Number(n) = value else {
+            return Ok(None);
+        };
+        if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
+            if f == 0.0 && f.is_sign_negative() {
+                return Ok(Some(Value::from(0u64)));
+            }
+            // serde_json reads every integer literal from -2^63 to 2^64 - 1 as an integer; an
+            // integral float outside is a number beyond 64 bits.
+            let beyond_64_bits = !(f > -9.223_372_036_854_776e18 && f < 1.844_674_407_370_955_2e19);
+            if f.is_finite() && f.fract() == 0.0 && beyond_64_bits {
+                return Err(de::Error::custom(format!(
+                    "{OUT_OF_RANGE}: an integer beyond 64 bits{}",
+                    if bits32 { RANGE_32 } else { "" }
+                )));
+            }
+            return Ok(None);
+        }
+        let fits = match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => !bits32 || i32::try_from(i).is_ok(),
+            (None, Some(u)) => !bits32 || i32::try_from(u).is_ok(),
+            (None, None) => true,
+        };
+        if !fits {
+            return Err(de::Error::custom(format!(
+                "{OUT_OF_RANGE}: beyond the 32-bit integer range{RANGE_32}"
+            )));
+        }
+        Ok(None)
+    }
+
+    /// What an OCPP integer may hold.
+    const RANGE_32: &str = " (OCPP integers are -2147483648 to 2147483647)";
 
     macro_rules! delegate {
         ($($method:ident)*) => {
@@ -585,12 +717,29 @@ mod strict {
         }
 
         delegate!(
-            deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
-            deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
-            deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_str
-            deserialize_string deserialize_bytes deserialize_byte_buf deserialize_unit
-            deserialize_identifier
+            deserialize_bool deserialize_i128 deserialize_u128 deserialize_f32 deserialize_f64
+            deserialize_char deserialize_str deserialize_string deserialize_bytes
+            deserialize_byte_buf deserialize_unit deserialize_identifier
         );
+
+        integers!(
+            deserialize_i8 deserialize_i16 deserialize_i64 deserialize_u8 deserialize_u16
+            deserialize_u64
+        );
+
+        fn deserialize_i32<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match ocpp_integer(self.0, true)? {
+                Some(n) => n.deserialize_i32(visitor),
+                None => self.0.deserialize_i32(visitor),
+            }
+        }
+
+        fn deserialize_u32<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+            match ocpp_integer(self.0, true)? {
+                Some(n) => n.deserialize_u32(visitor),
+                None => self.0.deserialize_u32(visitor),
+            }
+        }
 
         fn deserialize_option<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
             match self.0 {
@@ -795,6 +944,65 @@ mod tests {
         assert_eq!(e.error.code, ErrorCode::FormationViolation);
     }
 
+    #[test]
+    fn broken_answers_are_ignored_whatever_their_id() {
+        for text in [
+            r#"[3,null,{}]"#,
+            r#"[3,123,{}]"#,
+            "[3]",
+            "[4]",
+            r#"[4,1,"GenericError","",{}]"#,
+            r#"[3,"x"]"#,
+            r#"[3, null, {"#,
+            r#"[4,"#,
+        ] {
+            let e = Frame::parse(text).unwrap_err();
+            assert!(!e.is_call, "{text}");
+            assert_eq!(e.reply(), None, "{text}");
+        }
+        // Whatever cannot be read as an answer is answered, with id "-1" when it has none.
+        for text in ["nope", "{}", "[]", "[", r#"[2,null,"Heartbeat",{}]"#] {
+            let reply = Frame::parse(text).unwrap_err().reply();
+            assert_eq!(reply.as_ref().map(Frame::id), Some("-1"), "{text}");
+        }
+        let reply = Frame::parse(r#"[2,"c1","Heartbeat"]"#).unwrap_err().reply();
+        assert_eq!(reply.as_ref().map(Frame::id), Some("c1"));
+    }
+
+    #[test]
+    fn an_overlong_id_or_description_is_echoed_only_in_part() {
+        let id = "i".repeat(100_000);
+        let e = Frame::parse(&format!(r#"[2,"{id}","Heartbeat",{{}}]"#)).unwrap_err();
+        let reply = e.reply().unwrap().to_value();
+        assert_eq!(reply[1], json!("i".repeat(MAX_ECHO_ID_LEN)));
+        assert!(reply.to_string().len() < 400, "{reply}");
+        let err = CallError::new(
+            ErrorCode::NotImplemented,
+            format!("unknown action {}", "A".repeat(1_000_000)),
+        );
+        assert_eq!(err.description.chars().count(), MAX_DESCRIPTION_LEN + 3);
+        // Built by hand: bounded on the wire all the same.
+        let f = Frame::CallError {
+            id: "x".repeat(1000),
+            error: CallError {
+                code: ErrorCode::GenericError,
+                description: "é".repeat(10_000),
+                details: json!({}),
+            },
+        };
+        let v = f.to_value();
+        assert_eq!(v[1].as_str().unwrap().len(), MAX_ECHO_ID_LEN);
+        assert_eq!(
+            v[3].as_str().unwrap().chars().count(),
+            MAX_DESCRIPTION_LEN + 3
+        );
+        // A short description is untouched.
+        assert_eq!(
+            CallError::new(ErrorCode::GenericError, "short").description,
+            "short"
+        );
+    }
+
     mod decode {
         use super::super::*;
         use crate::stack::messages::*;
@@ -946,6 +1154,74 @@ mod tests {
                 ErrorCode::PropertyConstraintViolation,
                 "csChargingProfiles.chargingSchedule.chargingRateUnit",
             );
+        }
+
+        fn parse(text: &str) -> Value {
+            serde_json::from_str(text).unwrap()
+        }
+
+        #[test]
+        fn minus_zero_is_an_integer() {
+            let r: GetCompositeScheduleRequest =
+                decode_payload(&parse(r#"{"connectorId":-0,"duration":-0}"#)).unwrap();
+            assert_eq!((r.connector_id, r.duration), (0, 0));
+            let r: RemoteStopTransactionRequest =
+                decode_payload(&parse(r#"{"transactionId":-0}"#)).unwrap();
+            assert_eq!(r.transaction_id, 0);
+            // Other floating point spellings of integers stay type violations.
+            for text in [r#"{"transactionId":1.0}"#, r#"{"transactionId":-0.5}"#] {
+                let e = decode_payload::<RemoteStopTransactionRequest>(&parse(text)).unwrap_err();
+                assert_error(&e, ErrorCode::TypeConstraintViolation, "transactionId");
+            }
+        }
+
+        #[test]
+        fn integers_beyond_32_bits_are_out_of_range_never_clamped() {
+            let e = fail::<GetCompositeScheduleRequest>(
+                json!({"connectorId": 1, "duration": 2_147_483_648u64}),
+            );
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "duration");
+            let ok: GetCompositeScheduleRequest =
+                decode_payload(&json!({"connectorId": 1, "duration": 2_147_483_647u64})).unwrap();
+            assert_eq!(ok.duration, 2_147_483_647);
+            for number in [
+                "4294967296",
+                "18446744073709551615",
+                "18446744073709551616",
+                "1e20",
+                "-9223372036854775809",
+            ] {
+                let text = format!(r#"{{"connectorId":{number},"duration":60}}"#);
+                let e = decode_payload::<GetCompositeScheduleRequest>(&parse(&text)).unwrap_err();
+                assert_error(&e, ErrorCode::PropertyConstraintViolation, "connectorId");
+                let text = format!(r#"{{"transactionId":{number}}}"#);
+                let e = decode_payload::<RemoteStopTransactionRequest>(&parse(&text)).unwrap_err();
+                assert_error(&e, ErrorCode::PropertyConstraintViolation, "transactionId");
+            }
+            let e =
+                fail::<RemoteStopTransactionRequest>(json!({"transactionId": -2_147_483_649i64}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "transactionId");
+            let e = fail::<ChargingSchedulePeriod>(
+                json!({"startPeriod": 3_000_000_000u64, "limit": 6}),
+            );
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "startPeriod");
+        }
+
+        #[test]
+        fn an_unknown_enum_value_is_not_repeated() {
+            let e = fail::<ResetRequest>(json!({"type": "Warm".repeat(1000)}));
+            assert_error(&e, ErrorCode::PropertyConstraintViolation, "type");
+            assert!(!e.description.contains("WarmWarm"), "{e}");
+            assert!(e.description.contains("Hard"), "{e}");
+        }
+
+        #[test]
+        fn an_overlong_field_name_is_quoted_only_in_part() {
+            let name = "f".repeat(10_000);
+            let e = fail::<HeartbeatRequest>(json!({ name: 1 }));
+            assert_eq!(e.code, ErrorCode::FormationViolation);
+            assert!(e.description.len() < 300, "{e}");
+            assert!(e.details.to_string().len() < 300, "{}", e.details);
         }
 
         #[test]

@@ -50,6 +50,8 @@ actions! {
     ShowLogs,
     /// Show the emulator and OCPP trace
     ShowEmulator,
+    /// Show the commissioning dry run
+    ShowDryRun,
     /// Move up one line
     Up,
     /// Move down one line
@@ -116,6 +118,16 @@ actions! {
     InjectFault,
     /// Clear the hardware fault
     ClearFault,
+    /// Choose the provisioning profile of the dry run
+    ChooseProfile,
+    /// Choose the CSMS URL of the dry run
+    ChooseCsmsUrl,
+    /// Start a dry run against the chosen CSMS
+    StartDryRun,
+    /// Stop the dry run (its report is still made)
+    StopDryRun,
+    /// Save the dry run report (.md, .html or .json by extension)
+    SaveReport,
 }
 
 impl Action {

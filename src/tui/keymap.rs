@@ -29,10 +29,11 @@ pub enum Context {
     Firmware,
     Logs,
     Emulator,
+    DryRun,
 }
 
 impl Context {
-    pub const ALL: [Context; 7] = [
+    pub const ALL: [Context; 8] = [
         Context::Global,
         Context::Connect,
         Context::Dashboard,
@@ -40,6 +41,7 @@ impl Context {
         Context::Firmware,
         Context::Logs,
         Context::Emulator,
+        Context::DryRun,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Context {
             Context::Firmware => "firmware",
             Context::Logs => "logs",
             Context::Emulator => "emulator",
+            Context::DryRun => "dry-run",
         }
     }
 

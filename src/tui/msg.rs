@@ -7,6 +7,7 @@ use crossterm::event::KeyEvent;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use crate::stack::identity::Identity;
 use crate::stack::logbook::LogRecord;
 use crate::stack::secret::Secret;
 
@@ -44,13 +45,10 @@ impl Slot {
     }
 }
 
-/// Who the connected charger is.
+/// The connected charger: who it is, its firmware slots and uptime.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
-    pub vendor: String,
-    pub model: String,
-    pub serial: String,
-    pub firmware_version: String,
+pub struct ChargerInfo {
+    pub identity: Identity,
     pub active_slot: Slot,
     /// Version held by the inactive slot, if any.
     pub inactive_version: Option<String>,
@@ -316,7 +314,7 @@ pub enum Msg {
     /// Time passes (the only clock `update` sees).
     Tick(Instant),
     PortsListed(Vec<PortInfo>),
-    Connected(Identity),
+    Connected(ChargerInfo),
     LinkLost {
         reason: String,
     },
@@ -349,6 +347,8 @@ pub enum Msg {
         frame: OcppFrame,
     },
     Status(ChargerStatus),
+    /// A fleet's counters, about once a second (emulated fleets only).
+    Fleet(crate::emulator::fleet::Summary),
     LogsExported {
         path: PathBuf,
         lines: usize,
@@ -357,6 +357,25 @@ pub enum Msg {
     Error {
         context: String,
         message: String,
+    },
+    /// What the dry run started with [`Effect::StartDryRun`] with the same `run` has seen.
+    DryRun {
+        run: u64,
+        update: crate::dryrun::Update,
+    },
+    /// The dry run ended (completed, stopped, or the CSMS was never reached) with its report.
+    DryRunFinished {
+        run: u64,
+        report: Box<crate::dryrun::Report>,
+    },
+    /// The dry run could not run (a bad profile, a missing secret, ...).
+    DryRunFailed {
+        run: u64,
+        message: String,
+    },
+    /// Answer to [`Effect::SaveReport`].
+    ReportSaved {
+        path: PathBuf,
     },
 }
 
@@ -394,5 +413,22 @@ pub enum Effect {
         lines: Vec<String>,
     },
     Hardware(HardwareAction),
+    /// Run a dry run: `profile` names a provisioning profile (shipped, in the profiles
+    /// directory, or a file); `csms_url` None takes the profile's, else the sandbox CSMS.
+    StartDryRun {
+        run: u64,
+        profile: Option<String>,
+        csms_url: Option<String>,
+    },
+    /// End the dry run `run` early; its report still comes.
+    StopDryRun {
+        run: u64,
+    },
+    /// Handled by the runtime itself: write the report to `path`, in the format its extension
+    /// names.
+    SaveReport {
+        path: PathBuf,
+        report: Box<crate::dryrun::Report>,
+    },
     Quit,
 }

@@ -1,11 +1,13 @@
 //! The only code that touches the terminal: reads input, carries out effects through the
-//! [`Backend`], draws frames when something changed and a frame is due.
+//! [`Backend`], draws frames when something changed and a frame is due. Every task it starts
+//! (effects, and the backend's own from [`Backend::start`]) lives in one `JoinSet`; a panic in
+//! any of them ends the TUI with an error instead of drawing over a broken state.
 
 use anyhow::Context as _;
 use crossterm::event::Event;
 use futures_util::{Stream, StreamExt};
 use ratatui::Terminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -152,6 +154,9 @@ where
         state.size = (size.width, size.height);
     }
     let mut tasks: JoinSet<()> = JoinSet::new();
+    if let Some(task) = backend.start() {
+        tasks.spawn(task);
+    }
     let mut tick = tokio::time::interval(opts.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
@@ -258,6 +263,19 @@ fn perform(
                     events.send(msg).await;
                 });
             }
+            Effect::SaveReport { path, report } => {
+                let events = events.clone();
+                tasks.spawn(async move {
+                    let msg = match save_report(path.clone(), report).await {
+                        Ok(()) => Msg::ReportSaved { path },
+                        Err(message) => Msg::Error {
+                            context: format!("saving the report to {}", path.display()),
+                            message,
+                        },
+                    };
+                    events.send(msg).await;
+                });
+            }
             other => {
                 if let Some(task) = backend.perform(other, events) {
                     tasks.spawn(task);
@@ -265,6 +283,18 @@ fn perform(
             }
         }
     }
+}
+
+/// Writes a dry run report in the format `path`'s extension names, atomically.
+async fn save_report(path: PathBuf, report: Box<crate::dryrun::Report>) -> Result<(), String> {
+    let format = crate::dryrun::ReportFormat::for_path(&path)
+        .ok_or_else(|| crate::dryrun::ReportFormat::EXTENSIONS.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        crate::storage::write_atomic(&path, report.render(format).as_bytes())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Effect names for diagnostics (values, possibly secret, are left out).
@@ -282,6 +312,9 @@ fn effect_name(effect: &Effect) -> &'static str {
         Effect::Reboot => "reboot",
         Effect::ExportLogs { .. } => "export-logs",
         Effect::Hardware(_) => "hardware",
+        Effect::StartDryRun { .. } => "start-dry-run",
+        Effect::StopDryRun { .. } => "stop-dry-run",
+        Effect::SaveReport { .. } => "save-report",
         Effect::Quit => "quit",
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::keymap::{Context, Key, Keymap};
 use super::msg::{
-    ApplyOutcome, ChangeValue, ChargerStatus, ConfigEntry, Direction, FlashProgress, Identity,
+    ApplyOutcome, ChangeValue, ChargerInfo, ChargerStatus, ConfigEntry, Direction, FlashProgress,
     ImageInfo, OcppFrame, PortInfo,
 };
 use super::theme::Theme;
@@ -29,16 +29,18 @@ pub enum Screen {
     Firmware,
     Logs,
     Emulator,
+    DryRun,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 6] = [
+    pub const ALL: [Screen; 7] = [
         Screen::Connect,
         Screen::Dashboard,
         Screen::Config,
         Screen::Firmware,
         Screen::Logs,
         Screen::Emulator,
+        Screen::DryRun,
     ];
 
     pub fn title(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Screen {
             Screen::Firmware => "Firmware",
             Screen::Logs => "Logs",
             Screen::Emulator => "Emulator",
+            Screen::DryRun => "Dry run",
         }
     }
 
@@ -60,6 +63,7 @@ impl Screen {
             Screen::Firmware => Context::Firmware,
             Screen::Logs => Context::Logs,
             Screen::Emulator => Context::Emulator,
+            Screen::DryRun => Context::DryRun,
         }
     }
 
@@ -82,6 +86,9 @@ pub enum PromptKind {
     EvDemand,
     FaultCode,
     TraceFilter,
+    DryRunProfile,
+    DryRunCsmsUrl,
+    ReportPath,
 }
 
 impl PromptKind {
@@ -98,6 +105,9 @@ impl PromptKind {
             PromptKind::EvDemand => "EV demand (A)".into(),
             PromptKind::FaultCode => "Fault code".into(),
             PromptKind::TraceFilter => "Filter actions".into(),
+            PromptKind::DryRunProfile => "Profile (name or file; empty: none)".into(),
+            PromptKind::DryRunCsmsUrl => "CSMS URL (empty: the profile's, else the sandbox)".into(),
+            PromptKind::ReportPath => "Save report to (.md, .html, .json)".into(),
         }
     }
 
@@ -210,7 +220,7 @@ pub enum Link {
     Connecting(Target),
     Connected {
         target: Target,
-        identity: Identity,
+        charger: ChargerInfo,
         since: Option<Instant>,
     },
     Lost {
@@ -220,9 +230,9 @@ pub enum Link {
 }
 
 impl Link {
-    pub fn identity(&self) -> Option<&Identity> {
+    pub fn charger(&self) -> Option<&ChargerInfo> {
         match self {
-            Link::Connected { identity, .. } => Some(identity),
+            Link::Connected { charger, .. } => Some(charger),
             _ => None,
         }
     }
@@ -737,6 +747,179 @@ impl TraceState {
     }
 }
 
+/// Most OCPP messages the dry run's trace keeps.
+pub const DRY_RUN_TRACE_CAPACITY: usize = 10_000;
+
+/// Where the dry run is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DryRunPhase {
+    /// Nothing started yet.
+    Idle,
+    /// Asked to start; nothing heard yet.
+    Starting,
+    Running,
+    /// Asked to stop; the report follows.
+    Stopping,
+    /// Ended with a report.
+    Finished,
+    /// Could not run (a bad profile, ...).
+    Failed(String),
+}
+
+/// The commissioning dry run screen: what to run, and what the run has seen so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DryRunState {
+    /// A profile name (shipped or in the profiles directory) or a file; None: no profile.
+    pub profile: Option<String>,
+    /// None: the profile's CsmsUrl, else the sandbox CSMS.
+    pub csms_url: Option<String>,
+    /// Generation of the run: messages of an older one are dropped.
+    pub run: u64,
+    pub phase: DryRunPhase,
+    pub progress: Option<crate::dryrun::Progress>,
+    /// Findings as they arrived; replaced by the report's (sorted, counted) at the end.
+    pub findings: Vec<crate::dryrun::Finding>,
+    /// Index of the selected finding.
+    pub selected: usize,
+    pub trace: TraceState,
+    pub report: Option<crate::dryrun::Report>,
+    /// Where the report was last saved.
+    pub saved: Option<PathBuf>,
+}
+
+impl Default for DryRunState {
+    fn default() -> Self {
+        DryRunState {
+            profile: None,
+            csms_url: None,
+            run: 0,
+            phase: DryRunPhase::Idle,
+            progress: None,
+            findings: Vec::new(),
+            selected: 0,
+            trace: TraceState::with_capacity(DRY_RUN_TRACE_CAPACITY),
+            report: None,
+            saved: None,
+        }
+    }
+}
+
+impl DryRunState {
+    pub fn running(&self) -> bool {
+        matches!(
+            self.phase,
+            DryRunPhase::Starting | DryRunPhase::Running | DryRunPhase::Stopping
+        )
+    }
+
+    pub fn selected_finding(&self) -> Option<&crate::dryrun::Finding> {
+        self.findings.get(self.selected)
+    }
+}
+
+/// Most samples the charging chart keeps; when full, every other one goes and the spacing
+/// doubles, so a whole session fits whatever its length.
+pub const CHART_SAMPLES: usize = 600;
+
+/// One point of the charging chart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChargeSample {
+    /// Seconds since the session started.
+    pub at_s: f64,
+    pub offered_a: f64,
+    pub drawn_a: f64,
+    /// Energy delivered in this session, Wh.
+    pub energy_wh: f64,
+}
+
+/// Offered and drawn current and energy over the charging session, sampled on ticks from the
+/// latest status. A session runs while the connector charges, is suspended, or has a
+/// transaction; the samples of the last one stay until the next begins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargeHistory {
+    pub samples: Vec<ChargeSample>,
+    /// A session is running.
+    pub active: bool,
+    started: Option<Instant>,
+    start_energy_wh: f64,
+    last_sample: Option<Instant>,
+    spacing: Duration,
+}
+
+impl Default for ChargeHistory {
+    fn default() -> Self {
+        ChargeHistory {
+            samples: Vec::new(),
+            active: false,
+            started: None,
+            start_energy_wh: 0.0,
+            last_sample: None,
+            spacing: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ChargeHistory {
+    /// Whether this status is a charging session.
+    pub fn in_session(status: &ChargerStatus) -> bool {
+        status.transaction_id.is_some()
+            || matches!(
+                status.connector.as_str(),
+                "Charging" | "SuspendedEV" | "SuspendedEVSE"
+            )
+    }
+
+    /// Takes a sample of `status` at `now` when one is due.
+    pub fn observe(&mut self, status: &ChargerStatus, now: Instant) {
+        let session = ChargeHistory::in_session(status);
+        if session && !self.active {
+            *self = ChargeHistory {
+                active: true,
+                started: Some(now),
+                start_energy_wh: status.energy_wh,
+                ..ChargeHistory::default()
+            };
+        }
+        if !session {
+            if self.active {
+                // The last point shows where the session ended.
+                self.push(status, now);
+            }
+            self.active = false;
+            return;
+        }
+        if self
+            .last_sample
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.spacing)
+        {
+            self.push(status, now);
+        }
+    }
+
+    fn push(&mut self, status: &ChargerStatus, now: Instant) {
+        let Some(started) = self.started else {
+            return;
+        };
+        self.samples.push(ChargeSample {
+            at_s: now.saturating_duration_since(started).as_secs_f64(),
+            offered_a: status.offered_amps,
+            drawn_a: status.drawn_amps,
+            energy_wh: (status.energy_wh - self.start_energy_wh).max(0.0),
+        });
+        self.last_sample = Some(now);
+        if self.samples.len() > CHART_SAMPLES {
+            let kept: Vec<ChargeSample> = self.samples.iter().step_by(2).copied().collect();
+            self.samples = kept;
+            self.spacing *= 2;
+        }
+    }
+
+    /// Length of the session so far (or of the last one).
+    pub fn span_s(&self) -> f64 {
+        self.samples.last().map_or(0.0, |s| s.at_s)
+    }
+}
+
 /// The whole TUI state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -756,11 +939,39 @@ pub struct State {
     pub firmware: FirmwareState,
     pub logs: LogState,
     pub trace: TraceState,
+    /// The emulated fleet's summary, when a fleet runs.
+    pub fleet: Option<FleetView>,
+    /// The charging chart of the dashboard.
+    pub history: ChargeHistory,
+    pub dry_run: DryRunState,
     /// Recent errors from any source, newest last.
     pub errors: VecDeque<String>,
     /// An action waiting for its key to be pressed again (reboot, flash).
     pub confirm: Option<super::action::Action>,
     pub quit: bool,
+}
+
+/// What the emulator screen shows of a fleet: its latest summary and the message rate between
+/// the last two.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetView {
+    pub summary: crate::emulator::fleet::Summary,
+    /// OCPP messages per second (sent and received) since the previous summary.
+    pub messages_per_s: f64,
+}
+
+impl FleetView {
+    /// Takes a new summary; the rate comes from the one before.
+    pub fn update(&mut self, next: crate::emulator::fleet::Summary) {
+        let total = |s: &crate::emulator::fleet::Summary| s.messages.sent + s.messages.received;
+        let dt = next.elapsed_s - self.summary.elapsed_s;
+        self.messages_per_s = if dt > 0.0 && self.summary.elapsed_s > 0.0 {
+            total(&next).saturating_sub(total(&self.summary)) as f64 / dt
+        } else {
+            0.0
+        };
+        self.summary = next;
+    }
 }
 
 impl State {
@@ -782,6 +993,9 @@ impl State {
             firmware: FirmwareState::default(),
             logs: LogState::new(log_buffer_lines),
             trace: TraceState::default(),
+            fleet: None,
+            history: ChargeHistory::default(),
+            dry_run: DryRunState::default(),
             errors: VecDeque::new(),
             confirm: None,
             quit: false,
@@ -789,7 +1003,7 @@ impl State {
     }
 
     pub fn is_emulated(&self) -> bool {
-        self.link.identity().is_some_and(|i| i.emulated)
+        self.link.charger().is_some_and(|c| c.emulated)
             || matches!(self.link.target(), Some(Target::Emulator(_)))
     }
 }

@@ -7,36 +7,20 @@ use std::path::PathBuf;
 use super::action::Action;
 use super::keymap::{Key, Lookup};
 use super::msg::{
-    ApplyOutcome, ChangeValue, ConfigChange, ConfigEntry, CsmsTarget, Effect, HardwareAction, Msg,
-    SignatureStatus, ValueType,
+    ApplyOutcome, ChangeValue, ConfigChange, ConfigEntry, CsmsTarget, Direction, Effect,
+    HardwareAction, Msg, OcppFrame, SignatureStatus, ValueType,
 };
 use super::state::{
-    ConnectItem, FlashPhase, Link, LogLine, NOTICE_TTL, Notice, NoticeKind, Pending, Prompt,
-    PromptKind, Screen, State, Target,
+    ConnectItem, DryRunPhase, DryRunState, FlashPhase, Link, LogLine, NOTICE_TTL, Notice,
+    NoticeKind, Pending, Prompt, PromptKind, Screen, State, Target,
 };
+use crate::dryrun::{ReportFormat, Update};
+use crate::emulator::headless::fault_code_ignoring_case;
+use crate::stack::config;
 use crate::stack::logbook::Level;
 
 /// Most errors kept for the dashboard.
 const ERRORS_KEPT: usize = 5;
-
-/// OCPP 1.6 ChargePointErrorCode values a fault can carry.
-pub const FAULT_CODES: &[&str] = &[
-    "ConnectorLockFailure",
-    "EVCommunicationError",
-    "GroundFailure",
-    "HighTemperature",
-    "InternalError",
-    "LocalListConflict",
-    "OtherError",
-    "OverCurrentFailure",
-    "OverVoltage",
-    "PowerMeterFailure",
-    "PowerSwitchFailure",
-    "ReaderFailure",
-    "ResetFailure",
-    "UnderVoltage",
-    "WeakSignal",
-];
 
 /// Applies one message; returns what the runtime must do.
 pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
@@ -48,6 +32,9 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::Tick(now) => {
             state.now = Some(now);
+            if let Some(status) = &state.status {
+                state.history.observe(status, now);
+            }
             if let Some(n) = &mut state.notice {
                 match n.until {
                     None => n.until = Some(now + NOTICE_TTL),
@@ -65,7 +52,8 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.connect.selected = state.connect.selected.min(n.saturating_sub(1));
             vec![]
         }
-        Msg::Connected(identity) => {
+        Msg::Connected(charger) => {
+            let identity = &charger.identity;
             if state.firmware.phase == FlashPhase::Rebooting {
                 state.firmware.phase = FlashPhase::Done {
                     version: identity.firmware_version.clone(),
@@ -75,18 +63,21 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
                 .link
                 .target()
                 .cloned()
-                .unwrap_or_else(|| Target::Port(identity.serial.clone()));
+                .unwrap_or_else(|| Target::Port(identity.serial_number.clone()));
             notice(
                 state,
                 NoticeKind::Success,
                 format!(
                     "connected to {} {} {} (firmware {})",
-                    identity.vendor, identity.model, identity.serial, identity.firmware_version
+                    identity.vendor,
+                    identity.model,
+                    identity.serial_number,
+                    identity.firmware_version
                 ),
             );
             state.link = Link::Connected {
                 target,
-                identity,
+                charger,
                 since: state.now,
             };
             if state.screen == Screen::Connect {
@@ -234,12 +225,58 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.status = Some(s);
             vec![]
         }
+        Msg::Fleet(summary) => {
+            state
+                .fleet
+                .get_or_insert_with(Default::default)
+                .update(summary);
+            vec![]
+        }
         Msg::LogsExported { path, lines } => {
             notice(
                 state,
                 NoticeKind::Success,
                 format!("{lines} lines written to {}", path.display()),
             );
+            vec![]
+        }
+        Msg::DryRun { run, update } => {
+            on_dry_run_update(state, run, update);
+            vec![]
+        }
+        Msg::DryRunFinished { run, report } => {
+            if run != state.dry_run.run {
+                return vec![];
+            }
+            let d = &mut state.dry_run;
+            d.phase = DryRunPhase::Finished;
+            d.findings = report.findings.clone();
+            d.selected = d.selected.min(d.findings.len().saturating_sub(1));
+            let verdict = report.verdict_line();
+            d.report = Some(*report);
+            let hint = key_hint(state, Action::SaveReport)
+                .map(|k| format!("; {k} saves the report"))
+                .unwrap_or_default();
+            notice(state, NoticeKind::Info, format!("dry run: {verdict}{hint}"));
+            vec![]
+        }
+        Msg::DryRunFailed { run, message } => {
+            if run != state.dry_run.run {
+                return vec![];
+            }
+            state.dry_run.phase = DryRunPhase::Failed(message.clone());
+            let text = format!("dry run: {message}");
+            push_error(state, text.clone());
+            notice(state, NoticeKind::Error, text);
+            vec![]
+        }
+        Msg::ReportSaved { path } => {
+            notice(
+                state,
+                NoticeKind::Success,
+                format!("report written to {}", path.display()),
+            );
+            state.dry_run.saved = Some(path);
             vec![]
         }
         Msg::Error { context, message } => {
@@ -424,6 +461,7 @@ fn dispatch(state: &mut State, action: Action, confirming: bool) -> Vec<Effect> 
         Action::ShowFirmware => show(state, Screen::Firmware),
         Action::ShowLogs => show(state, Screen::Logs),
         Action::ShowEmulator => show(state, Screen::Emulator),
+        Action::ShowDryRun => show(state, Screen::DryRun),
         Action::Up
         | Action::Down
         | Action::PageUp
@@ -576,6 +614,124 @@ fn dispatch(state: &mut State, action: Action, confirming: bool) -> Vec<Effect> 
             }
             vec![]
         }
+        Action::ChooseProfile => {
+            let prefill = state.dry_run.profile.clone().unwrap_or_default();
+            open_prompt(state, PromptKind::DryRunProfile, prefill);
+            vec![]
+        }
+        Action::ChooseCsmsUrl => {
+            let prefill = state
+                .dry_run
+                .csms_url
+                .clone()
+                .unwrap_or_else(|| "ws://".into());
+            open_prompt(state, PromptKind::DryRunCsmsUrl, prefill);
+            vec![]
+        }
+        Action::StartDryRun => start_dry_run(state),
+        Action::StopDryRun => {
+            let d = &mut state.dry_run;
+            if matches!(d.phase, DryRunPhase::Starting | DryRunPhase::Running) {
+                d.phase = DryRunPhase::Stopping;
+                let run = d.run;
+                notice(
+                    state,
+                    NoticeKind::Info,
+                    "stopping the dry run; the report follows".into(),
+                );
+                vec![Effect::StopDryRun { run }]
+            } else {
+                notice(state, NoticeKind::Info, "no dry run is running".into());
+                vec![]
+            }
+        }
+        Action::SaveReport => {
+            let Some(report) = &state.dry_run.report else {
+                let hint = key_hint(state, Action::StartDryRun)
+                    .map(|k| format!(" ({k} starts one)"))
+                    .unwrap_or_default();
+                notice(
+                    state,
+                    NoticeKind::Error,
+                    format!("no report yet: a dry run makes one when it ends{hint}"),
+                );
+                return vec![];
+            };
+            let prefill = state
+                .dry_run
+                .saved
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("dry-run-{}.md", report.charge_point_id));
+            open_prompt(state, PromptKind::ReportPath, prefill);
+            vec![]
+        }
+    }
+}
+
+/// Starts a new dry run, unless one is running; what the previous one showed is cleared.
+fn start_dry_run(state: &mut State) -> Vec<Effect> {
+    if state.dry_run.running() {
+        let hint = key_hint(state, Action::StopDryRun)
+            .map(|k| format!("; {k} stops it"))
+            .unwrap_or_default();
+        notice(
+            state,
+            NoticeKind::Info,
+            format!("a dry run is running{hint}"),
+        );
+        return vec![];
+    }
+    let d = &mut state.dry_run;
+    let profile = d.profile.clone();
+    let csms_url = d.csms_url.clone();
+    *d = DryRunState {
+        profile: profile.clone(),
+        csms_url: csms_url.clone(),
+        run: d.run + 1,
+        phase: DryRunPhase::Starting,
+        ..DryRunState::default()
+    };
+    let run = d.run;
+    let against = csms_url.as_deref().unwrap_or(if profile.is_some() {
+        "the profile's CSMS"
+    } else {
+        "the sandbox CSMS"
+    });
+    notice(
+        state,
+        NoticeKind::Info,
+        format!("dry run against {against} starting…"),
+    );
+    vec![Effect::StartDryRun {
+        run,
+        profile,
+        csms_url,
+    }]
+}
+
+/// What the running dry run reports: progress, findings as they come, its OCPP trace.
+fn on_dry_run_update(state: &mut State, run: u64, update: Update) {
+    let d = &mut state.dry_run;
+    if run != d.run || !d.running() {
+        return;
+    }
+    if d.phase == DryRunPhase::Starting {
+        d.phase = DryRunPhase::Running;
+    }
+    match update {
+        Update::Progress(p) => d.progress = Some(p),
+        Update::Step(_) => {}
+        Update::Finding(f) => d.findings.push(f),
+        Update::Frame(f) => {
+            let direction = match f.direction {
+                crate::stack::chargepoint::Direction::Sent => Direction::Sent,
+                crate::stack::chargepoint::Direction::Received => Direction::Received,
+            };
+            if let Some(frame) = OcppFrame::from_wire(&f.frame) {
+                d.trace.push(direction, f.time, frame);
+            }
+        }
     }
 }
 
@@ -585,7 +741,7 @@ fn show(state: &mut State, screen: Screen) -> Vec<Effect> {
 }
 
 fn require_connected(state: &mut State) -> bool {
-    if state.link.identity().is_some() {
+    if state.link.charger().is_some() {
         return true;
     }
     notice(
@@ -597,7 +753,7 @@ fn require_connected(state: &mut State) -> bool {
 }
 
 fn require_emulator(state: &mut State) -> bool {
-    if state.is_emulated() && state.link.identity().is_some() {
+    if state.is_emulated() && state.link.charger().is_some() {
         return true;
     }
     notice(
@@ -620,6 +776,7 @@ fn hardware(state: &mut State, action: HardwareAction) -> Vec<Effect> {
 fn reset_session(state: &mut State) {
     state.config = Default::default();
     state.status = None;
+    state.history = Default::default();
     if matches!(
         state.firmware.phase,
         FlashPhase::Flashed | FlashPhase::Failed(_) | FlashPhase::Done { .. }
@@ -732,39 +889,19 @@ pub fn validate_value(entry: &ConfigEntry, text: &str) -> Result<String, String>
             Ok(items.join(","))
         }
         ValueType::String => {
-            let n = text.chars().count();
-            if n > 500 {
-                Err(format!(
-                    "{}: {n} characters, at most 500 allowed",
-                    entry.key
-                ))
-            } else {
-                Ok(text.to_string())
-            }
+            config::check_value_length(text).map_err(|e| format!("{}: {e}", entry.key))?;
+            Ok(text.to_string())
         }
     }
 }
 
-/// Checks a CSMS URL typed by the user.
+/// Checks a CSMS URL typed by the user with the configuration's own rule for `CsmsUrl`.
 pub fn validate_csms_url(text: &str) -> Result<String, String> {
     let t = text.trim();
-    let rest = t
-        .strip_prefix("ws://")
-        .or_else(|| t.strip_prefix("wss://"))
-        .ok_or_else(|| format!("'{t}' must start with ws:// or wss://"))?;
-    let host = rest.split('/').next().unwrap_or("");
-    if host.is_empty() {
-        return Err(format!("'{t}' has no host"));
+    if t.is_empty() {
+        return Err("enter a ws:// or wss:// URL".to_string());
     }
-    if t.chars().any(char::is_whitespace) {
-        return Err(format!("'{t}' contains a space"));
-    }
-    if let Some((_, port)) = host.rsplit_once(':')
-        && !host.ends_with(']')
-        && port.parse::<u16>().is_err()
-    {
-        return Err(format!("'{port}' is not a port number"));
-    }
+    config::check_ws_url(t).map_err(|e| format!("'{t}': {e}"))?;
     Ok(t.to_string())
 }
 
@@ -837,7 +974,10 @@ fn flash(state: &mut State, confirming: bool) -> Vec<Effect> {
         );
         return vec![];
     }
-    state.firmware.previous_version = state.link.identity().map(|i| i.firmware_version.clone());
+    state.firmware.previous_version = state
+        .link
+        .charger()
+        .map(|c| c.identity.firmware_version.clone());
     state.firmware.phase = FlashPhase::Flashing(super::msg::FlashProgress {
         done: 0,
         total: image.size,
@@ -942,6 +1082,11 @@ fn navigate(state: &mut State, action: Action) {
             }
             let new = move_index(pos, n, action, page);
             state.trace.selected = state.trace.shown_abs(new);
+        }
+        Screen::DryRun => {
+            let n = state.dry_run.findings.len();
+            let page = usize::from(state.size.1.saturating_sub(12)).max(1);
+            state.dry_run.selected = move_index(state.dry_run.selected, n, action, page);
         }
         Screen::Dashboard | Screen::Firmware => {}
     }
@@ -1165,13 +1310,51 @@ fn submit_prompt(state: &mut State) -> Vec<Effect> {
             }
             _ => prompt_error(state, format!("'{text}': expected amps between 0 and 80")),
         },
-        PromptKind::FaultCode => match FAULT_CODES.iter().find(|c| c.eq_ignore_ascii_case(&text)) {
+        PromptKind::DryRunProfile => {
+            close(state);
+            state.dry_run.profile = (!text.is_empty()).then_some(text);
+            vec![]
+        }
+        PromptKind::DryRunCsmsUrl => {
+            if text.is_empty() || text == "ws://" || text == "wss://" {
+                close(state);
+                state.dry_run.csms_url = None;
+                return vec![];
+            }
+            match validate_csms_url(&text) {
+                Ok(url) => {
+                    close(state);
+                    state.dry_run.csms_url = Some(url);
+                    vec![]
+                }
+                Err(e) => prompt_error(state, e),
+            }
+        }
+        PromptKind::ReportPath => {
+            if text.is_empty() {
+                return prompt_error(state, "type a file name".into());
+            }
+            let path = PathBuf::from(text);
+            if ReportFormat::for_path(&path).is_none() {
+                return prompt_error(state, ReportFormat::EXTENSIONS.into());
+            }
+            let Some(report) = state.dry_run.report.clone() else {
+                close(state);
+                return vec![];
+            };
+            close(state);
+            vec![Effect::SaveReport {
+                path,
+                report: Box::new(report),
+            }]
+        }
+        PromptKind::FaultCode => match fault_code_ignoring_case(&text) {
             Some(code) => {
                 close(state);
                 hardware(
                     state,
                     HardwareAction::Fault {
-                        code: (*code).to_string(),
+                        code: code.as_str().to_string(),
                     },
                 )
             }

@@ -319,7 +319,7 @@ impl Rig {
         tokio::time::timeout(WAIT, async {
             loop {
                 match events.recv().await {
-                    Ok(Event::Connection { state: s, .. }) if s == state => return,
+                    Ok(Event::Connection { state: s, .. }) if s.as_str() == state => return,
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(e) => panic!("charger events ended: {e}"),

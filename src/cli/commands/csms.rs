@@ -1,21 +1,31 @@
-//! `chargectl csms --listen ADDR`: the sandbox CSMS on its own, one line per event on stdout
-//! until Ctrl-C (exit 130). A busy or unusable address exits 3 (unreachable).
+//! `chargectl csms --listen ADDR [--summary]`: the sandbox CSMS on its own, one line per event
+//! (or with `--summary`, one line per second of counts) on stdout until Ctrl-C (exit 130). A busy
+//! or unusable address exits 3 (unreachable).
 
 use crate::cli::{Env, ExitCode, Failure, output};
-use crate::csms::{CsmsEvent, EventKind, Sandbox, SandboxError, SandboxOptions};
+use crate::csms::{
+    CsmsEvent, EventKind, Sandbox, SandboxError, SandboxHandle, SandboxOptions, SandboxStats,
+};
 use crate::stack::rpc::Frame;
 use anyhow::Context as _;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-pub async fn run(listen: String, env: &Env) -> anyhow::Result<ExitCode> {
+/// A load test of this many charge points is what the open-file limit is checked against.
+const LOAD_TEST_CHARGE_POINTS: u64 = 10_000;
+
+pub async fn run(listen: String, summary: bool, env: &Env) -> anyhow::Result<ExitCode> {
     let addr = resolve(&listen).await?;
+    // One descriptor per charge point: take all the process may have.
+    let limit = crate::csms::raise_open_file_limit();
     let options = SandboxOptions {
         listen: addr,
         // Output comes from the broadcast; a long-running server keeps only a short history.
         log_capacity: 1024,
+        record_frames: !summary,
         ..SandboxOptions::default()
     };
     let sandbox = Sandbox::start(options).await.map_err(|e| match e {
@@ -25,21 +35,43 @@ pub async fn run(listen: String, env: &Env) -> anyhow::Result<ExitCode> {
     })?;
     let mut events = sandbox.subscribe();
     let url = sandbox.url();
+    let capacity = limit.map(|l| l.charge_points());
     if env.json {
         output::print_json_line(
             "listening",
-            json!({ "url": url, "addr": sandbox.local_addr().to_string() }),
+            json!({
+                "url": url,
+                "addr": sandbox.local_addr().to_string(),
+                "max_charge_points": capacity,
+            }),
         )?;
     }
     eprintln!(
         "sandbox CSMS listening on {url} (charge points connect to {url}/<id>); Ctrl-C stops"
     );
+    match limit {
+        Some(l) if l.charge_points() < LOAD_TEST_CHARGE_POINTS => eprintln!(
+            "chargectl: the open-file limit is {} (hard limit {}), enough for about {} charge \
+             points at once; raise the hard limit (ulimit -Hn, LimitNOFILE=) for more",
+            l.soft,
+            l.hard,
+            l.charge_points()
+        ),
+        _ => {}
+    }
     let stop = crate::cli::shutdown_signal();
     tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         tokio::select! {
             _ = &mut stop => break Ok(ExitCode::Interrupted),
-            event = events.recv() => match event {
+            _ = tick.tick(), if summary => {
+                if let Err(e) = print_summary(&sandbox, env) {
+                    break Err(anyhow::Error::new(e).context("writing to stdout"));
+                }
+            }
+            event = events.recv(), if !summary => match event {
                 Ok(event) => {
                     if let Err(e) = print_event(&event, env) {
                         break Err(anyhow::Error::new(e).context("writing to stdout"));
@@ -54,6 +86,49 @@ pub async fn run(listen: String, env: &Env) -> anyhow::Result<ExitCode> {
     };
     sandbox.shutdown().await;
     outcome
+}
+
+fn print_summary(sandbox: &SandboxHandle, env: &Env) -> std::io::Result<()> {
+    let stats = sandbox.stats();
+    if env.json {
+        return output::print_json(&json!({"type": "summary", "data": summary_json(&stats)}));
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", summary_line(&stats))?;
+    out.flush()
+}
+
+/// The `data` of a `{"type":"summary"}` record.
+pub fn summary_json(stats: &SandboxStats) -> Value {
+    json!({
+        "time": crate::stack::messages::Timestamp::new(chrono::Utc::now()).to_string(),
+        "connected": stats.connected,
+        "connections": stats.connections,
+        "refused": stats.refused,
+        "booted": stats.boots_accepted,
+        "boots_not_accepted": stats.boots_not_accepted,
+        "messages_received": stats.frames_received,
+        "messages_sent": stats.frames_sent,
+        "invalid": stats.invalid,
+        "call_errors_sent": stats.call_errors_sent,
+    })
+}
+
+/// `HH:MM:SS  connected N (T in total)  booted B  messages R in / S out  invalid I  errors E`.
+pub fn summary_line(stats: &SandboxStats) -> String {
+    format!(
+        "{}  connected {} ({} in total, {} refused)  booted {} ({} not accepted)  messages {} in / {} out  invalid {}  CALLERRORs sent {}",
+        chrono::Utc::now().format("%H:%M:%S"),
+        stats.connected,
+        stats.connections,
+        stats.refused,
+        stats.boots_accepted,
+        stats.boots_not_accepted,
+        stats.frames_received,
+        stats.frames_sent,
+        stats.invalid,
+        stats.call_errors_sent,
+    )
 }
 
 /// `HOST:PORT` → the first address it resolves to.

@@ -1,17 +1,15 @@
 //! `chargectl flash IMAGE`: check the image, stream it with progress, have the charger verify
 //! it, reboot into it and read the new version back.
 
-use super::info::{bad_input, connect, fail};
+use super::info::{connect, fail};
 use crate::cli::args::PortArgs;
 use crate::cli::{Env, ExitCode, Failure, output};
+use crate::firmware::PreflightError;
 use crate::link::{FlashOptions, FlashPhase, FlashProgress};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Bytes of the image sent ahead with the start request so the charger can refuse early.
-const HEADER_BYTES: usize = crate::firmware::HEADER_LEN;
 
 pub async fn run(
     image_path: &Path,
@@ -20,39 +18,18 @@ pub async fn run(
     no_reboot: bool,
     env: &Env,
 ) -> anyhow::Result<ExitCode> {
-    let image = std::fs::read(image_path)
-        .map_err(|e| bad_input(format!("cannot read image {}: {e}", image_path.display())))?;
-    if image.is_empty() {
-        return Err(bad_input(format!(
-            "image {} is empty",
-            image_path.display()
-        )));
-    }
     // Check locally first: a damaged or foreign file fails here, before the charger is touched.
     // The signature is the charger's to check (it holds the trusted keys).
-    let fw = match crate::firmware::verify(&image, &[]) {
-        Err(crate::firmware::Error::NoTrustedKeys) => crate::firmware::parse_header(&image)
-            .map_err(|e| bad_input(format!("{}: {e}", image_path.display())))?,
-        Ok(h) => h,
-        Err(
-            e @ (crate::firmware::Error::SizeMismatch { .. }
-            | crate::firmware::Error::HashMismatch { .. }),
-        ) => {
-            return Err(anyhow::Error::new(Failure::new(
-                ExitCode::Verification,
-                anyhow::anyhow!("{}: {e}", image_path.display()),
-            )));
-        }
-        Err(e) => return Err(bad_input(format!("{}: {e}", image_path.display()))),
-    };
-    let header = image[..image.len().min(HEADER_BYTES)].to_vec();
+    let image = crate::firmware::check_file(image_path, &[]).map_err(preflight_failure)?;
+    image.ensure_intact().map_err(preflight_failure)?;
+    let fw = image.header();
     if !env.json {
         eprintln!(
             "image {}: firmware {} for {}, {} bytes",
             image_path.display(),
             fw.firmware_version,
             fw.model,
-            image.len()
+            image.bytes.len()
         );
     }
     let client = connect(port).await?;
@@ -64,7 +41,7 @@ pub async fn run(
     let (tx, mut rx) = watch::channel(FlashProgress::default());
     let json = env.json;
     let bar = (!json && env.stderr_tty).then(|| {
-        let bar = indicatif::ProgressBar::new(image.len() as u64);
+        let bar = indicatif::ProgressBar::new(image.bytes.len() as u64);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{spinner} [{bar:32}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
         ) {
@@ -99,7 +76,7 @@ pub async fn run(
         }
     });
     let result = tokio::select! {
-        r = client.flash(&image, &header, &opts, &tx) => r,
+        r = client.flash(&image.bytes, image.header_bytes(), &opts, &tx) => r,
         _ = tokio::signal::ctrl_c() => {
             if let Some(b) = &bar { b.abandon_with_message("interrupted; run flash again to resume"); }
             return Ok(ExitCode::Interrupted);
@@ -168,4 +145,16 @@ pub async fn run(
         );
     }
     Ok(ExitCode::Ok)
+}
+
+/// A file that fails the pre-flash check: a damaged payload is a verification failure, anything
+/// else (unreadable, empty, not an image) is bad input.
+fn preflight_failure(e: PreflightError) -> anyhow::Error {
+    let code = match e {
+        PreflightError::Damaged { .. } => ExitCode::Verification,
+        PreflightError::Read { .. }
+        | PreflightError::Empty { .. }
+        | PreflightError::Format { .. } => ExitCode::BadInput,
+    };
+    Failure::new(code, e).into()
 }

@@ -3,6 +3,7 @@
 pub mod completions;
 pub mod config;
 pub mod csms;
+pub mod dry_run;
 pub mod emulate;
 pub mod firmware;
 pub mod flash;

@@ -1,10 +1,12 @@
 //! `chargectl provision PROFILE --port P [--set VAR=VALUE]... [--dry-run]`: applies a
 //! provisioning profile to a charger over its service port.
 //!
-//! The keys are written one at a time in the profile's order (the AuthorizationKey before
-//! SecurityProfile), and the charger applies its own rules to each (the same as OCPP
-//! ChangeConfiguration). `--dry-run` shows the changes and checks each value with the charger's
-//! rules without writing anything.
+//! The workflow is the library's ([`crate::provision::apply`]): the keys are written one at a
+//! time in the provisioning profile's order (the AuthorizationKey before SecurityProfile), and
+//! the charger applies its own rules to each (the same as OCPP ChangeConfiguration).
+//! `--dry-run` shows the changes and checks each value with the charger's rules without writing
+//! anything. This file resolves the provisioning profile for the command line (`--set`, a
+//! prompt on a terminal) and prints the report.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,15 +16,19 @@ use serde_json::json;
 use super::info::{connect, fail};
 use crate::cli::args::PortArgs;
 use crate::cli::{Env, ExitCode, Failure, output};
-use crate::link::SetOutcome;
-use crate::provision::{AssignedValue, Assignment, Profile};
-use crate::stack::config::{ChangeOutcome, Channel, Configuration};
+use crate::provision::{self, AssignedValue, Assignment, Mode, Step};
+use crate::stack::config::ChangeOutcome;
 
-/// Resolves a profile for this environment: variables from `--set`, secrets from the
+/// Resolves a provisioning profile for this environment: variables from `--set`, secrets from the
 /// environment or (on a terminal) a prompt without echo.
-pub fn load(name: &str, set: &[String], env: &Env) -> anyhow::Result<(Profile, Vec<Assignment>)> {
-    let profile = Profile::find(name, &env.paths.config_dir.join("profiles"))
-        .map_err(|e| Failure::new(ExitCode::BadInput, e))?;
+pub fn load(
+    name: &str,
+    set: &[String],
+    env: &Env,
+) -> anyhow::Result<(provision::Profile, Vec<Assignment>)> {
+    let provisioning_profile =
+        provision::Profile::find(name, &env.paths.config_dir.join("profiles"))
+            .map_err(|e| Failure::new(ExitCode::BadInput, e))?;
     let mut vars = BTreeMap::new();
     for s in set {
         let (k, v) = super::config::parse_assignment(s)
@@ -31,39 +37,16 @@ pub fn load(name: &str, set: &[String], env: &Env) -> anyhow::Result<(Profile, V
     }
     let getenv = |name: &str| std::env::var(name).ok();
     let ask = |what: &str| rpassword::prompt_password(format!("{what}: ")).ok();
-    let prompt: Option<crate::provision::Prompt<'_>> =
-        if env.interactive { Some(&ask) } else { None };
-    let assignments = profile
+    let prompt: Option<provision::Prompt<'_>> = if env.interactive { Some(&ask) } else { None };
+    let assignments = provisioning_profile
         .resolve(&vars, &getenv, prompt)
         .map_err(|e| match e {
-            crate::provision::Error::MissingVariable { .. }
-            | crate::provision::Error::MissingSecret { .. } => Failure::new(ExitCode::Usage, e),
+            provision::Error::MissingVariable { .. } | provision::Error::MissingSecret { .. } => {
+                Failure::new(ExitCode::Usage, e)
+            }
             other => Failure::new(ExitCode::BadInput, other),
         })?;
-    Ok((profile, assignments))
-}
-
-/// Checks every assignment with the charger's own rules, in order, on a scratch copy of the
-/// configuration holding `current` values.
-pub fn check(
-    assignments: &[Assignment],
-    current: &[(String, Option<String>)],
-) -> Vec<(String, ChangeOutcome)> {
-    let mut scratch = Configuration::in_memory();
-    for (k, v) in current {
-        if let Some(v) = v {
-            let _ = scratch.set_internal(k, v);
-        }
-    }
-    assignments
-        .iter()
-        .map(|a| {
-            (
-                a.key.clone(),
-                scratch.change(&a.key, a.value.expose(), Channel::Service),
-            )
-        })
-        .collect()
+    Ok((provisioning_profile, assignments))
 }
 
 pub async fn run(
@@ -73,74 +56,40 @@ pub async fn run(
     dry_run: bool,
     env: &Env,
 ) -> anyhow::Result<ExitCode> {
-    let (profile, assignments) = load(name, set, env)?;
+    let (provisioning_profile, assignments) = load(name, set, env)?;
     let client = connect(port).await?;
-    let current = client.config_get(Vec::new()).await.map_err(fail)?;
-    let current_of = |key: &str| {
-        current
-            .entries
-            .iter()
-            .find(|e| e.key == key)
-            .map(|e| if e.write_only { None } else { e.value.clone() })
-            .unwrap_or(None)
-    };
-    let snapshot: Vec<(String, Option<String>)> = current
-        .entries
+    let mode = if dry_run { Mode::DryRun } else { Mode::Write };
+    let report = provision::apply(&client, assignments, mode, |step| {
+        if let Step::Answered { key, outcome } = step {
+            tracing::debug!(key, ?outcome, "provisioned key");
+        }
+    })
+    .await
+    .map_err(fail)?;
+    // key, old, new, outcome
+    let results: Vec<(String, String, String, String)> = report
+        .keys
         .iter()
-        .map(|e| {
+        .map(|k| {
             (
-                e.key.clone(),
-                if e.write_only { None } else { e.value.clone() },
+                k.change.key.clone(),
+                shown_old(&k.change.value, k.change.current.clone()),
+                k.change.value.shown(),
+                describe(&k.outcome, mode),
             )
         })
         .collect();
-    let mut results: Vec<(String, String, String, String)> = Vec::new(); // key, old, new, outcome
-    let mut refused = Vec::new();
-    if dry_run {
-        for (a, (_, outcome)) in assignments.iter().zip(check(&assignments, &snapshot)) {
-            let text = describe_local(&outcome);
-            if matches!(
-                outcome,
-                ChangeOutcome::Rejected(_) | ChangeOutcome::NotSupported
-            ) {
-                refused.push(format!("{} ({text})", a.key));
-            }
-            results.push((
-                a.key.clone(),
-                shown_old(&a.value, current_of(&a.key)),
-                a.value.shown(),
-                text,
-            ));
-        }
-    } else {
-        for a in &assignments {
-            let outcome = client
-                .config_set(vec![(a.key.clone(), a.value.expose().to_string())])
-                .await
-                .map_err(fail)?
-                .into_iter()
-                .next()
-                .map(|(_, o)| o)
-                .unwrap_or(SetOutcome::Rejected("no answer".into()));
-            let text = describe_remote(&outcome);
-            if !outcome.is_applied() {
-                refused.push(format!("{} ({text})", a.key));
-            }
-            results.push((
-                a.key.clone(),
-                shown_old(&a.value, current_of(&a.key)),
-                a.value.shown(),
-                text,
-            ));
-        }
-    }
+    let refused: Vec<String> = report
+        .refused()
+        .map(|k| format!("{} ({})", k.change.key, describe(&k.outcome, mode)))
+        .collect();
     if env.json {
         let items: Vec<_> = results
             .iter()
             .map(|(k, old, new, outcome)| json!({"key": k, "old": old, "new": new, "outcome": outcome}))
             .collect();
         output::print_json(&json!({
-            "profile": profile.name,
+            "profile": provisioning_profile.name,
             "dry_run": dry_run,
             "changes": items,
         }))?;
@@ -150,7 +99,7 @@ pub async fn run(
             out,
             "{} profile {}{}",
             if dry_run { "would apply" } else { "applied" },
-            profile.name,
+            provisioning_profile.name,
             if dry_run {
                 " (dry run: nothing written)"
             } else {
@@ -189,20 +138,17 @@ fn shown_old(new: &AssignedValue, old: Option<String>) -> String {
     }
 }
 
-fn describe_local(o: &ChangeOutcome) -> String {
-    match o {
-        ChangeOutcome::Accepted => "ok".into(),
-        ChangeOutcome::RebootRequired => "ok, takes effect after a reboot".into(),
-        ChangeOutcome::Rejected(r) => format!("would be rejected: {r}"),
-        ChangeOutcome::NotSupported => "not supported by this charger".into(),
-    }
-}
-
-fn describe_remote(o: &SetOutcome) -> String {
-    match o {
-        SetOutcome::Accepted => "accepted".into(),
-        SetOutcome::RebootRequired => "accepted, takes effect after a reboot".into(),
-        SetOutcome::Rejected(r) => format!("rejected: {r}"),
-        SetOutcome::NotSupported => "not supported by this charger".into(),
+/// The outcome in words: what the charger's rules would answer (dry run), or what it answered.
+fn describe(o: &ChangeOutcome, mode: Mode) -> String {
+    match (mode, o) {
+        (Mode::DryRun, ChangeOutcome::Accepted) => "ok".into(),
+        (Mode::DryRun, ChangeOutcome::RebootRequired) => "ok, takes effect after a reboot".into(),
+        (Mode::DryRun, ChangeOutcome::Rejected(r)) => format!("would be rejected: {r}"),
+        (Mode::Write, ChangeOutcome::Accepted) => "accepted".into(),
+        (Mode::Write, ChangeOutcome::RebootRequired) => {
+            "accepted, takes effect after a reboot".into()
+        }
+        (Mode::Write, ChangeOutcome::Rejected(r)) => format!("rejected: {r}"),
+        (_, ChangeOutcome::NotSupported) => "not supported by this charger".into(),
     }
 }

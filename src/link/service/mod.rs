@@ -106,6 +106,16 @@ struct Session<B: Backend> {
     last_ack: firmware::LastAck,
 }
 
+impl<B: Backend> Drop for Session<B> {
+    /// A connection dropped mid-way (its task aborted, as a simulated unplug does) lets go of
+    /// the line: the log forwarder holds the writer's channel, and so the port, open.
+    fn drop(&mut self) {
+        if let Some(h) = self.logs.take() {
+            h.abort();
+        }
+    }
+}
+
 /// Serves one connection until the line closes (EOF: `Ok`) or fails (`Err`).
 pub async fn serve<B: Backend>(
     io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -120,25 +120,28 @@ fn required_and_supported_keys_exist_with_documented_access() {
 #[test]
 fn fixed_values_match_the_release_notes() {
     let c = cfg();
-    assert_eq!(c.int(LOCAL_AUTH_LIST_MAX_LENGTH), 1024);
-    assert_eq!(c.int(SEND_LOCAL_LIST_MAX_LENGTH), 255);
-    assert_eq!(c.int(NUMBER_OF_CONNECTORS), 1);
+    assert_eq!(c.int(IntKey::LOCAL_AUTH_LIST_MAX_LENGTH), 1024);
+    assert_eq!(c.int(IntKey::SEND_LOCAL_LIST_MAX_LENGTH), 255);
+    assert_eq!(c.int(IntKey::NUMBER_OF_CONNECTORS), 1);
     assert_eq!(
-        c.text(SUPPORTED_FEATURE_PROFILES),
+        c.text(ListKey::SUPPORTED_FEATURE_PROFILES),
         "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger"
     );
     assert_eq!(
-        c.list(CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT),
+        c.list(ListKey::CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT),
         ["Current"]
     );
-    assert_eq!(c.list(SUPPORTED_FILE_TRANSFER_PROTOCOLS), ["HTTP", "HTTPS"]);
-    assert_eq!(c.text(CONNECTOR_PHASE_ROTATION), "0.RST,1.RST");
-    assert_eq!(c.int(HEARTBEAT_INTERVAL), 86400);
-    assert_eq!(c.int(METER_VALUE_SAMPLE_INTERVAL), 60);
-    assert_eq!(c.int(MESSAGE_TIMEOUT), 30);
-    assert_eq!(c.int(SECURITY_PROFILE), 0);
-    assert!(c.bool(STOP_TRANSACTION_ON_EV_SIDE_DISCONNECT));
-    assert!(c.list(STOP_TXN_SAMPLED_DATA).is_empty());
+    assert_eq!(
+        c.list(ListKey::SUPPORTED_FILE_TRANSFER_PROTOCOLS),
+        ["HTTP", "HTTPS"]
+    );
+    assert_eq!(c.text(ListKey::CONNECTOR_PHASE_ROTATION), "0.RST,1.RST");
+    assert_eq!(c.int(IntKey::HEARTBEAT_INTERVAL), 86400);
+    assert_eq!(c.int(IntKey::METER_VALUE_SAMPLE_INTERVAL), 60);
+    assert_eq!(c.int(IntKey::MESSAGE_TIMEOUT), 30);
+    assert_eq!(c.int(IntKey::SECURITY_PROFILE), 0);
+    assert!(c.bool(BoolKey::STOP_TRANSACTION_ON_EV_SIDE_DISCONNECT));
+    assert!(c.list(ListKey::STOP_TXN_SAMPLED_DATA).is_empty());
 }
 
 #[test]
@@ -154,7 +157,6 @@ fn unsupported_keys_are_not_supported_and_unknown() {
         "CertificateSignedMaxChainSize",
         "CertificateStoreMaxLength",
         "CpoName",
-        "heartbeatinterval",
     ];
     let mut c = cfg();
     for name in absent {
@@ -221,8 +223,14 @@ fn every_writable_key_accepts_and_rejects_per_its_rules() {
         ),
         (
             CLOCK_ALIGNED_DATA_INTERVAL,
-            &[("0", "0"), ("900", "900"), ("86400", "86400")],
-            &["-1", "86401", "x"],
+            &[
+                ("0", "0"),
+                ("900", "900"),
+                ("86400", "86400"),
+                ("86401", "86401"),
+                ("4294967", "4294967"),
+            ],
+            &["-1", "4294968", "x"],
         ),
         (
             CONNECTION_TIME_OUT,
@@ -333,23 +341,24 @@ fn read_only_keys_are_rejected_on_every_channel() {
 
 #[test]
 fn measurand_lists_accept_supported_measurands_only() {
-    for key in [
-        METER_VALUES_SAMPLED_DATA,
-        METER_VALUES_ALIGNED_DATA,
-        STOP_TXN_SAMPLED_DATA,
-        STOP_TXN_ALIGNED_DATA,
+    for typed in [
+        ListKey::METER_VALUES_SAMPLED_DATA,
+        ListKey::METER_VALUES_ALIGNED_DATA,
+        ListKey::STOP_TXN_SAMPLED_DATA,
+        ListKey::STOP_TXN_ALIGNED_DATA,
     ] {
+        let key = typed.name();
         let mut c = cfg();
         let all = SUPPORTED_MEASURANDS.join(",");
         assert_eq!(c.change(key, &all, Channel::Ocpp), ChangeOutcome::Accepted);
-        assert_eq!(c.list(key), SUPPORTED_MEASURANDS);
+        assert_eq!(c.list(typed), SUPPORTED_MEASURANDS);
         assert_eq!(c.change(key, "", Channel::Ocpp), ChangeOutcome::Accepted);
-        assert!(c.list(key).is_empty(), "{key}: empty list allowed");
+        assert!(c.list(typed).is_empty(), "{key}: empty list allowed");
         assert_eq!(
             c.change(key, "Voltage, Current.Import", Channel::Ocpp),
             ChangeOutcome::Accepted
         );
-        assert_eq!(c.text(key), "Voltage,Current.Import");
+        assert_eq!(c.text(typed), "Voltage,Current.Import");
         for bad in [
             "Power.Active.Import",
             "Voltage,Power.Active.Import",
@@ -361,7 +370,7 @@ fn measurand_lists_accept_supported_measurands_only() {
             let out = c.change(key, bad, Channel::Ocpp);
             assert!(rejected(&out), "{key}={bad}: {out:?}");
             assert_eq!(
-                c.text(key),
+                c.text(typed),
                 "Voltage,Current.Import",
                 "{key} changed by {bad}"
             );
@@ -428,6 +437,7 @@ fn phase_rotation_follows_number_of_connectors_and_max_length() {
 fn lock_cable_permanently_hides_and_restores_unlock_on_disconnect() {
     let mut c = cfg();
     let key = UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT;
+    let typed = BoolKey::UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT;
     assert_eq!(
         c.change(key, "true", Channel::Ocpp),
         ChangeOutcome::Accepted
@@ -439,7 +449,7 @@ fn lock_cable_permanently_hides_and_restores_unlock_on_disconnect() {
     let (known, _) = c.get(&[key.to_string()], Channel::Ocpp);
     assert_eq!(known[0].value.as_deref(), Some("false"));
     assert!(known[0].readonly);
-    assert!(!c.bool(key));
+    assert!(!c.bool(typed));
     for v in ["false", "true"] {
         for ch in [Channel::Ocpp, Channel::Service] {
             assert!(rejected(&c.change(key, v, ch)), "{v} over {ch:?}");
@@ -461,12 +471,12 @@ fn lock_cable_permanently_hides_and_restores_unlock_on_disconnect() {
         "original value back"
     );
     assert!(!known[0].readonly);
-    assert!(c.bool(key));
+    assert!(c.bool(typed));
     assert_eq!(
         c.change(key, "false", Channel::Ocpp),
         ChangeOutcome::Accepted
     );
-    assert!(!c.bool(key));
+    assert!(!c.bool(typed));
 }
 
 #[test]
@@ -580,7 +590,7 @@ fn authorization_key_is_never_returned() {
         let shown = format!("{all:?}{}", serde_json::to_string(&all).unwrap());
         assert!(!shown.to_lowercase().contains(KEY32), "{shown}");
     }
-    assert_eq!(c.text(AUTHORIZATION_KEY), "");
+    assert_eq!(c.text(SecretKey::AUTHORIZATION_KEY), "");
     let debug = format!("{c:?}");
     assert!(!debug.contains(KEY32), "{debug}");
     assert!(debug.contains(REDACTED));
@@ -657,7 +667,7 @@ fn service_only_keys_validate_their_values() {
             ChangeOutcome::RebootRequired,
             "{url}"
         );
-        assert_eq!(c.text(CSMS_URL), url);
+        assert_eq!(c.text(TextKey::CSMS_URL), url);
     }
     for url in [
         "http://example.com",
@@ -741,9 +751,9 @@ fn no_reboot_for_ocpp_keys() {
 fn set_internal_validates_but_bypasses_access() {
     let mut c = cfg();
     c.set_internal(HEARTBEAT_INTERVAL, "300").unwrap();
-    assert_eq!(c.int(HEARTBEAT_INTERVAL), 300);
+    assert_eq!(c.int(IntKey::HEARTBEAT_INTERVAL), 300);
     c.set_internal(NUMBER_OF_CONNECTORS, "2").unwrap();
-    assert_eq!(c.int(NUMBER_OF_CONNECTORS), 2);
+    assert_eq!(c.int(IntKey::NUMBER_OF_CONNECTORS), 2);
     let err = c.set_internal(HEARTBEAT_INTERVAL, "-3").unwrap_err();
     assert!(err.to_string().contains("HeartbeatInterval"), "{err}");
     assert!(matches!(
@@ -774,13 +784,13 @@ fn persistence_round_trip() {
     assert_eq!(c.security_profile(), 1);
 
     let r = Configuration::open(dir.path()).unwrap();
-    assert_eq!(r.int(HEARTBEAT_INTERVAL), 120);
+    assert_eq!(r.int(IntKey::HEARTBEAT_INTERVAL), 120);
     assert_eq!(
-        r.list(METER_VALUES_SAMPLED_DATA),
+        r.list(ListKey::METER_VALUES_SAMPLED_DATA),
         ["Voltage", "Temperature"]
     );
-    assert!(r.bool(LOCK_CABLE_PERMANENTLY));
-    assert_eq!(r.text(CSMS_URL), "wss://csms.example.com/ocpp");
+    assert!(r.bool(BoolKey::LOCK_CABLE_PERMANENTLY));
+    assert_eq!(r.text(TextKey::CSMS_URL), "wss://csms.example.com/ocpp");
     assert_eq!(r.security_profile(), 1);
     assert_eq!(r.authorization_key().unwrap().expose(), KEY40);
 
@@ -807,9 +817,9 @@ fn open_ignores_unknown_keys_defaults_missing_ones_and_keeps_firmware_constants(
     )
     .unwrap();
     let c = Configuration::open(dir.path()).unwrap();
-    assert_eq!(c.int(HEARTBEAT_INTERVAL), 42);
-    assert_eq!(c.int(METER_VALUE_SAMPLE_INTERVAL), 60);
-    assert_eq!(c.int(LOCAL_AUTH_LIST_MAX_LENGTH), 1024);
+    assert_eq!(c.int(IntKey::HEARTBEAT_INTERVAL), 42);
+    assert_eq!(c.int(IntKey::METER_VALUE_SAMPLE_INTERVAL), 60);
+    assert_eq!(c.int(IntKey::LOCAL_AUTH_LIST_MAX_LENGTH), 1024);
 }
 
 #[test]
@@ -867,7 +877,7 @@ fn failed_write_rejects_and_leaves_memory_unchanged() {
         panic!("{out:?}")
     };
     assert!(why.contains("config.json"), "{why}");
-    assert_eq!(c.int(HEARTBEAT_INTERVAL), 86400);
+    assert_eq!(c.int(IntKey::HEARTBEAT_INTERVAL), 86400);
     let out = c.change(AUTHORIZATION_KEY, KEY32, Channel::Ocpp);
     let ChangeOutcome::Rejected(why) = out else {
         panic!("{out:?}")
@@ -883,7 +893,7 @@ fn check_change_answers_like_change_without_changing() {
         c.check_change(HEARTBEAT_INTERVAL, "300", Channel::Ocpp),
         ChangeOutcome::Accepted
     );
-    assert_eq!(c.int(HEARTBEAT_INTERVAL), 86400);
+    assert_eq!(c.int(IntKey::HEARTBEAT_INTERVAL), 86400);
     assert!(rejected(&c.check_change(
         HEARTBEAT_INTERVAL,
         "-1",
@@ -958,8 +968,11 @@ fn read_only_overrides_survive_restart_and_validate_dependent_keys() {
         ChangeOutcome::Accepted
     );
     let r = Configuration::open(dir.path()).unwrap();
-    assert_eq!(r.int(NUMBER_OF_CONNECTORS), 2);
-    assert_eq!(r.text(CONNECTOR_PHASE_ROTATION), "0.RST,1.RST,2.TSR");
+    assert_eq!(r.int(IntKey::NUMBER_OF_CONNECTORS), 2);
+    assert_eq!(
+        r.text(ListKey::CONNECTOR_PHASE_ROTATION),
+        "0.RST,1.RST,2.TSR"
+    );
     // Unchanged read-only keys are not stored at all.
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(CONFIG_FILE)).unwrap()).unwrap();
@@ -970,4 +983,90 @@ fn read_only_overrides_survive_restart_and_validate_dependent_keys() {
         doc["values"][HEARTBEAT_INTERVAL], "86400",
         "all writable keys stored"
     );
+}
+
+#[test]
+fn typed_handles_match_the_registry_types() {
+    fn kind(t: ValueType) -> &'static str {
+        t.as_str()
+    }
+    let typed: &[(Key, &str)] = &[
+        (BoolKey::FREE_CHARGING.into(), "boolean"),
+        (IntKey::MESSAGE_TIMEOUT.into(), "integer"),
+        (ListKey::METER_VALUES_SAMPLED_DATA.into(), "list"),
+        (TextKey::CSMS_URL.into(), "string"),
+        (SecretKey::AUTHORIZATION_KEY.into(), "string"),
+    ];
+    for (key, expect) in typed {
+        assert_eq!(kind(key.spec().value_type), *expect, "{}", key.name());
+    }
+    // Each key is its own registry index, and names round-trip.
+    for (i, spec) in registry().iter().enumerate() {
+        let key = Key::find(spec.name).unwrap();
+        assert_eq!(key as usize, i);
+        assert_eq!(key.name(), spec.name);
+    }
+    assert_eq!(IntKey::HEARTBEAT_INTERVAL.name(), HEARTBEAT_INTERVAL);
+}
+
+#[test]
+fn every_typed_accessor_reads_its_own_key_type() {
+    // The registry macro declares each handle with the type of its entry; a key declared as
+    // BoolKey must be a boolean in the registry, and so on.
+    let c = cfg();
+    for spec in registry() {
+        let key = Key::find(spec.name).unwrap();
+        let text = c.text(key);
+        match spec.value_type {
+            ValueType::Boolean => assert!(text == "true" || text == "false", "{}", spec.name),
+            ValueType::Integer { .. } => assert!(text.parse::<i64>().is_ok(), "{}", spec.name),
+            ValueType::List | ValueType::Text => {}
+        }
+    }
+}
+
+#[test]
+fn key_names_are_found_without_regard_to_case() {
+    let mut c = cfg();
+    assert_eq!(Key::find("heartbeatinterval"), Some(Key::HeartbeatInterval));
+    assert_eq!(Key::find("HEARTBEATINTERVAL"), Some(Key::HeartbeatInterval));
+    assert_eq!(Key::find("heartbeat"), None);
+
+    // GetConfiguration answers with the canonical name, once per key however it is spelt.
+    let (known, unknown) = c.get(
+        &[
+            "heartbeatinterval".to_string(),
+            "HeartbeatInterval".to_string(),
+            "METERVALUESAMPLEINTERVAL".to_string(),
+            "NoSuchKey".to_string(),
+        ],
+        Channel::Ocpp,
+    );
+    let names: Vec<&str> = known.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(names, ["HeartbeatInterval", "MeterValueSampleInterval"]);
+    assert_eq!(unknown, ["NoSuchKey"]);
+
+    // ChangeConfiguration likewise changes the canonical key.
+    assert_eq!(
+        c.change("heartbeatINTERVAL", "120", Channel::Ocpp),
+        ChangeOutcome::Accepted
+    );
+    assert_eq!(c.int(IntKey::HEARTBEAT_INTERVAL), 120);
+    assert_eq!(
+        c.check_change("localauthlistenabled", "false", Channel::Ocpp),
+        ChangeOutcome::Accepted
+    );
+    // Rules still apply under any spelling: read-only stays read-only, service keys stay hidden
+    // from OCPP, and a rejection names the key as the registry spells it.
+    let ChangeOutcome::Rejected(why) = c.change("numberofconnectors", "2", Channel::Ocpp) else {
+        panic!("read-only key changed");
+    };
+    assert!(why.starts_with("NumberOfConnectors:"), "{why}");
+    assert_eq!(
+        c.change("csmsurl", "ws://127.0.0.1:9/", Channel::Ocpp),
+        ChangeOutcome::NotSupported
+    );
+    let (known, unknown) = c.get(&["csmsurl".to_string()], Channel::Ocpp);
+    assert!(known.is_empty());
+    assert_eq!(unknown, ["csmsurl"]);
 }

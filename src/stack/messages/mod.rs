@@ -18,7 +18,7 @@ pub use enums::*;
 pub use payloads::*;
 pub use primitives::{
     CiString20, CiString25, CiString50, CiString255, CiString500, CiStringError, Decimal1,
-    Decimal1Error, IdToken, Timestamp, TimestampError, is_absolute_uri,
+    Decimal1Error, IdToken, Timestamp, TimestampError, TimestampZone, is_absolute_uri,
 };
 
 pub(crate) use primitives::{BAD_TIMESTAMP, BAD_URI, EMPTY_LIST, OUT_OF_RANGE, TOO_LONG};

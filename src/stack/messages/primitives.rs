@@ -2,7 +2,7 @@
 //! numbers, each rejecting what the JSON schemas reject with an error the CALLERROR classifier in
 //! [`crate::stack::rpc::decode_payload`] maps to the right OCPP-J code.
 
-use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, SubsecRound, Utc};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use std::cmp::Ordering;
@@ -57,6 +57,12 @@ macro_rules! ci_string {
                     return Err(CiStringError { len, max: $max });
                 }
                 Ok(Self(value))
+            }
+
+            /// `value` cut to [`Self::MAX_LEN`] characters, for text the charger itself holds
+            /// (its identity, a fault's info) that must fit the field.
+            pub fn truncated(value: &str) -> Self {
+                Self(value.chars().take($max).collect())
             }
 
             pub fn as_str(&self) -> &str {
@@ -239,18 +245,41 @@ impl Timestamp {
 
     /// Parses the accepted wire forms (see the type's documentation).
     pub fn parse(text: &str) -> Result<Self, TimestampError> {
+        Self::parse_with_zone(text).map(|(t, _)| t)
+    }
+
+    /// Parses like [`Timestamp::parse`] and also says which time zone the text gave, so a
+    /// caller can warn about a CSMS that does not send UTC (the charger expects UTC).
+    pub fn parse_with_zone(text: &str) -> Result<(Self, TimestampZone), TimestampError> {
         if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-            return Ok(Self::new(at.with_timezone(&Utc)));
+            let offset = *at.offset();
+            let zone = if offset.local_minus_utc() == 0 {
+                TimestampZone::Utc
+            } else {
+                TimestampZone::Offset(offset)
+            };
+            return Ok((Self::new(at.with_timezone(&Utc)), zone));
         }
         for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
             if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
-                return Ok(Self::new(naive.and_utc()));
+                return Ok((Self::new(naive.and_utc()), TimestampZone::Unspecified));
             }
         }
         Err(TimestampError {
             text: text.chars().take(64).collect(),
         })
     }
+}
+
+/// The time zone a timestamp's text gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampZone {
+    /// `Z`, or an offset of zero (`+00:00`).
+    Utc,
+    /// Another offset (`+02:00`); the time is converted to UTC when read.
+    Offset(FixedOffset),
+    /// No offset at all; the time is taken as UTC.
+    Unspecified,
 }
 
 impl From<DateTime<Utc>> for Timestamp {

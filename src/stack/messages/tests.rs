@@ -41,6 +41,31 @@ fn timestamp_parses_offsets_and_offsetless_text_as_utc() {
 }
 
 #[test]
+fn timestamp_says_which_zone_its_text_gave() {
+    let zone = |text: &str| Timestamp::parse_with_zone(text).unwrap().1;
+    for utc in [
+        "2026-11-26T08:00:00Z",
+        "2026-11-26T08:00:00.000z",
+        "2026-11-26T08:00:00+00:00",
+        "2026-11-26T08:00:00-00:00",
+    ] {
+        assert_eq!(zone(utc), TimestampZone::Utc, "{utc}");
+    }
+    let (t, z) = Timestamp::parse_with_zone("2026-11-26T10:00:00+02:00").unwrap();
+    assert_eq!(t.to_string(), "2026-11-26T08:00:00.000Z");
+    let TimestampZone::Offset(offset) = z else {
+        panic!("{z:?}")
+    };
+    assert_eq!(offset.local_minus_utc(), 7200);
+    assert!(matches!(
+        zone("2026-11-26T03:30:00-04:30"),
+        TimestampZone::Offset(o) if o.local_minus_utc() == -16_200
+    ));
+    assert_eq!(zone("2026-11-26T08:00:00"), TimestampZone::Unspecified);
+    assert!(Timestamp::parse_with_zone("tomorrow").is_err());
+}
+
+#[test]
 fn timestamp_rejects_other_text_and_types() {
     for text in [
         "",

@@ -95,7 +95,7 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
         .title(Line::from(title))
         .title(Line::from(count).right_aligned());
     if !cfg.loaded {
-        let text = if state.link.identity().is_some() {
+        let text = if state.link.charger().is_some() {
             "Reading configuration…"
         } else {
             "Connect to a charger to read its configuration."

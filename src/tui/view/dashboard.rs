@@ -1,11 +1,12 @@
 //! Dashboard: identity, firmware and slot, OCPP connection, connector, transaction, currents,
-//! energy, last errors.
+//! energy, a chart of the charging session (offered and drawn current, energy), last errors.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Wrap};
 
 use super::human_duration;
 use crate::tui::msg::OcppConnection;
@@ -19,49 +20,58 @@ fn field<'a>(t: &Theme, name: &'a str, value: String, style: Style) -> Line<'a> 
     ])
 }
 
+/// Rows of the error box at most (besides its border).
+const ERROR_ROWS: usize = 4;
+
 pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
     let t = &state.theme;
-    let [top, errors_area] =
-        Layout::vertical([Constraint::Length(10), Constraint::Min(3)]).areas(area);
+    let errors = error_lines(state);
+    let port = state.status.as_ref().and_then(|s| s.service_port.clone());
+    let [top, chart_area, port_area, errors_area] = Layout::vertical([
+        Constraint::Length(10),
+        Constraint::Min(5),
+        Constraint::Length(if port.is_some() { 3 } else { 0 }),
+        Constraint::Length((errors.len().clamp(1, ERROR_ROWS) + 2) as u16),
+    ])
+    .areas(area);
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
 
     let charger = match &state.link {
-        Link::Connected {
-            identity, since, ..
-        } => {
+        Link::Connected { charger, since, .. } => {
+            let identity = &charger.identity;
             let extra = match (state.now, since) {
                 (Some(now), Some(since)) => now.saturating_duration_since(*since),
                 _ => std::time::Duration::ZERO,
             };
-            let inactive = identity
+            let inactive = charger
                 .inactive_version
                 .clone()
                 .unwrap_or_else(|| "empty".into());
             vec![
                 field(t, "Vendor", identity.vendor.clone(), Style::new()),
                 field(t, "Model", identity.model.clone(), Style::new()),
-                field(t, "Serial", identity.serial.clone(), Style::new()),
+                field(t, "Serial", identity.serial_number.clone(), Style::new()),
                 field(t, "Firmware", identity.firmware_version.clone(), t.title()),
                 field(
                     t,
                     "Slot",
                     format!(
                         "{} active (other: {inactive})",
-                        identity.active_slot.as_str()
+                        charger.active_slot.as_str()
                     ),
                     Style::new(),
                 ),
                 field(
                     t,
                     "Uptime",
-                    human_duration(identity.uptime + extra),
+                    human_duration(charger.uptime + extra),
                     Style::new(),
                 ),
                 field(
                     t,
                     "Kind",
-                    if identity.emulated {
+                    if charger.emulated {
                         "emulated"
                     } else {
                         "hardware"
@@ -141,22 +151,117 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
         right,
     );
 
-    let port = state.status.as_ref().and_then(|s| s.service_port.clone());
-    let errors_area = match port {
-        Some(port) => {
-            let [port_area, rest] =
-                Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(errors_area);
-            frame.render_widget(
-                Paragraph::new(Line::styled(port, t.title())).block(
-                    Block::bordered().title(Span::styled(" Service port (for --port) ", t.title())),
-                ),
-                port_area,
-            );
-            rest
-        }
-        None => errors_area,
-    };
+    render_chart(state, frame, chart_area);
+    if let Some(port) = port {
+        frame.render_widget(
+            Paragraph::new(Line::styled(port, t.title())).block(
+                Block::bordered().title(Span::styled(" Service port (for --port) ", t.title())),
+            ),
+            port_area,
+        );
+    }
+    frame.render_widget(
+        Paragraph::new(errors)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(Span::styled(" Last errors ", t.title()))),
+        errors_area,
+    );
+}
 
+/// The charging session as two charts: offered (dots) and drawn (fine line) current, and the
+/// energy delivered, both over the time since the session started.
+fn render_chart(state: &State, frame: &mut Frame, area: Rect) {
+    let t = &state.theme;
+    let h = &state.history;
+    let Some(last) = h.samples.last() else {
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "No charging session yet: offered and drawn current and energy are charted from the next one.",
+                t.dim(),
+            ))
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(Span::styled(" Session ", t.title()))),
+            area,
+        );
+        return;
+    };
+    let [current_area, energy_area] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+    let span = h.span_s().max(1.0);
+    let elapsed = human_duration(std::time::Duration::from_secs_f64(h.span_s()));
+    let offered: Vec<(f64, f64)> = h.samples.iter().map(|s| (s.at_s, s.offered_a)).collect();
+    let drawn: Vec<(f64, f64)> = h.samples.iter().map(|s| (s.at_s, s.drawn_a)).collect();
+    let energy: Vec<(f64, f64)> = h
+        .samples
+        .iter()
+        .map(|s| (s.at_s, s.energy_wh / 1000.0))
+        .collect();
+    let peak_a = h
+        .samples
+        .iter()
+        .map(|s| s.offered_a.max(s.drawn_a))
+        .fold(0.0_f64, f64::max);
+    // The amp scale in steps of 8 A with room above the highest line, so a profile's limit
+    // sits at a readable height.
+    let top_a = ((peak_a * 1.1 / 8.0).ceil() * 8.0).max(8.0);
+    let state_word = if h.active { "" } else { " (ended)" };
+    // Offered on top: where the EV draws all it is offered, the limit is what matters.
+    let current = Chart::new(vec![
+        Dataset::default()
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(t.ok())
+            .data(&drawn),
+        Dataset::default()
+            .marker(Marker::Dot)
+            .graph_type(GraphType::Line)
+            .style(t.warn())
+            .data(&offered),
+    ])
+    .block(Block::bordered().title(Line::from(vec![
+        Span::styled(" Current ", t.title()),
+        Span::styled(format!("• offered {:.1} A", last.offered_a), t.warn()),
+        Span::raw("  "),
+        Span::styled(format!("⠤ drawn {:.1} A ", last.drawn_a), t.ok()),
+    ])))
+    .x_axis(Axis::default().bounds([0.0, span]))
+    .y_axis(
+        Axis::default()
+            .bounds([0.0, top_a])
+            .labels([Span::raw("0 A"), Span::raw(format!("{top_a:.0} A"))])
+            .style(t.dim()),
+    )
+    .legend_position(None);
+    frame.render_widget(current, current_area);
+    let top_kwh = energy
+        .iter()
+        .map(|p| p.1)
+        .fold(0.0_f64, f64::max)
+        .max(0.001)
+        * 1.1;
+    let energy_chart = Chart::new(vec![
+        Dataset::default()
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(t.title())
+            .data(&energy),
+    ])
+    .block(Block::bordered().title(Line::from(vec![
+        Span::styled(" Energy ", t.title()),
+        Span::raw(format!(
+            "{:.3} kWh in {elapsed}{state_word} ",
+            last.energy_wh / 1000.0
+        )),
+    ])))
+    .x_axis(Axis::default().bounds([0.0, span]))
+    .y_axis(Axis::default().bounds([0.0, top_kwh]))
+    .legend_position(None);
+    frame.render_widget(energy_chart, energy_area);
+}
+
+/// The errors box: a reboot still needed, the charger's last errors, then the TUI's.
+fn error_lines(state: &State) -> Vec<Line<'static>> {
+    let t = &state.theme;
     let mut errors: Vec<Line> = Vec::new();
     if let Some(s) = &state.status {
         errors.extend(
@@ -188,10 +293,5 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
     if errors.is_empty() {
         errors.push(Line::styled("No errors.", t.dim()));
     }
-    frame.render_widget(
-        Paragraph::new(errors)
-            .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(Span::styled(" Last errors ", t.title()))),
-        errors_area,
-    );
+    errors
 }

@@ -11,12 +11,13 @@ use super::truncate;
 use crate::tui::action::Action;
 use crate::tui::keymap::Context;
 use crate::tui::msg::{Direction, OcppConnection, OcppFrame};
-use crate::tui::state::{State, TraceEntry};
+use crate::tui::state::{FleetView, State, TraceEntry};
 
 pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
     let t = &state.theme;
+    let status_height = if state.fleet.is_some() { 7 } else { 4 };
     let [status_area, rest] =
-        Layout::vertical([Constraint::Length(4), Constraint::Min(4)]).areas(area);
+        Layout::vertical([Constraint::Length(status_height), Constraint::Min(4)]).areas(area);
     let [trace_area, detail_area] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(rest);
 
@@ -28,7 +29,9 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
             .unwrap_or_else(|| "-".into())
     };
     let mut lines = Vec::new();
-    if !state.is_emulated() {
+    if let Some(fleet) = &state.fleet {
+        render_fleet(state, fleet, frame, status_area);
+    } else if !state.is_emulated() {
         lines.push(Line::styled(
             "Not an emulated charger: start one from the Connect screen.",
             t.dim(),
@@ -79,12 +82,14 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
         spans.push(Span::styled(key(a), t.key()));
         spans.push(Span::raw(format!(" {label} ")));
     }
-    lines.push(Line::from(spans));
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(Block::new().title(Span::styled(" Emulated hardware ", t.title()))),
-        status_area,
-    );
+    if state.fleet.is_none() {
+        lines.push(Line::from(spans));
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(Block::new().title(Span::styled(" Emulated hardware ", t.title()))),
+            status_area,
+        );
+    }
 
     // Trace list: only the visible window is turned into rows.
     let tr = &state.trace;
@@ -216,4 +221,70 @@ fn json_lines<'a>(e: &TraceEntry, t: &crate::tui::theme::Theme) -> Vec<Line<'a>>
     let text = serde_json::to_string_pretty(&body).unwrap_or_else(|e| e.to_string());
     out.extend(text.lines().map(|l| Line::raw(l.to_string())));
     out
+}
+
+/// The fleet's summary in place of one charger's hardware: gauges, messages, errors, latency.
+fn render_fleet(state: &State, fleet: &FleetView, frame: &mut Frame, area: Rect) {
+    let t = &state.theme;
+    let s = &fleet.summary;
+    let pct = |p: &crate::emulator::fleet::Percentiles| {
+        if p.count == 0 {
+            "-".to_string()
+        } else {
+            format!(
+                "p50 {:.1} ms  p90 {:.1}  p99 {:.1}  max {:.1}",
+                p.p50, p.p90, p.p99, p.max
+            )
+        }
+    };
+    let errors_style = if s.errors > 0 { t.error() } else { t.ok() };
+    let e = &s.error_kinds;
+    let label = |text: &'static str| Span::styled(text, t.dim());
+    let lines = vec![
+        Line::from(vec![
+            label("Charge points "),
+            Span::styled(format!("{} booted", s.booted), t.title()),
+            Span::raw(format!(
+                " of {}  {} connected  {} charging  {} started",
+                s.count, s.connected, s.charging, s.started
+            )),
+        ]),
+        Line::from(vec![
+            label("Messages      "),
+            Span::raw(format!(
+                "{} sent  {} received  {:.0}/s",
+                s.messages.sent, s.messages.received, fleet.messages_per_s
+            )),
+        ]),
+        Line::from(vec![
+            label("Sessions      "),
+            Span::raw(format!(
+                "{} started  {} completed",
+                s.sessions.started, s.sessions.completed
+            )),
+        ]),
+        Line::from(vec![
+            label("Errors        "),
+            Span::styled(s.errors.to_string(), errors_style),
+            Span::raw(format!(
+                "  connect {}  disconnect {}  CALLERROR {}  timeout {}  rejected {}",
+                e.connect, e.disconnect, e.call_error, e.timeout, e.rejected
+            )),
+        ]),
+        Line::from(vec![label("Boot latency  "), Span::raw(pct(&s.boot_ms))]),
+        Line::from(vec![label("Call latency  "), Span::raw(pct(&s.call_ms))]),
+    ];
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::new().title(Span::styled(
+            match s.all_booted_s {
+                Some(secs) => format!(
+                    " Emulated fleet, {:.0} s, all booted in {secs:.2} s ",
+                    s.elapsed_s
+                ),
+                None => format!(" Emulated fleet, {:.0} s ", s.elapsed_s),
+            },
+            t.title(),
+        ))),
+        area,
+    );
 }

@@ -20,11 +20,11 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
     ])
     .areas(area);
 
-    let running = match state.link.identity() {
+    let running = match state.link.charger() {
         Some(id) => vec![
             Line::from(vec![
                 Span::styled("Running  ", t.dim()),
-                Span::styled(id.firmware_version.clone(), t.title()),
+                Span::styled(id.identity.firmware_version.clone(), t.title()),
                 Span::raw(format!(" in slot {}", id.active_slot.as_str())),
             ]),
             Line::from(vec![

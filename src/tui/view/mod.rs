@@ -3,6 +3,7 @@
 mod config;
 mod connect;
 mod dashboard;
+mod dryrun;
 mod emulator;
 mod firmware;
 pub mod help;
@@ -33,6 +34,7 @@ pub fn view(state: &State, frame: &mut Frame) {
         Screen::Firmware => firmware::render(state, frame, body),
         Screen::Logs => logs::render(state, frame, body),
         Screen::Emulator => emulator::render(state, frame, body),
+        Screen::DryRun => dryrun::render(state, frame, body),
     }
     render_status(state, frame, status);
     if let Some(scroll) = state.help {
@@ -40,25 +42,53 @@ pub fn view(state: &State, frame: &mut Frame) {
     }
 }
 
+/// The tab bar: every screen by number and title, and the link state on the right. When both do
+/// not fit, screens other than the one shown keep only their number, from the right.
 fn render_tabs(state: &State, frame: &mut Frame, area: Rect) {
     let t = &state.theme;
-    let mut spans = Vec::new();
-    for (i, s) in Screen::ALL.iter().enumerate() {
-        let label = format!(" {} {} ", i + 1, s.title());
-        if *s == state.screen {
-            spans.push(Span::styled(label, t.tab_active()));
-        } else {
-            spans.push(Span::raw(label));
-        }
-    }
     let (mark, text, style) = match &state.link {
         Link::Idle => ("○", "offline".to_string(), t.dim()),
         Link::Connecting(_) => ("◌", "connecting".to_string(), t.warn()),
-        Link::Connected { identity, .. } => ("●", identity.serial.clone(), t.ok()),
+        Link::Connected { charger, .. } => ("●", charger.identity.serial_number.clone(), t.ok()),
         Link::Lost { .. } => ("✕", "link lost".to_string(), t.error()),
     };
-    let left = Line::from(spans);
     let right = Line::from(vec![Span::styled(format!("{mark} {text}"), style)]).right_aligned();
+    let label = |i: usize, s: Screen, short: bool| {
+        if short {
+            format!(" {} ", i + 1)
+        } else {
+            format!(" {} {} ", i + 1, s.title())
+        }
+    };
+    let mut short = [false; Screen::ALL.len()];
+    let width = |short: &[bool]| -> usize {
+        Screen::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, s)| label(i, *s, short[i]).chars().count())
+            .sum()
+    };
+    let room = usize::from(area.width).saturating_sub(right.width() + 1);
+    for i in (0..Screen::ALL.len()).rev() {
+        if width(&short) <= room {
+            break;
+        }
+        short[i] = Screen::ALL[i] != state.screen;
+    }
+    let left = Line::from(
+        Screen::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let text = label(i, *s, short[i]);
+                if *s == state.screen {
+                    Span::styled(text, t.tab_active())
+                } else {
+                    Span::raw(text)
+                }
+            })
+            .collect::<Vec<_>>(),
+    );
     let lw = left.width() as u16;
     frame.render_widget(Paragraph::new(left), area);
     if area.width > lw + 2 {
@@ -170,6 +200,13 @@ fn screen_hints(screen: Screen) -> Vec<(Action, &'static str)> {
             (Action::Plug, "plug"),
             (Action::PresentCard, "card"),
             (Action::Filter, "filter"),
+        ],
+        Screen::DryRun => vec![
+            (Action::ChooseProfile, "profile"),
+            (Action::ChooseCsmsUrl, "CSMS"),
+            (Action::StartDryRun, "start"),
+            (Action::StopDryRun, "stop"),
+            (Action::SaveReport, "save"),
         ],
     }
 }

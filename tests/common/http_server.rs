@@ -1,12 +1,14 @@
-//! A scripted HTTP/1.1 server on 127.0.0.1 for the Firmware Management scenarios: each request
-//! is recorded and answered as the test's handler says (a whole body, or a body cut short).
+//! A scripted HTTP/1.1 server on 127.0.0.1 (plain or TLS) for firmware download and diagnostics
+//! upload tests. Written over `tokio::net::TcpListener` so a test can script each answer: a
+//! whole body, a body cut short, a 404 or 500, a stall, byte ranges. Every request is recorded.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
@@ -27,33 +29,89 @@ impl Request {
     }
 }
 
+/// How the server answers one request.
 pub enum Reply {
     /// A complete answer with Content-Length.
     Full { status: u16, body: Vec<u8> },
     /// Announces `body.len()` bytes but sends only the first `send`, then closes.
     Cut { body: Vec<u8>, send: usize },
+    /// A 200 without Content-Length whose body ends when the connection closes.
+    CloseDelimited { body: Vec<u8> },
+    /// Headers and the first `send` bytes, then silence for `hold` before closing.
+    Stall {
+        body: Vec<u8>,
+        send: usize,
+        hold: Duration,
+    },
+    /// Another reply with these response headers added.
+    WithHeaders {
+        headers: Vec<(&'static str, String)>,
+        reply: Box<Reply>,
+    },
+}
+
+impl Reply {
+    pub fn with_headers(self, headers: Vec<(&'static str, String)>) -> Reply {
+        Reply::WithHeaders {
+            headers,
+            reply: Box::new(self),
+        }
+    }
+}
+
+/// 200 with this body.
+pub fn ok(body: &[u8]) -> Reply {
+    Reply::Full {
+        status: 200,
+        body: body.to_vec(),
+    }
+}
+
+/// This status with a short text body.
+pub fn status(code: u16) -> Reply {
+    Reply::Full {
+        status: code,
+        body: format!("status {code}\n").into_bytes(),
+    }
 }
 
 type Handler = Arc<dyn Fn(usize, &Request) -> Reply + Send + Sync>;
 
 pub struct Server {
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Request>>>,
     task: JoinHandle<()>,
 }
 
 impl Server {
+    /// Serves plain HTTP; `handler` gets the request's index (from 0) and the request.
     pub async fn start(
         handler: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
     ) -> Server {
-        let handler: Handler = Arc::new(handler);
+        Self::start_with(None, Arc::new(handler)).await
+    }
+
+    /// Serves HTTPS when `tls` is given.
+    pub async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>, handler: Handler) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = requests.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve_one(tcp, handler.clone(), recorded.clone()));
+                let handler = handler.clone();
+                let recorded = recorded.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                serve_one(stream, handler, recorded).await;
+                            }
+                        }
+                        None => serve_one(tcp, handler, recorded).await,
+                    }
+                });
             }
         });
         Server {
@@ -78,7 +136,23 @@ impl Drop for Server {
     }
 }
 
-async fn serve_one(mut stream: TcpStream, handler: Handler, recorded: Arc<Mutex<Vec<Request>>>) {
+fn head(status: u16, headers: &[(&'static str, String)], length: Option<usize>) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {status} Test\r\nConnection: close\r\n");
+    if let Some(length) = length {
+        head.push_str(&format!("Content-Length: {length}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    handler: Handler,
+    recorded: Arc<Mutex<Vec<Request>>>,
+) {
     let Some(request) = read_request(&mut stream).await else {
         return;
     };
@@ -87,20 +161,47 @@ async fn serve_one(mut stream: TcpStream, handler: Handler, recorded: Arc<Mutex<
         all.push(request.clone());
         all.len() - 1
     };
-    let (status, length, body) = match handler(index, &request) {
-        Reply::Full { status, body } => (status, body.len(), body),
-        Reply::Cut { body, send } => (200, body.len(), body[..send].to_vec()),
+    let mut reply = handler(index, &request);
+    let mut headers = Vec::new();
+    while let Reply::WithHeaders {
+        headers: more,
+        reply: inner,
+    } = reply
+    {
+        headers.extend(more);
+        reply = *inner;
+    }
+    let _ = match reply {
+        Reply::Full { status, body } => {
+            let mut out = head(status, &headers, Some(body.len()));
+            out.extend_from_slice(&body);
+            stream.write_all(&out).await
+        }
+        Reply::Cut { body, send } => {
+            let mut out = head(200, &headers, Some(body.len()));
+            out.extend_from_slice(&body[..send]);
+            stream.write_all(&out).await
+        }
+        Reply::CloseDelimited { body } => {
+            let mut out = head(200, &headers, None);
+            out.extend_from_slice(&body);
+            stream.write_all(&out).await
+        }
+        Reply::Stall { body, send, hold } => {
+            let mut out = head(200, &headers, Some(body.len()));
+            out.extend_from_slice(&body[..send]);
+            let written = stream.write_all(&out).await;
+            let _ = stream.flush().await;
+            tokio::time::sleep(hold).await;
+            written
+        }
+        Reply::WithHeaders { .. } => Ok(()),
     };
-    let mut out =
-        format!("HTTP/1.1 {status} Test\r\nConnection: close\r\nContent-Length: {length}\r\n\r\n")
-            .into_bytes();
-    out.extend_from_slice(&body);
-    let _ = stream.write_all(&out).await;
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
 }
 
-async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Request> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -128,6 +229,12 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
         .find(|(n, _)| n == "content-length")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
+    assert!(
+        !headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")),
+        "the client should send a Content-Length, not a chunked body"
+    );
     while body.len() < length {
         let n = stream.read(&mut chunk).await.ok()?;
         if n == 0 {
@@ -148,6 +255,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
 pub struct FormPart {
     pub name: Option<String>,
     pub filename: Option<String>,
+    pub content_type: Option<String>,
     pub data: Vec<u8>,
 }
 
@@ -191,6 +299,7 @@ pub fn parse_multipart(request: &Request) -> Vec<FormPart> {
     starts
         .windows(2)
         .map(|w| {
+            // Part = after "--boundary\r\n" up to the "\r\n" before the next delimiter.
             let part = &body[w[0] + delimiter.len() + 2..w[1] - 2];
             let split = part
                 .windows(4)
@@ -200,14 +309,21 @@ pub fn parse_multipart(request: &Request) -> Vec<FormPart> {
             let mut result = FormPart {
                 name: None,
                 filename: None,
+                content_type: None,
                 data: part[split + 4..].to_vec(),
             };
             for line in head.split("\r\n") {
-                if let Some((n, v)) = line.split_once(':')
-                    && n.trim().eq_ignore_ascii_case("content-disposition")
-                {
-                    result.name = disposition_param(v, "name");
-                    result.filename = disposition_param(v, "filename");
+                let Some((n, v)) = line.split_once(':') else {
+                    continue;
+                };
+                match n.trim().to_ascii_lowercase().as_str() {
+                    "content-disposition" => {
+                        assert!(v.trim().starts_with("form-data"), "{v}");
+                        result.name = disposition_param(v, "name");
+                        result.filename = disposition_param(v, "filename");
+                    }
+                    "content-type" => result.content_type = Some(v.trim().to_string()),
+                    _ => {}
                 }
             }
             result

@@ -72,6 +72,15 @@ struct RawProfile {
     ocpp: RawOcpp,
     #[serde(default)]
     config: BTreeMap<String, toml::Value>,
+    commissioning: Option<RawCommissioning>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommissioning {
+    #[serde(default)]
+    accepted_id_tags: Vec<toml::Spanned<String>>,
+    remote_start: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -98,6 +107,19 @@ struct RawSecret {
     prompt: Option<String>,
 }
 
+/// What the site expects from the CSMS (`[commissioning]`), checked by `chargectl dry-run`:
+///
+/// ```toml
+/// [commissioning]
+/// accepted_id_tags = ["04A2B3C4D5"]   # cards the CSMS must accept
+/// remote_start = true                 # the CSMS must start sessions remotely
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commissioning {
+    pub accepted_id_tags: Vec<String>,
+    pub remote_start: Option<bool>,
+}
+
 /// A variable the profile needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variable {
@@ -117,14 +139,14 @@ pub struct SecretSource {
 
 /// The profiles shipped in `profiles/`, embedded so they work from an installed binary.
 pub const SHIPPED: &[(&str, &str)] = &[
-    ("sandbox", include_str!("../profiles/sandbox.toml")),
+    ("sandbox", include_str!("../../profiles/sandbox.toml")),
     (
         "basic-auth-wss",
-        include_str!("../profiles/basic-auth-wss.toml"),
+        include_str!("../../profiles/basic-auth-wss.toml"),
     ),
     (
         "free-charging",
-        include_str!("../profiles/free-charging.toml"),
+        include_str!("../../profiles/free-charging.toml"),
     ),
 ];
 
@@ -139,6 +161,8 @@ pub struct Profile {
     pub description: Option<String>,
     pub variables: Vec<Variable>,
     pub secrets: Vec<SecretSource>,
+    /// The `[commissioning]` table, when the profile has one.
+    pub commissioning: Option<Commissioning>,
     /// (key, value template) in the order they must be written.
     assignments: Vec<(String, String)>,
 }
@@ -345,7 +369,30 @@ impl Profile {
                 }
             }
         }
+        let commissioning = match &raw.commissioning {
+            Some(c) => {
+                let mut tags: Vec<String> = Vec::new();
+                for tag in &c.accepted_id_tags {
+                    let t = tag.get_ref();
+                    if t.is_empty() || t.chars().count() > 20 {
+                        return Err(at(
+                            Some(tag.span()),
+                            format!("accepted_id_tags: \"{t}\" must be 1 to 20 characters"),
+                        ));
+                    }
+                    if !tags.contains(t) {
+                        tags.push(t.clone());
+                    }
+                }
+                Some(Commissioning {
+                    accepted_id_tags: tags,
+                    remote_start: c.remote_start,
+                })
+            }
+            None => None,
+        };
         Ok(Profile {
+            commissioning,
             path: path.to_path_buf(),
             name: raw.name.unwrap_or_else(|| {
                 path.file_stem()
@@ -427,20 +474,27 @@ impl Profile {
                     },
                 });
             };
-            // Secrets go before SecurityProfile, which must come last.
-            let at = out
-                .iter()
-                .position(|a| a.key == "SecurityProfile")
-                .unwrap_or(out.len());
-            out.insert(
-                at,
-                Assignment {
-                    key: s.key.clone(),
-                    value: AssignedValue::Secret(Secret::new(value)),
-                },
-            );
+            out.push(Assignment {
+                key: s.key.clone(),
+                value: AssignedValue::Secret(Secret::new(value)),
+            });
         }
-        Ok(out)
+        // Secrets go before SecurityProfile, which must come last.
+        Ok(super::workflow::write_order(out))
+    }
+
+    /// Resolves without a command line or a prompt: declared variables from the environment,
+    /// then their defaults; secrets from the environment. The TUI loads profiles this way.
+    pub fn resolve_from_env(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Assignment>> {
+        let set: BTreeMap<String, String> = self
+            .variables
+            .iter()
+            .filter_map(|v| env(&v.name).map(|value| (v.name.clone(), value)))
+            .collect();
+        self.resolve(&set, env, None)
     }
 }
 
@@ -614,6 +668,32 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
                 "got {e:?}, expected prefix {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn commissioning_expectations_parse_and_bad_tags_name_line_and_column() {
+        let text = "[commissioning]\naccepted_id_tags = [\"04A2\", \"B7\", \"04A2\"]\nremote_start = true\n";
+        let p = Profile::parse(Path::new("c.toml"), text).unwrap();
+        assert_eq!(
+            p.commissioning,
+            Some(Commissioning {
+                accepted_id_tags: vec!["04A2".into(), "B7".into()],
+                remote_start: Some(true),
+            })
+        );
+        let p = Profile::parse(Path::new("c.toml"), GOOD).unwrap();
+        assert_eq!(p.commissioning, None);
+        let e = Profile::parse(
+            Path::new("c.toml"),
+            "[commissioning]\naccepted_id_tags = [\"\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("c.toml:2:21: accepted_id_tags"), "{e}");
+        let e = Profile::parse(Path::new("c.toml"), "[commissioning]\nremote = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:2:1: unknown field `remote`"), "{e}");
     }
 
     #[test]

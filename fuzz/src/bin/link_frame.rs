@@ -1,0 +1,10 @@
+//! AFL target `link_frame`: see `fuzz/targets.rs`.
+#[allow(dead_code)]
+#[path = "../../targets.rs"]
+mod targets;
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        targets::link_frame(data);
+    });
+}

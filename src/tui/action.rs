@@ -128,6 +128,8 @@ actions! {
     StopDryRun,
     /// Save the dry run report (.md, .html or .json by extension)
     SaveReport,
+    /// Choose the file the dry run's report is written to when the run ends
+    ChooseReportPath,
 }
 
 impl Action {

@@ -377,6 +377,11 @@ pub enum Msg {
     ReportSaved {
         path: PathBuf,
     },
+    /// Answer to [`Effect::SaveReport`] when the file could not be written.
+    ReportNotSaved {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// What the runtime must do.

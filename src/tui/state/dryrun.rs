@@ -1,6 +1,6 @@
 //! The commissioning dry run screen: what to run, and what the run has seen so far.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::TraceState;
 
@@ -42,6 +42,12 @@ pub struct DryRunState {
     pub report: Option<crate::dryrun::Report>,
     /// Where the report was last saved.
     pub saved: Option<PathBuf>,
+    /// Where the report is written as soon as the run ends (chosen before or during the run).
+    pub report_path: Option<PathBuf>,
+    /// The TUI quits once the report has been written (quit was asked during the run).
+    pub quit_pending: bool,
+    /// Quit was asked once already: asking again quits at once, report or not.
+    pub quit_armed: bool,
 }
 
 impl Default for DryRunState {
@@ -57,6 +63,9 @@ impl Default for DryRunState {
             trace: TraceState::with_capacity(DRY_RUN_TRACE_CAPACITY),
             report: None,
             saved: None,
+            report_path: None,
+            quit_pending: false,
+            quit_armed: false,
         }
     }
 }
@@ -71,5 +80,34 @@ impl DryRunState {
 
     pub fn selected_finding(&self) -> Option<&crate::dryrun::Finding> {
         self.findings.get(self.selected)
+    }
+
+    /// A report exists that was never written to a file.
+    pub fn unsaved_report(&self) -> bool {
+        self.report.is_some() && self.saved.is_none()
+    }
+}
+
+/// Where a report goes when nobody chose a file: `dir` (the data directory's `reports`), named
+/// after the charge point and the start of the run, as Markdown.
+pub fn default_report_path(dir: Option<&Path>, report: &crate::dryrun::Report) -> PathBuf {
+    let id: String = report
+        .charge_point_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = format!(
+        "dry-run-{id}-{}.md",
+        report.started_at.format("%Y%m%dT%H%M%SZ")
+    );
+    match dir {
+        Some(d) => d.join(name),
+        None => PathBuf::from(name),
     }
 }

@@ -7,7 +7,7 @@ mod dryrun;
 mod history;
 mod logs;
 
-pub use dryrun::{DRY_RUN_TRACE_CAPACITY, DryRunPhase, DryRunState};
+pub use dryrun::{DRY_RUN_TRACE_CAPACITY, DryRunPhase, DryRunState, default_report_path};
 pub use history::{CHART_SAMPLES, ChargeHistory, ChargeSample};
 pub use logs::{
     LogBuffer, LogEntry, LogLine, LogState, TRACE_CAPACITY, TraceEntry, TraceState, contains_ci,
@@ -85,7 +85,9 @@ impl Screen {
 pub enum PromptKind {
     CsmsUrl,
     ConfigFilter,
-    EditValue { key: String },
+    EditValue {
+        key: String,
+    },
     ProfilePath,
     ImagePath,
     LogSearch,
@@ -97,6 +99,8 @@ pub enum PromptKind {
     DryRunProfile,
     DryRunCsmsUrl,
     ReportPath,
+    /// Where the report of the coming (or running) dry run is written when it ends.
+    DryRunReportPath,
 }
 
 impl PromptKind {
@@ -116,6 +120,9 @@ impl PromptKind {
             PromptKind::DryRunProfile => "Profile (name or file; empty: none)".into(),
             PromptKind::DryRunCsmsUrl => "CSMS URL (empty: the profile's, else the sandbox)".into(),
             PromptKind::ReportPath => "Save report to (.md, .html, .json)".into(),
+            PromptKind::DryRunReportPath => {
+                "Report file when the run ends (.md, .html, .json; empty: none)".into()
+            }
         }
     }
 
@@ -391,6 +398,11 @@ pub struct State {
     /// An action waiting for its key to be pressed again (reboot, flash).
     pub confirm: Option<super::action::Action>,
     pub quit: bool,
+    /// Where dry run reports go when nobody chose a file (the data directory's `reports`);
+    /// None: the current directory.
+    pub report_dir: Option<PathBuf>,
+    /// Said on the terminal once the TUI has ended (where a report was written, ...).
+    pub exit_lines: Vec<String>,
 }
 
 /// What the emulator screen shows of a fleet: its latest summary and the message rate between
@@ -441,6 +453,8 @@ impl State {
             errors: VecDeque::new(),
             confirm: None,
             quit: false,
+            report_dir: None,
+            exit_lines: Vec::new(),
         }
     }
 

@@ -32,8 +32,8 @@ use connect::{
     select_connect_item, start_emulator,
 };
 use dryrun::{
-    on_dry_run_failed, on_dry_run_finished, on_dry_run_update, save_report, start_dry_run,
-    stop_dry_run,
+    choose_report_path, on_dry_run_failed, on_dry_run_finished, on_dry_run_update,
+    on_report_not_saved, on_report_saved, save_report, start_dry_run, stop_dry_run,
 };
 use firmware::{flash, reboot};
 use navigate::{jump_to_match, navigate, pause_logs};
@@ -157,15 +157,8 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::DryRunFinished { run, report } => on_dry_run_finished(state, run, report),
         Msg::DryRunFailed { run, message } => on_dry_run_failed(state, run, message),
-        Msg::ReportSaved { path } => {
-            notice(
-                state,
-                NoticeKind::Success,
-                format!("report written to {}", path.display()),
-            );
-            state.dry_run.saved = Some(path);
-            vec![]
-        }
+        Msg::ReportSaved { path } => on_report_saved(state, path),
+        Msg::ReportNotSaved { path, message } => on_report_not_saved(state, path, message),
         Msg::Error { context, message } => {
             if context.contains("config") {
                 state.config.applying = false;
@@ -237,7 +230,16 @@ fn on_key(state: &mut State, ev: KeyEvent) -> Vec<Effect> {
     }
 }
 
+/// Quit asked: a dry run in progress (or a report not yet saved) is finished first.
 fn quit(state: &mut State) -> Vec<Effect> {
+    if let Some(effects) = dryrun::quit_with_report(state) {
+        return effects;
+    }
+    dryrun::note_unwritten_report(state);
+    quit_now(state)
+}
+
+fn quit_now(state: &mut State) -> Vec<Effect> {
     state.quit = true;
     vec![Effect::Quit]
 }
@@ -458,6 +460,7 @@ fn dispatch(state: &mut State, action: Action, confirming: bool) -> Vec<Effect> 
         Action::StartDryRun => start_dry_run(state),
         Action::StopDryRun => stop_dry_run(state),
         Action::SaveReport => save_report(state),
+        Action::ChooseReportPath => choose_report_path(state),
     }
 }
 

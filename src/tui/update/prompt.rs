@@ -213,6 +213,13 @@ pub(super) fn submit_prompt(state: &mut State) -> Vec<Effect> {
                 report: Box::new(report),
             }]
         }
+        PromptKind::DryRunReportPath => match super::dryrun::set_report_path(state, &text) {
+            Ok(effects) => {
+                close(state);
+                effects
+            }
+            Err(e) => prompt_error(state, e),
+        },
         PromptKind::FaultCode => match fault_code_ignoring_case(&text) {
             Some(code) => {
                 close(state);

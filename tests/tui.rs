@@ -2329,3 +2329,120 @@ async fn runtime_quit_during_a_dry_run_writes_the_report_before_the_tui_ends() {
         &format!("dry run report written to {}", path.display())
     );
 }
+
+// ---------------------------------------------------------------- fleet from the emulator screen
+
+#[test]
+fn the_fleet_form_checks_each_field_and_starts_the_fleet_emulate_count_would() {
+    let mut s = default_state();
+    press(&mut s, "6 n");
+    let p = s.prompt.as_ref().expect("the fleet form");
+    assert_eq!(p.kind, PromptKind::FleetForm);
+    assert_eq!(p.text, "count=10 template=TUI-{n:04} ramp=0 sessions=0.2");
+    for (text, error) in [
+        ("count=0", "column 1: count: expected 1 to 10000, got '0'"),
+        (
+            "count=5 ramp=fast",
+            "column 9: ramp: expected a rate per second",
+        ),
+        ("count=5 template=SITE-{x}", "column 9: template:"),
+        ("count=5 csms=http://x", "column 9: csms:"),
+        ("count=5 colour=red", "column 9: unknown field 'colour'"),
+        ("template=A-{n}", "count=N is needed"),
+    ] {
+        press(&mut s, "ctrl-u");
+        type_text(&mut s, text);
+        assert!(press(&mut s, "enter").is_empty(), "{text}");
+        let e = s.prompt.as_ref().and_then(|p| p.error.clone()).unwrap();
+        assert!(e.starts_with(error), "{text}: {e}");
+    }
+    press(&mut s, "ctrl-u");
+    type_text(
+        &mut s,
+        "count=200 template=SITE-{n:04} ramp=50 sessions=0.5 seed=7",
+    );
+    let eff = press(&mut s, "enter");
+    assert_eq!(
+        eff,
+        vec![Effect::StartFleet {
+            run: 1,
+            spec: FleetSpec {
+                count: 200,
+                template: "SITE-{n:04}".into(),
+                ramp: Some(50.0),
+                sessions: Some(0.5),
+                seed: Some(7),
+                csms: CsmsTarget::Sandbox,
+            },
+        }]
+    );
+    assert!(screen_text(&render(&s)).contains("Starting a fleet of 200 charge points"));
+    assert!(press(&mut s, "n").is_empty(), "one fleet at a time");
+    assert!(s.prompt.is_none());
+    // Its summaries fill the panel, which says how to stop it.
+    update(&mut s, Msg::Fleet(fleet_summary(1.0, 150, 400)));
+    update(&mut s, Msg::Fleet(fleet_summary(2.0, 200, 700)));
+    let text = screen_text(&render(&s));
+    for needle in [
+        "Emulated fleet, 2 s, all booted in 1.84 s x stops it",
+        "200 booted of 200",
+        "700 sent  700 received  600/s",
+        "p50 12.1 ms  p90 31.0  p99 48.2",
+    ] {
+        assert!(text.contains(needle), "'{needle}' in:\n{text}");
+    }
+    assert_eq!(press(&mut s, "x"), vec![Effect::StopFleet { run: 1 }]);
+    assert!(screen_text(&render(&s)).contains("stopping…"));
+    update(
+        &mut s,
+        Msg::FleetEnded {
+            run: 1,
+            error: None,
+        },
+    );
+    assert!(screen_text(&render(&s)).contains("all booted in 1.84 s stopped"));
+    // The form offers the last answer again.
+    press(&mut s, "n");
+    assert_eq!(
+        s.prompt.as_ref().unwrap().text,
+        "count=200 template=SITE-{n:04} ramp=50 sessions=0.5 seed=7"
+    );
+}
+
+#[test]
+fn a_fleet_that_cannot_start_says_why() {
+    let mut s = default_state();
+    press(&mut s, "6 n ctrl-u");
+    type_text(&mut s, "count=3");
+    let eff = press(&mut s, "enter");
+    assert!(matches!(
+        eff.as_slice(),
+        [Effect::StartFleet { run: 1, .. }]
+    ));
+    update(
+        &mut s,
+        Msg::FleetEnded {
+            run: 1,
+            error: Some("the open-file limit is too low".into()),
+        },
+    );
+    let n = s.notice.as_ref().unwrap();
+    assert_eq!(n.kind, NoticeKind::Error);
+    assert!(
+        screen_text(&render(&s)).contains("The fleet did not run: the open-file limit"),
+        "{}",
+        screen_text(&render(&s))
+    );
+    // A late message of an older fleet changes nothing.
+    update(
+        &mut s,
+        Msg::FleetEnded {
+            run: 0,
+            error: None,
+        },
+    );
+    assert!(matches!(
+        s.fleet_run.phase,
+        chargectl::tui::state::FleetPhase::Ended(Some(_))
+    ));
+}

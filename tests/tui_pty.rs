@@ -330,6 +330,32 @@ fn quitting_during_a_dry_run_writes_its_report_and_names_it_on_exit() {
 }
 
 #[test]
+fn a_fleet_started_from_the_emulator_screen_boots_and_stops() {
+    let (_root, data, config) = dirs();
+    let mut tui = Tui::spawn(&[], &data, &config);
+    tui.wait_text("Start an emulated charger on the sandbox CSMS");
+    tui.keys(b"6n");
+    tui.wait_text("Fleet: count=10");
+    tui.keys(&[0x15]); // ctrl-u
+    tui.keys(b"count=5 template=PTY-{n} ramp=0 sessions=0");
+    tui.keys(b"\r");
+    let screen = tui.wait_text("5 booted of 5");
+    assert!(screen.contains("Emulated fleet"), "{screen}");
+    tui.keys(b"x");
+    tui.wait_text("stopped");
+    for n in 1..=5 {
+        let dir = data
+            .join("emulator")
+            .join("tui-fleet")
+            .join(format!("PTY-{n}"));
+        assert!(dir.is_dir(), "{} missing", dir.display());
+    }
+    tui.keys(b"q");
+    let status = tui.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
 fn bad_keymap_fails_before_the_tui_starts() {
     let (_root, data, config) = dirs();
     std::fs::write(

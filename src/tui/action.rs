@@ -130,6 +130,10 @@ actions! {
     SaveReport,
     /// Choose the file the dry run's report is written to when the run ends
     ChooseReportPath,
+    /// Start an emulated fleet (count, id template, ramp, sessions)
+    StartFleet,
+    /// Stop the emulated fleet
+    StopFleet,
 }
 
 impl Action {

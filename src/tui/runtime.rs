@@ -348,6 +348,8 @@ fn effect_name(effect: &Effect) -> &'static str {
         Effect::Hardware(_) => "hardware",
         Effect::StartDryRun { .. } => "start-dry-run",
         Effect::StopDryRun { .. } => "stop-dry-run",
+        Effect::StartFleet { .. } => "start-fleet",
+        Effect::StopFleet { .. } => "stop-fleet",
         Effect::SaveReport { .. } => "save-report",
         Effect::Quit => "quit",
     }

@@ -4,10 +4,12 @@
 //! [`dryrun`] (the commissioning dry run screen) and [`history`] (the dashboard's chart).
 
 mod dryrun;
+mod fleet;
 mod history;
 mod logs;
 
 pub use dryrun::{DRY_RUN_TRACE_CAPACITY, DryRunPhase, DryRunState, default_report_path};
+pub use fleet::{FleetPhase, FleetRun};
 pub use history::{CHART_SAMPLES, ChargeHistory, ChargeSample};
 pub use logs::{
     LogBuffer, LogEntry, LogLine, LogState, TRACE_CAPACITY, TraceEntry, TraceState, contains_ci,
@@ -101,6 +103,8 @@ pub enum PromptKind {
     ReportPath,
     /// Where the report of the coming (or running) dry run is written when it ends.
     DryRunReportPath,
+    /// The fleet form: `count= template= ramp= sessions= [seed=] [csms=]`.
+    FleetForm,
 }
 
 impl PromptKind {
@@ -120,6 +124,7 @@ impl PromptKind {
             PromptKind::DryRunProfile => "Profile (name or file; empty: none)".into(),
             PromptKind::DryRunCsmsUrl => "CSMS URL (empty: the profile's, else the sandbox)".into(),
             PromptKind::ReportPath => "Save report to (.md, .html, .json)".into(),
+            PromptKind::FleetForm => "Fleet".into(),
             PromptKind::DryRunReportPath => {
                 "Report file when the run ends (.md, .html, .json; empty: none)".into()
             }
@@ -390,6 +395,8 @@ pub struct State {
     pub trace: TraceState,
     /// The emulated fleet's summary, when a fleet runs.
     pub fleet: Option<FleetView>,
+    /// The fleet started from the emulator screen's form.
+    pub fleet_run: FleetRun,
     /// The charging chart of the dashboard.
     pub history: ChargeHistory,
     pub dry_run: DryRunState,
@@ -448,6 +455,7 @@ impl State {
             logs: LogState::new(log_buffer_lines),
             trace: TraceState::default(),
             fleet: None,
+            fleet_run: FleetRun::default(),
             history: ChargeHistory::default(),
             dry_run: DryRunState::default(),
             errors: VecDeque::new(),

@@ -2,13 +2,14 @@
 //! and no channels.
 //!
 //! This file routes messages and keys; each screen's behaviour lives beside it: [`connect`]
-//! (the link and the emulator's hardware), [`config`], [`firmware`], [`dryrun`], [`navigate`]
+//! (the link and the emulator's hardware), [`config`], [`firmware`], [`dryrun`], [`fleet`], [`navigate`]
 //! (lists, log following and search) and [`prompt`] (the one-line editor).
 
 mod config;
 mod connect;
 mod dryrun;
 mod firmware;
+pub mod fleet;
 mod navigate;
 mod prompt;
 
@@ -137,10 +138,11 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             vec![]
         }
         Msg::Fleet(summary) => {
-            state
-                .fleet
-                .get_or_insert_with(Default::default)
-                .update(summary);
+            fleet::on_summary(state, summary);
+            vec![]
+        }
+        Msg::FleetEnded { run, error } => {
+            fleet::on_ended(state, run, error);
             vec![]
         }
         Msg::LogsExported { path, lines } => {
@@ -461,6 +463,8 @@ fn dispatch(state: &mut State, action: Action, confirming: bool) -> Vec<Effect> 
         Action::StopDryRun => stop_dry_run(state),
         Action::SaveReport => save_report(state),
         Action::ChooseReportPath => choose_report_path(state),
+        Action::StartFleet => fleet::open_form(state),
+        Action::StopFleet => fleet::stop(state),
     }
 }
 

@@ -213,6 +213,13 @@ pub(super) fn submit_prompt(state: &mut State) -> Vec<Effect> {
                 report: Box::new(report),
             }]
         }
+        PromptKind::FleetForm => match super::fleet::submit_form(state, &text) {
+            Ok(effects) => {
+                close(state);
+                effects
+            }
+            Err(e) => prompt_error(state, e),
+        },
         PromptKind::DryRunReportPath => match super::dryrun::set_report_path(state, &text) {
             Ok(effects) => {
                 close(state);

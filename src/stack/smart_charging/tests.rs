@@ -1,5 +1,6 @@
 use super::*;
 use crate::stack::auth::parse_time;
+use crate::stack::messages::{GetCompositeScheduleRequest, GetCompositeScheduleStatus};
 use serde_json::{Value, json};
 
 fn t(s: &str) -> DateTime<Utc> {

@@ -301,10 +301,6 @@ impl SandboxHandle {
         Policy::clone(&self.shared.policy())
     }
 
-    pub fn set_policy(&self, policy: Policy) {
-        self.update_policy(|p| *p = policy);
-    }
-
     /// Changes the policy in place; later CALLs see the change.
     pub fn update_policy(&self, change: impl FnOnce(&mut Policy)) {
         let mut current = self.shared.policy_mut();

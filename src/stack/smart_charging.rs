@@ -10,7 +10,7 @@
 //!   `Current`, OCPP 1.6 errata §3.88);
 //! - startSchedule is required on Recurring profiles;
 //! - ConnectorSwitch3to1PhaseSupported is not a configuration key; numberPhases (1 to 3) is
-//!   accepted and carried into the composite schedule and [`ProfileStore::limit_at`].
+//!   accepted and carried into the composite schedule and [`ChargingProfileStore::limit_at`].
 //!
 //! How the composite is computed (§3.13.2 "Stacking charging profiles", §3.13.3 "Combining
 //! charging profile purposes"): at each moment the TxProfile with the highest stackLevel that is
@@ -255,14 +255,14 @@ impl InstalledProfile {
 
 /// The installed charging profiles, persisted in the state directory.
 #[derive(Debug)]
-pub struct ProfileStore {
+pub struct ChargingProfileStore {
     path: PathBuf,
     profiles: Vec<InstalledProfile>,
 }
 
-impl ProfileStore {
+impl ChargingProfileStore {
     /// Opens the profiles kept in `state_dir` (none when there is no file yet).
-    pub fn open(state_dir: &Path) -> Result<ProfileStore, StoreError> {
+    pub fn open(state_dir: &Path) -> Result<ChargingProfileStore, StoreError> {
         let path = state_dir.join(FILE_NAME);
         let bytes = storage::read_optional(&path).map_err(|source| StoreError::Io {
             path: path.clone(),
@@ -277,17 +277,17 @@ impl ProfileStore {
                 message: e.to_string(),
             })?,
         };
-        Ok(ProfileStore { path, profiles })
+        Ok(ChargingProfileStore { path, profiles })
     }
 
-    /// Like [`ProfileStore::open`], but an unreadable file gives no profiles (the problem is
+    /// Like [`ChargingProfileStore::open`], but an unreadable file gives no profiles (the problem is
     /// logged): the charger then charges without limits until the CSMS sets profiles again.
-    pub fn open_or_empty(state_dir: &Path) -> ProfileStore {
-        match ProfileStore::open(state_dir) {
+    pub fn open_or_empty(state_dir: &Path) -> ChargingProfileStore {
+        match ChargingProfileStore::open(state_dir) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "charging profiles unreadable, starting without");
-                ProfileStore {
+                ChargingProfileStore {
                     path: state_dir.join(FILE_NAME),
                     profiles: Vec::new(),
                 }
@@ -331,7 +331,7 @@ impl ProfileStore {
         Ok(())
     }
 
-    /// Whether [`ProfileStore::set`] would install `profile` in `ctx`, without installing it
+    /// Whether [`ChargingProfileStore::set`] would install `profile` in `ctx`, without installing it
     /// (a RemoteStartTransaction's TxProfile is checked before the request is answered).
     pub fn check(
         &self,

@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeSet;
 
 use super::{
-    CONNECTORS, CompositeError, DAY_S, DEFAULT_PHASES, InstalledProfile, MAX_COMPOSITE_S,
-    ProfileStore, TxContext, WEEK_S,
+    CONNECTORS, ChargingProfileStore, CompositeError, DAY_S, DEFAULT_PHASES, InstalledProfile,
+    MAX_COMPOSITE_S, TxContext, WEEK_S,
 };
 use crate::stack::messages::{
     ChargingProfileKindType, ChargingProfilePurposeType, ChargingRateUnitType, ChargingSchedule,
@@ -186,7 +186,7 @@ impl CompositeSchedule {
     }
 }
 
-impl ProfileStore {
+impl ChargingProfileStore {
     /// The composite schedule of `connector_id` over `[start, start + duration_s)` (see the
     /// module documentation). `tx` is the transaction on the connector, if any; `now` anchors
     /// Relative profiles when there is none.

@@ -968,6 +968,47 @@ async fn security_profile_1_set_over_ocpp_reconnects_with_basic_auth() {
     csms.shutdown().await;
 }
 
+/// A change that makes the charger reconnect is answered first: the CSMS gets Accepted on the
+/// old connection, then the charger reconnects (real threads, so the answer and the reconnect
+/// race as they would on a charger).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_change_that_reconnects_is_answered_before_the_connection_closes() {
+    let mut opts = policy(RegistrationStatus::Accepted, 300);
+    opts.passwords = HashMap::from([("CPR".to_string(), Secret::new(KEY_TEXT))]);
+    let csms = sandbox(opts).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = BootSettings {
+        security_profile: Some(1),
+        authorization_key: Some(Secret::new(key_hex())),
+        ..settings(&csms.url(), "CPR")
+    };
+    let emu = Emulator::start(dir.path(), &settings).await.unwrap();
+    booted(&csms, "CPR", 0).await;
+    for round in 0..10 {
+        let c = csms.cursor();
+        let answer = csms
+            .call(
+                "CPR",
+                "ChangeConfiguration",
+                json!({"key": "AuthorizationKey", "value": key_hex()}),
+            )
+            .await;
+        assert!(
+            matches!(&answer, Ok(v) if v["status"] == "Accepted"),
+            "round {round}: {answer:?}"
+        );
+        csms.wait_for_from(
+            c,
+            |e| matches!(&e.kind, EventKind::Connected { cp_id, .. } if cp_id == "CPR"),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the charger reconnects"));
+    }
+    emu.shutdown().await.unwrap();
+    csms.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn basic_auth_password_hex_sends_the_hex_text() {
     let mut opts = policy(RegistrationStatus::Accepted, 300);

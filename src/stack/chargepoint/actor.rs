@@ -113,6 +113,7 @@ impl ChargePoint {
                 boot_retry_at: None,
                 heartbeat_at: None,
                 security_change: None,
+                reconnect_after_reply: false,
             },
             outbox: Outbox::new(rand::random::<u32>() as u64),
             metering: Metering::default(),
@@ -281,6 +282,9 @@ impl ChargePoint {
                     Err(error) => Frame::CallError { id, error },
                 };
                 self.send_frame(reply).await;
+                if std::mem::take(&mut self.link.reconnect_after_reply) {
+                    self.connect_now().await;
+                }
             }
             Frame::CallResult { id, payload } => self.on_result(&id, Ok(payload)).await,
             Frame::CallError { id, error } => self.on_result(&id, Err(error)).await,

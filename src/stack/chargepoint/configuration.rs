@@ -92,12 +92,14 @@ impl ChargePoint {
             ChangeOutcome::Accepted | ChangeOutcome::RebootRequired
         ) && let Some(key) = known
         {
-            self.apply_config_change(key, old_profile).await;
+            self.apply_config_change(key, old_profile, channel).await;
         }
         outcome
     }
 
-    async fn apply_config_change(&mut self, key: Key, old_profile: u8) {
+    /// A change that reconnects made over OCPP waits for its answer to be queued first (the
+    /// CSMS gets its CALLRESULT on the old connection, see `reconnect_after_reply`).
+    async fn apply_config_change(&mut self, key: Key, old_profile: u8, channel: Channel) {
         match key {
             Key::HeartbeatInterval => self.schedule_heartbeat(),
             Key::MeterValueSampleInterval => self.schedule_sampling(),
@@ -112,15 +114,24 @@ impl ChargePoint {
                         "security",
                         format!("security profile {old_profile} -> {new}: reconnecting"),
                     );
-                    self.connect_now().await;
+                    self.reconnect_after(channel).await;
                 }
             }
             // CsmsUrl, ChargePointId and BasicAuthPassword answer RebootRequired: they take
             // effect at the next boot, so a provisioning run does not reconnect per key.
             Key::AuthorizationKey if self.config.security_profile() >= 1 => {
-                self.connect_now().await;
+                self.reconnect_after(channel).await;
             }
             _ => {}
+        }
+    }
+
+    /// Reconnects now, or for a change the CSMS made, once its answer is on its way.
+    async fn reconnect_after(&mut self, channel: Channel) {
+        if channel == Channel::Ocpp {
+            self.link.reconnect_after_reply = true;
+        } else {
+            self.connect_now().await;
         }
     }
 }

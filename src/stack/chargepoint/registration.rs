@@ -25,6 +25,9 @@ pub(super) struct Link {
     pub heartbeat_at: Option<Instant>,
     /// SecurityProfile change waiting for the first successful connection (A05.FR.06-08).
     pub security_change: Option<(u8, u8)>,
+    /// A configuration change from the CSMS needs a new connection: made once the answer to
+    /// the change is queued, so the CSMS receives it before the connection closes.
+    pub reconnect_after_reply: bool,
 }
 
 impl Link {

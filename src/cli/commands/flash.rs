@@ -124,6 +124,10 @@ pub async fn run(
         }
         return Ok(ExitCode::Ok);
     };
+    // The charger as it runs just before the reboot: an answer that still shows it (same slot,
+    // normal boot, uptime still counting from the old boot) came before the restart.
+    let running = client.identify().await.map_err(fail)?;
+    let asked = tokio::time::Instant::now();
     client.reboot().await.map_err(fail)?;
     if !json {
         eprintln!(
@@ -134,7 +138,7 @@ pub async fn run(
     }
     let waited = tokio::time::Instant::now();
     let boot = tokio::select! {
-        b = await_boot(&client, confirm_within, json) => b,
+        b = await_boot(&client, (&running, asked), confirm_within, json) => b,
         _ = tokio::signal::ctrl_c() => return Ok(ExitCode::Interrupted),
     };
     let waited_secs = waited.elapsed().as_secs_f64();
@@ -186,7 +190,12 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// Finds the charger again after its reboot and reads its boot state until it has settled
 /// (confirmed or rolled back) or `limit` has passed. Shows the wait: a line on stderr per state
 /// change, or with `--json` a line of type "boot".
-async fn await_boot(client: &Client, limit: Duration, json: bool) -> Boot {
+async fn await_boot(
+    client: &Client,
+    before: (&Identity, tokio::time::Instant),
+    limit: Duration,
+    json: bool,
+) -> Boot {
     let started = tokio::time::Instant::now();
     let deadline = started + limit;
     let mut shown: Option<&'static str> = None;
@@ -227,6 +236,12 @@ async fn await_boot(client: &Client, limit: Duration, json: bool) -> Boot {
         }
         if connected {
             match tokio::time::timeout_at(deadline, client.identify()).await {
+                Ok(Ok(id)) if !restarted(before, &id) => {
+                    show(
+                        "rebooting",
+                        "waiting for the charger to restart".to_string(),
+                    );
+                }
                 Ok(Ok(id)) if id.boot_state == BootState::Trial => {
                     show(
                         "trial",
@@ -259,6 +274,15 @@ async fn await_boot(client: &Client, limit: Duration, json: bool) -> Boot {
         Some(id) => Boot::OnTrial(id),
         None => Boot::NoAnswer(last_err),
     }
+}
+
+/// Whether `now` describes the charger after a restart rather than the one that was asked to
+/// reboot at `asked`: another slot, a boot state other than normal, or an uptime that started
+/// again.
+fn restarted((running, asked): (&Identity, tokio::time::Instant), now: &Identity) -> bool {
+    now.active_slot != running.active_slot
+        || now.boot_state != BootState::Normal
+        || now.uptime_secs < running.uptime_secs + asked.elapsed().as_secs()
 }
 
 /// The outcome's name for `--json`, the charger as it runs now, and the failure to end with.

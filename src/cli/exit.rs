@@ -21,12 +21,24 @@ pub enum ExitCode {
     BadInput = 6,
     /// A commissioning dry run found something blocking (see its report).
     Blocking = 7,
+    /// Provisioned, but the CSMS left the charger's registration Pending.
+    Pending = 8,
+    /// Provisioned, but the CSMS answered the charger's BootNotification with Rejected.
+    Rejected = 9,
+    /// Provisioned, but the charger did not reach its CSMS (the reason as the charger saw it is
+    /// printed: DNS, TCP refused, TLS, HTTP 401/404, no ocpp1.6 subprotocol, ...).
+    NotReached = 10,
+    /// Provisioned, but the charger's firmware cannot report its OCPP state, so chargectl
+    /// cannot wait for it to be online.
+    Unsupported = 11,
+    /// Several chargers, and not all of them succeeded (the summary names those that did not).
+    SomeFailed = 12,
     /// Interrupted by a signal (Ctrl-C).
     Interrupted = 130,
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 9] = [
+    pub const ALL: [ExitCode; 14] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -35,6 +47,11 @@ impl ExitCode {
         ExitCode::Verification,
         ExitCode::BadInput,
         ExitCode::Blocking,
+        ExitCode::Pending,
+        ExitCode::Rejected,
+        ExitCode::NotReached,
+        ExitCode::Unsupported,
+        ExitCode::SomeFailed,
         ExitCode::Interrupted,
     ];
 
@@ -53,6 +70,11 @@ impl ExitCode {
             ExitCode::Verification => "verification",
             ExitCode::BadInput => "bad_input",
             ExitCode::Blocking => "blocking",
+            ExitCode::Pending => "pending",
+            ExitCode::Rejected => "rejected",
+            ExitCode::NotReached => "not_reached",
+            ExitCode::Unsupported => "unsupported",
+            ExitCode::SomeFailed => "some_failed",
             ExitCode::Interrupted => "interrupted",
         }
     }
@@ -73,6 +95,19 @@ impl ExitCode {
             }
             ExitCode::Blocking => {
                 "a commissioning dry run found something blocking (its report says what)"
+            }
+            ExitCode::Pending => "provisioned, but the CSMS left the registration Pending",
+            ExitCode::Rejected => {
+                "provisioned, but the CSMS rejected the charger's BootNotification"
+            }
+            ExitCode::NotReached => {
+                "provisioned, but the charger did not reach its CSMS (the reason is printed: DNS, TCP refused, TLS, HTTP 401 or 404, no ocpp1.6)"
+            }
+            ExitCode::Unsupported => {
+                "provisioned, but the charger's firmware cannot report whether it is online"
+            }
+            ExitCode::SomeFailed => {
+                "several chargers and not all succeeded (the summary names those that did not)"
             }
             ExitCode::Interrupted => "interrupted by a signal",
         }

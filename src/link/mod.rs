@@ -16,6 +16,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod fuzz;
+pub mod ocpp_state;
 pub mod ports;
 pub mod pty;
 pub mod service;
@@ -27,5 +28,6 @@ pub use client::{
 };
 pub use codec::{BootState, ConfigEntry, ConfigRead, DeviceHello, Identity, SetOutcome};
 pub use error::{Error, Result};
+pub use ocpp_state::{OcppStatus, TraceEntry};
 pub use ports::{PortInfo, PortKind, PortLister, SystemPorts};
 pub use service::{Backend, ServiceOptions, serve};

@@ -13,6 +13,7 @@ mod actor;
 mod flash;
 mod io;
 mod logs;
+mod ocpp;
 mod reconnect;
 mod window;
 

@@ -113,6 +113,7 @@ impl ChargePoint {
                 boot_retry_at: None,
                 heartbeat_at: None,
                 security_change: None,
+                report: Default::default(),
             },
             outbox: Outbox::new(rand::random::<u32>() as u64),
             metering: Metering::default(),
@@ -477,10 +478,16 @@ impl ChargePoint {
                 let _ = reply.send(());
             }
             Command::Snapshot(reply) => {
+                let report = &self.link.report;
                 let _ = reply.send(Snapshot {
                     online: self.link.online,
                     registration: self.link.registration,
                     connector_status: self.connectors.statuses(),
+                    connection: report.state,
+                    csms_url: report.url.clone(),
+                    online_since: self.link.online_since,
+                    failed_attempts: report.failed_attempts,
+                    last_error: report.last_error.clone(),
                 });
             }
         }

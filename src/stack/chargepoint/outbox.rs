@@ -223,6 +223,7 @@ mod tests {
             boot_retry_at,
             heartbeat_at: None,
             security_change: None,
+            report: Default::default(),
         }
     }
 

@@ -47,8 +47,10 @@ pub(crate) async fn connect(port: &PortArgs) -> anyhow::Result<Client> {
 pub async fn run(port: &PortArgs, env: &Env) -> anyhow::Result<ExitCode> {
     let client = connect(port).await?;
     let id = client.identify().await.map_err(fail)?;
+    // A charger whose firmware cannot report its OCPP state answers None: shown as such.
+    let ocpp = client.ocpp_status().await.map_err(fail)?;
     if env.json {
-        output::print_json(&json!({ "port": port.port, "identity": id }))?;
+        output::print_json(&json!({ "port": port.port, "identity": id, "ocpp": ocpp }))?;
         return Ok(ExitCode::Ok);
     }
     let boot = match id.boot_state {
@@ -72,9 +74,34 @@ pub async fn run(port: &PortArgs, env: &Env) -> anyhow::Result<ExitCode> {
         up / 60 % 60,
         up % 60
     );
+    let mut text = text;
+    text.push_str(&ocpp_lines(ocpp.as_ref()));
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::Ok)
+}
+
+/// The charger's OCPP state as `info` prints it.
+fn ocpp_lines(ocpp: Option<&link::OcppStatus>) -> String {
+    let Some(s) = ocpp else {
+        return "OCPP              (this firmware does not report its OCPP state)\n".into();
+    };
+    let mut text = format!(
+        "CSMS              {}\nconnection        {}\nregistration      {}\n",
+        s.csms_url.as_deref().unwrap_or("-"),
+        crate::provision::online::describe(s),
+        s.registration.as_str(),
+    );
+    if let Some(e) = &s.last_error {
+        let at = chrono::DateTime::from_timestamp_millis(e.at_ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "?".into());
+        text.push_str(&format!(
+            "last error        {at}: {}\n",
+            crate::provision::online::reason(e)
+        ));
+    }
+    text
 }

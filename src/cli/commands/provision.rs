@@ -111,6 +111,9 @@ struct Update {
     index: usize,
     serial: Option<String>,
     step: String,
+    /// Reboot and wait-for-online steps: shown for one charger even when stderr is not a
+    /// terminal (the per-key steps only on a terminal).
+    milestone: bool,
 }
 
 pub async fn run(args: &ProvisionArgs, env: &Env) -> anyhow::Result<ExitCode> {
@@ -166,7 +169,7 @@ pub async fn run(args: &ProvisionArgs, env: &Env) -> anyhow::Result<ExitCode> {
                         output::print_json_line("progress", json!({
                             "port": ports[u.index], "serial_number": u.serial, "step": u.step,
                         }))?;
-                    } else if !env.json && !many {
+                    } else if !env.json && !many && (u.milestone || env.stderr_tty) {
                         eprintln!("  {}", u.step);
                     }
                     table.update(u);
@@ -316,14 +319,15 @@ async fn one(
     tx: mpsc::UnboundedSender<Update>,
 ) -> ChargerResult {
     let mut serial: Option<String> = None;
-    let say = |serial: &Option<String>, step: String| {
+    let say = |serial: &Option<String>, step: String, milestone: bool| {
         let _ = tx.send(Update {
             index,
             serial: serial.clone(),
             step,
+            milestone,
         });
     };
-    say(&serial, format!("opening {port}"));
+    say(&serial, format!("opening {port}"), false);
     let client = match connect(port_args).await {
         Ok(c) => c,
         Err(e) => return failed(port, None, crate::cli::exit::code_for(&e), &e, opts.mode),
@@ -333,6 +337,10 @@ async fn one(
         |b| profile.resolve_for(b, vars, &|n| secrets.get(n).cloned(), None),
         opts,
         |p| {
+            let milestone = matches!(
+                p,
+                Progress::Rebooting | Progress::Rebooted | Progress::Waiting(_)
+            );
             let step = match p {
                 Progress::Identified(id) => {
                     serial = Some(id.serial_number.clone());
@@ -355,7 +363,7 @@ async fn one(
                 ),
                 Progress::Waiting(s) => online::describe(s),
             };
-            say(&serial, step);
+            say(&serial, step, milestone);
         },
     )
     .await;
@@ -410,7 +418,11 @@ fn result_of(
                 "key": k.change.key,
                 "old": shown_old(&k.change.value, k.change.current.clone()),
                 "new": k.change.value.shown(),
-                "outcome": describe(&k.outcome, mode),
+                "outcome": if mode == Mode::Write && !k.written(mode) {
+                    "unchanged, not written".to_string()
+                } else {
+                    describe(&k.outcome, mode)
+                },
                 "written": k.written(mode),
             })
         })
@@ -550,10 +562,9 @@ fn finish_one(r: ChargerResult, env: &Env) -> anyhow::Result<ExitCode> {
         let dry = r.doc["dry_run"].as_bool().unwrap_or(false);
         writeln!(
             out,
-            "{} profile {} to charger {}{}",
+            "{} profile {}{}",
             if dry { "would apply" } else { "applied" },
             r.doc["profile"].as_str().unwrap_or(""),
-            r.serial.as_deref().unwrap_or("?"),
             if dry {
                 " (dry run: nothing written)"
             } else {
@@ -570,14 +581,17 @@ fn finish_one(r: ChargerResult, env: &Env) -> anyhow::Result<ExitCode> {
             } else {
                 format!("{old} -> {new}")
             };
+            let outcome = match c["outcome"].as_str().unwrap_or("") {
+                "unchanged, not written" => "not written",
+                other => other,
+            };
             writeln!(
                 out,
-                "  {}: {change}  [{}]",
+                "  {}: {change}  [{outcome}]",
                 c["key"].as_str().unwrap_or(""),
-                c["outcome"].as_str().unwrap_or("")
             )?;
         }
-        if r.code == ExitCode::Ok {
+        if r.code == ExitCode::Ok && !dry {
             writeln!(out, "{}", r.summary)?;
         }
         out.flush()?;

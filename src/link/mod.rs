@@ -19,6 +19,7 @@ pub mod fuzz;
 pub mod ocpp_state;
 pub mod ports;
 pub mod pty;
+pub mod recorder;
 pub mod service;
 pub mod transport;
 
@@ -30,4 +31,5 @@ pub use codec::{BootState, ConfigEntry, ConfigRead, DeviceHello, Identity, SetOu
 pub use error::{Error, Result};
 pub use ocpp_state::{OcppStatus, TraceEntry};
 pub use ports::{PortInfo, PortKind, PortLister, SystemPorts};
+pub use recorder::{Recorder, RecorderOptions};
 pub use service::{Backend, ServiceOptions, serve};

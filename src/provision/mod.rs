@@ -13,9 +13,12 @@
 //!   `${FIRMWARE}`), apply, reboot when a written key needs it, then [`online`]: the wait until
 //!   the charger reports being connected to its CSMS and Accepted.
 //!
+//! - [`bundle`]: a support bundle of one charger (from its port or its recorded sessions).
+//!
 //! `chargectl provision`, `chargectl emulate --profile` and the TUI's configuration screen all
 //! run these; none of them repeats a rule.
 
+pub mod bundle;
 pub mod charger;
 pub mod online;
 pub mod profile;

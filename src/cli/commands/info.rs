@@ -24,8 +24,9 @@ pub(crate) fn bad_input(message: String) -> anyhow::Error {
     anyhow::Error::new(Failure::new(ExitCode::BadInput, anyhow::anyhow!(message)))
 }
 
-/// Opens the port named on the command line and greets the charger.
-pub(crate) async fn connect(port: &PortArgs) -> anyhow::Result<Client> {
+/// Opens the port named on the command line, greets the charger, and records the session in the
+/// sessions directory (a record that cannot be written is a warning, never a failure).
+pub(crate) async fn connect(port: &PortArgs, env: &Env) -> anyhow::Result<Client> {
     if !port.timeout.is_finite() || port.timeout <= 0.0 {
         return Err(anyhow::Error::new(Failure::new(
             ExitCode::Usage,
@@ -39,13 +40,28 @@ pub(crate) async fn connect(port: &PortArgs) -> anyhow::Result<Client> {
         timeout: Duration::from_secs_f64(port.timeout),
         ..ClientOptions::default()
     };
-    Client::connect(&port.port, port.baud, opts)
+    let client = Client::connect(&port.port, port.baud, opts)
         .await
-        .map_err(fail)
+        .map_err(fail)?;
+    match link::Recorder::open(
+        &env.paths.sessions_dir(),
+        &port.port,
+        &client.hello(),
+        &link::RecorderOptions::default(),
+    ) {
+        Ok(recorder) => {
+            client.record_to(recorder);
+        }
+        Err(e) => tracing::warn!(
+            "cannot record this session in {}: {e}",
+            env.paths.sessions_dir().display()
+        ),
+    }
+    Ok(client)
 }
 
 pub async fn run(port: &PortArgs, env: &Env) -> anyhow::Result<ExitCode> {
-    let client = connect(port).await?;
+    let client = connect(port, env).await?;
     let id = client.identify().await.map_err(fail)?;
     // A charger whose firmware cannot report its OCPP state answers None: shown as such.
     let ocpp = client.ocpp_status().await.map_err(fail)?;

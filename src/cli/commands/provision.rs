@@ -147,9 +147,10 @@ pub async fn run(args: &ProvisionArgs, env: &Env) -> anyhow::Result<ExitCode> {
         let (profile, vars, secrets, tx) =
             (profile.clone(), vars.clone(), secrets.clone(), tx.clone());
         let port = port.clone();
+        let env = env.clone();
         tasks.spawn(async move {
             let result = one(
-                index, &port, &port_args, &profile, &vars, &secrets, opts, tx,
+                index, &port, &port_args, &profile, &vars, &secrets, opts, tx, &env,
             )
             .await;
             (index, result)
@@ -317,6 +318,7 @@ async fn one(
     secrets: &BTreeMap<String, String>,
     opts: charger::Options,
     tx: mpsc::UnboundedSender<Update>,
+    env: &Env,
 ) -> ChargerResult {
     let mut serial: Option<String> = None;
     let say = |serial: &Option<String>, step: String, milestone: bool| {
@@ -328,7 +330,7 @@ async fn one(
         });
     };
     say(&serial, format!("opening {port}"), false);
-    let client = match connect(port_args).await {
+    let client = match connect(port_args, env).await {
         Ok(c) => c,
         Err(e) => return failed(port, None, crate::cli::exit::code_for(&e), &e, opts.mode),
     };

@@ -44,7 +44,13 @@ impl Client {
     /// `None` when its firmware cannot report them.
     pub async fn ocpp_status(&self) -> Result<Option<OcppStatus>> {
         match self.optional_request(&Request::OcppStatus).await? {
-            Some(parts) => Ok(Some(OcppStatus::decode(&parts[0].1)?)),
+            Some(parts) => {
+                let status = OcppStatus::decode(&parts[0].1)?;
+                if let Some(r) = self.recorder.get() {
+                    r.ocpp_status(&status);
+                }
+                Ok(Some(status))
+            }
             None => Ok(None),
         }
     }

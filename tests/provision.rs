@@ -468,3 +468,190 @@ async fn firmware_without_ocpp_status_is_written_and_says_it_cannot_wait() {
     );
     server.abort();
 }
+
+/// A JSON value's shape: objects keep their keys, arrays the shape of their first item, leaves
+/// become their type's name.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Array(a) => Value::Array(a.first().map(shape).into_iter().collect()),
+        Value::String(_) => "string".into(),
+        Value::Number(_) => "number".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Null => "null".into(),
+    }
+}
+
+/// Every field name of a shape, for the man page check.
+fn field_names(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.push(k.clone());
+                field_names(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| field_names(v, out)),
+        _ => {}
+    }
+}
+
+fn man_page(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("man")
+        .join(format!("{name}.1"));
+    std::fs::read_to_string(path).unwrap().replace("\\_", "_")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_shapes_of_paths_profile_provision_and_info_are_pinned_and_documented() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let s = |v: &str| Value::String(v.into());
+    let paths = cli(dir, &["paths", "--json"], &[]).await;
+    assert_eq!(paths.code, 0, "{paths:#?}");
+    let expected = serde_json::json!({"config_dir": "string", "profiles_dir": "string",
+        "data_dir": "string", "sessions_dir": "string", "log_dir": "string", "cache_dir": "string"});
+    assert_eq!(shape(&paths.json()), expected);
+    assert_eq!(
+        paths.json()["sessions_dir"],
+        dir.join("data/sessions").to_str().unwrap()
+    );
+
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[variables]\nSITE = { default = \"G7\" }\n[ocpp]\ncharge_point_id = \"${SITE}-${SERIAL}\"\n\
+         security_profile = 1\nauthorization_key = { env = \"SITE_KEY\" }\n[config]\nHeartbeatInterval = 300\n",
+    )
+    .unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[config]\nHeartbeatInterval = 300\nMeterValueSampleInterval = -1\n",
+    )
+    .unwrap();
+    let check = cli(
+        dir,
+        &["profile", "check", good.to_str().unwrap(), "--json"],
+        &[],
+    )
+    .await;
+    assert_eq!(check.code, 0, "{check:#?}");
+    assert_eq!(
+        shape(&check.json()),
+        serde_json::json!({"profile": "string", "valid": "bool", "errors": [], "name": "string",
+            "file": "string", "keys": ["string"],
+            "variables": [{"name": "string", "description": "null", "default": "string"}],
+            "builtins": ["string"], "secrets": [{"key": "string", "env": "string"}]})
+    );
+    assert_eq!(check.json()["builtins"], serde_json::json!(["SERIAL"]));
+    let checked = cli(
+        dir,
+        &["profile", "check", bad.to_str().unwrap(), "--json"],
+        &[],
+    )
+    .await;
+    assert_eq!(checked.code, 6, "{checked:#?}");
+    let err = &checked.json()["errors"][0];
+    assert_eq!(
+        (err["line"].as_u64(), err["column"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(
+        shape(err),
+        serde_json::json!({"file": "string", "line": "number", "column": "number",
+            "message": "string", "text": "string"})
+    );
+    let text = cli(dir, &["profile", "check", bad.to_str().unwrap()], &[]).await;
+    assert_eq!(text.code, 6);
+    assert!(
+        text.stderr
+            .starts_with(&format!("{}:3:1: MeterValueSampleInterval", bad.display())),
+        "{text:#?}"
+    );
+
+    let show = cli(
+        dir,
+        &["profile", "show", good.to_str().unwrap(), "--json"],
+        &[("SITE_KEY", &key_hex())],
+    )
+    .await;
+    assert_eq!(show.code, 0, "{show:#?}");
+    assert!(!show.stdout.contains(&key_hex()), "{show:#?}");
+    let doc = show.json();
+    assert_eq!(doc["keys"][0]["value"], s("G7-${SERIAL}"));
+    assert_eq!(doc["keys"][0]["unresolved"], serde_json::json!(["SERIAL"]));
+    let secret = doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "AuthorizationKey")
+        .unwrap();
+    assert_eq!(
+        secret,
+        &serde_json::json!({"key": "AuthorizationKey", "value": "<redacted>",
+            "secret": {"env": "SITE_KEY", "present": true}, "unresolved": []})
+    );
+    assert_eq!(
+        shape(&doc),
+        serde_json::json!({"profile": "string", "file": "string", "description": "null",
+            "keys": [{"key": "string", "value": "string", "unresolved": ["string"]}]})
+    );
+
+    // provision and info against a charger.
+    let charger = Charger::start(&dir.join("c")).await;
+    let run = cli(
+        dir,
+        &[
+            "provision",
+            good.to_str().unwrap(),
+            "--port",
+            charger.port(),
+            "--json",
+            "--wait-online",
+            "30",
+        ],
+        &[("SITE_KEY", &key_hex())],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let provision_shape = serde_json::json!({"profile": "string", "port": "string",
+        "dry_run": "bool",
+        "charger": {"serial_number": "string", "model": "string", "firmware_version": "string"},
+        "changes": [{"key": "string", "old": "string", "new": "string", "outcome": "string",
+                     "written": "bool"}],
+        "rebooted": "bool",
+        "online": {"result": "string", "connection": "string", "registration": "string",
+                   "csms_url": "string", "failure": "null", "http_status": "null",
+                   "detail": "null", "failed_attempts": "number", "waited_s": "number"},
+        "result": "string", "exit_code": "number", "error": "null"});
+    assert_eq!(shape(&run.json()), provision_shape);
+    let info = cli(dir, &["info", "--port", charger.port(), "--json"], &[]).await;
+    let info_shape = serde_json::json!({"port": "string",
+        "identity": {"vendor": "string", "model": "string", "serial_number": "string",
+            "firmware_version": "string", "active_slot": "string", "inactive_slot": "string",
+            "inactive_version": "null", "uptime_secs": "number", "boot_state": "string"},
+        "ocpp": {"connection": "string", "registration": "string", "csms_url": "string",
+            "failed_attempts": "number", "last_error": "null", "online_since_ms": "number"}});
+    assert_eq!(shape(&info.json()), info_shape);
+    charger.stop().await;
+
+    // Every field is named in the command's man page.
+    for (page, shapes) in [
+        ("chargectl-paths", vec![expected]),
+        ("chargectl-provision", vec![provision_shape]),
+        ("chargectl-info", vec![info_shape]),
+        (
+            "chargectl-profile",
+            vec![shape(&check.json()), shape(&doc), shape(err)],
+        ),
+    ] {
+        let text = man_page(page);
+        let mut names = Vec::new();
+        shapes.iter().for_each(|v| field_names(v, &mut names));
+        for name in names {
+            assert!(text.contains(&name), "{page}(1) does not document {name}");
+        }
+    }
+}

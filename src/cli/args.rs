@@ -67,7 +67,8 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Show the charger's identity, firmware, slots and uptime.
+    /// Show the charger's identity, firmware, slots, uptime and OCPP state.
+    #[command(after_long_help = INFO_AFTER_HELP)]
     Info {
         #[command(flatten)]
         port: PortArgs,
@@ -79,12 +80,13 @@ pub enum Command {
     #[command(after_long_help = PROVISION_AFTER_HELP)]
     Provision(ProvisionArgs),
     /// Validate a provisioning profile, or show it resolved, without a charger.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = PROFILE_AFTER_HELP)]
     Profile(ProfileCommand),
     /// Pack a support bundle (identity, configuration, logs, OCPP trace), secrets redacted.
     #[command(after_long_help = BUNDLE_AFTER_HELP)]
     Bundle(BundleArgs),
     /// Print the configuration, data and log directories.
+    #[command(after_long_help = PATHS_AFTER_HELP)]
     Paths,
     /// Flash a signed firmware image and reboot into it.
     Flash {
@@ -377,6 +379,34 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "N")]
     pub meter_start_wh: Option<u64>,
 }
+
+/// `info`'s extra help: the JSON shape (also in its man page).
+pub const INFO_AFTER_HELP: &str = "\
+--json prints {port, identity {vendor, model, serial_number, firmware_version, active_slot,
+inactive_slot, inactive_version, uptime_secs, boot_state (normal | trial | reverted)},
+ocpp {connection (idle | connecting | connected | failed | disconnected), registration
+(unknown | pending | accepted | rejected), csms_url, failed_attempts, last_error {failure,
+http_status, detail, at_ms}, online_since_ms}}. ocpp is null when the charger's firmware cannot
+report its OCPP state. New fields may appear; ignore the ones you do not know.";
+
+/// `profile`'s extra help: exit codes and JSON shapes (also in its man page).
+pub const PROFILE_AFTER_HELP: &str = "\
+check: exit 0 when the profile is valid, 6 when it is not (each error as file:line:column on
+stderr). Values the charger's rules refuse are errors too; values with ${VARIABLES} are checked
+when provisioning. --json prints {profile, valid, errors [{file, line, column, message, text}],
+name, file, keys [...], variables [{name, description, default}], builtins [...], secrets [{key,
+env}]}.
+
+show: every key the profile sets, resolved as far as possible without a charger (--set, then the
+environment, then defaults); ${SERIAL}, ${MODEL}, ${FIRMWARE} and variables without a value stay
+as written; secrets are shown as <redacted> with the environment variable they come from.
+--json prints {profile, file, description, keys [{key, value, secret {env, present},
+unresolved [...]}]}. New fields may appear; ignore the ones you do not know.";
+
+/// `paths`' extra help: the JSON shape (also in its man page).
+pub const PATHS_AFTER_HELP: &str = "\
+CHARGECTL_CONFIG_DIR and CHARGECTL_DATA_DIR override the platform directories. --json prints
+{config_dir, profiles_dir, data_dir, sessions_dir, log_dir, cache_dir}.";
 
 /// `provision`'s extra help: results, exit codes and the JSON shape (also in its man page).
 pub const PROVISION_AFTER_HELP: &str = "\

@@ -176,6 +176,16 @@ async fn client(rig: &Rig) -> Client {
 }
 
 async fn flash_rate(shaper: LineShaper, image: &[u8], opts: FlashOptions) -> (f64, u64) {
+    let (rate, wire, _) = flash_rate_with(shaper, false, image, opts).await;
+    (rate, wire)
+}
+
+/// As [`flash_rate`], with the number of chunks sent again.
+async fn flash_rate_resent(
+    shaper: LineShaper,
+    image: &[u8],
+    opts: FlashOptions,
+) -> (f64, u64, u64) {
     flash_rate_with(shaper, false, image, opts).await
 }
 
@@ -184,7 +194,7 @@ async fn flash_rate_with(
     through_shaper: bool,
     image: &[u8],
     opts: FlashOptions,
-) -> (f64, u64) {
+) -> (f64, u64, u64) {
     let r = rig_with(shaper, through_shaper);
     let c = client(&r).await;
     let (tx, _rx) = watch::channel(FlashProgress::default());
@@ -199,7 +209,11 @@ async fn flash_rate_with(
         "the staged image differs"
     );
     r.server.abort();
-    (image.len() as f64 / secs, report.wire_bytes)
+    (
+        image.len() as f64 / secs,
+        report.wire_bytes,
+        report.retransmits,
+    )
 }
 
 /// 0.1 % of bytes dropped and 0.1 % flipped, in each direction.
@@ -336,12 +350,14 @@ fn main() {
             );
         }
         if wanted("noisy flash random 115200") {
-            let (rate, wire) = flash_rate(noisy(Some(115_200)), &small, FlashOptions::default()).await;
+            let (rate, wire, resent) =
+                flash_rate_resent(noisy(Some(115_200)), &small, FlashOptions::default()).await;
             println!(
-                "flash 128 KiB random @115200, noisy: {:6.0} B/s = {:5.1} % of line rate ({} B on the wire){}",
+                "flash 128 KiB random @115200, noisy: {:6.0} B/s = {:5.1} % of line rate ({} B on the wire, {} chunks resent){}",
                 rate,
                 100.0 * rate / line,
                 wire,
+                resent,
                 clean_line
                     .map(|c| format!(", {:.1} % of clean", 100.0 * rate / c))
                     .unwrap_or_default()
@@ -378,7 +394,7 @@ fn main() {
         let img = random(4 << 20, 3);
         let mut clean_shaped = None;
         if wanted("clean flash random pty shaper") {
-            let (rate, _) =
+            let (rate, _, _) =
                 flash_rate_with(LineShaper::default(), true, &img, unthrottled.clone()).await;
             clean_shaped = Some(rate);
             println!(
@@ -387,11 +403,13 @@ fn main() {
             );
         }
         if wanted("noisy flash random pty") {
-            let (rate, wire) = flash_rate(noisy(None), &img, unthrottled.clone()).await;
+            let (rate, wire, resent) =
+                flash_rate_resent(noisy(None), &img, unthrottled.clone()).await;
             println!(
-                "flash 4 MiB random, PTY, noisy:    {:8.2} MB/s ({} B on the wire){}{}",
+                "flash 4 MiB random, PTY, noisy:    {:8.2} MB/s ({} B on the wire, {} chunks resent){}{}",
                 rate / 1e6,
                 wire,
+                resent,
                 clean_pty
                     .map(|c| format!(", {:.1} % of the bare PTY", 100.0 * rate / c))
                     .unwrap_or_default(),

@@ -85,7 +85,11 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
             port,
             no_compress,
             no_reboot,
-        }) => commands::flash::run(&image, &port, no_compress, no_reboot, env).await,
+            confirm_timeout,
+        }) => {
+            let reboot = (!no_reboot).then(|| std::time::Duration::from_secs_f64(confirm_timeout));
+            commands::flash::run(&image, &port, no_compress, reboot, env).await
+        }
         Some(Command::Firmware(cmd)) => commands::firmware::run(cmd, env).await,
         Some(Command::Csms { listen, summary }) => commands::csms::run(listen, summary, env).await,
         Some(Command::Emulate(args)) => commands::emulate::run(args, env).await,

@@ -269,7 +269,7 @@ async fn a_wrong_key_is_reported_as_http_401_and_an_unreachable_csms_as_tcp_refu
         &[("SITE_KEY", key.as_str())],
     )
     .await;
-    assert_eq!(run.code, 10, "{run:#?}");
+    assert_eq!(run.code, 11, "{run:#?}");
     let doc = run.json();
     assert_eq!(doc["result"], "not_reached", "{doc}");
     assert_eq!(doc["online"]["failure"], "http_status", "{doc}");
@@ -301,7 +301,7 @@ async fn a_wrong_key_is_reported_as_http_401_and_an_unreachable_csms_as_tcp_refu
         &[("SITE_KEY", key.as_str())],
     )
     .await;
-    assert_eq!(run.code, 10, "{run:#?}");
+    assert_eq!(run.code, 11, "{run:#?}");
     assert!(run.stderr.contains("TCP connection refused"), "{run:#?}");
     charger.stop().await;
 }
@@ -333,7 +333,7 @@ async fn two_chargers_at_once_one_failing_never_stops_the_other() {
         &[("SITE_KEY", key.as_str())],
     )
     .await;
-    assert_eq!(run.code, 12, "{run:#?}");
+    assert_eq!(run.code, 13, "{run:#?}");
     let lines = run.json_lines();
     let chargers: Vec<&Value> = lines.iter().filter(|l| l["type"] == "charger").collect();
     assert_eq!(chargers.len(), 2, "{lines:#?}");
@@ -357,7 +357,7 @@ async fn two_chargers_at_once_one_failing_never_stops_the_other() {
     assert_eq!(summary["data"]["total"], 2);
     assert_eq!(summary["data"]["online"], 1);
     assert_eq!(summary["data"]["failed"][0]["port"], bad.port());
-    assert_eq!(summary["data"]["failed"][0]["exit_code"], 10);
+    assert_eq!(summary["data"]["failed"][0]["exit_code"], 11);
     good.stop().await;
     bad.stop().await;
     csms.shutdown().await;
@@ -453,7 +453,7 @@ async fn firmware_without_ocpp_status_is_written_and_says_it_cannot_wait() {
         &[],
     )
     .await;
-    assert_eq!(run.code, 11, "{run:#?}");
+    assert_eq!(run.code, 12, "{run:#?}");
     assert!(
         run.stderr.contains("cannot report its OCPP state"),
         "{run:#?}"

@@ -89,6 +89,15 @@ pub enum Command {
     #[command(after_long_help = PATHS_AFTER_HELP)]
     Paths,
     /// Flash a signed firmware image and reboot into it.
+    ///
+    /// The charger boots a new image on trial and confirms it once it is up; after its trial
+    /// boots fail it goes back to the previous image. After the reboot, flash waits (at most
+    /// --confirm-timeout) for the charger to come back and reads its boot state: a confirmed
+    /// image ends with status 0; a rollback ends with status 8 (rolled_back) and names the
+    /// version that runs again; no answer in time ends with status 3 (unreachable), an image
+    /// still on trial at the end of the wait with status 1. With --json, lines of type "boot"
+    /// show the wait and the result line's "boot" object gives the outcome ("confirmed",
+    /// "rolled_back", "kept_previous", "unconfirmed" or "not_rebooted").
     Flash {
         /// Signed image made with `chargectl firmware pack`.
         image: PathBuf,
@@ -100,6 +109,10 @@ pub enum Command {
         /// Leave the charger on its current firmware after the transfer (no reboot).
         #[arg(long)]
         no_reboot: bool,
+        /// Seconds to wait after the reboot for the charger to come back and confirm the new
+        /// image (or report that it went back to the previous one).
+        #[arg(long, default_value_t = 120.0, value_name = "SECONDS", value_parser = seconds(1.0, 3600.0))]
+        confirm_timeout: f64,
     },
     /// Show the charger's log.
     Logs {
@@ -420,16 +433,16 @@ Result of one charger and exit status:
   online        0   connected, BootNotification Accepted (or --wait-online 0, --dry-run)
   refused       4   the charger refused a key (the key and its reason are named)
   unreachable   3   the charger's port could not be opened or the charger did not answer
-  not_reached  10   the charger did not reach its CSMS: dns, tcp_refused, tcp_timeout, network,
+  not_reached  11   the charger did not reach its CSMS: dns, tcp_refused, tcp_timeout, network,
                     tls, handshake_timeout, http_status (401/403: wrong AuthorizationKey or
                     charge point id; 404: unknown charge point id or path), subprotocol (no
                     ocpp1.6), handshake, bad_url; or no attempt finished in time
-  pending       8   connected, but the CSMS left the registration Pending
-  rejected      9   the CSMS answered BootNotification with Rejected
-  unsupported  11   the charger's firmware cannot report its OCPP state: keys are written, the
+  pending       9   connected, but the CSMS left the registration Pending
+  rejected     10   the CSMS answered BootNotification with Rejected
+  unsupported  12   the charger's firmware cannot report its OCPP state: keys are written, the
                     wait for online is not possible
 With several chargers, one failing never stops the others: exit 0 when all are online, else
-12 (the summary names those that are not); a single charger exits with its own status.
+13 (the summary names those that are not); a single charger exits with its own status.
 
 --json, one charger: one document
   {profile, port, dry_run, charger {serial_number, model, firmware_version},
@@ -615,6 +628,8 @@ mod tests {
         for args in [
             &["info", "--port", "x", "--timeout", "1e300"][..],
             &["info", "--port", "x", "--timeout=-5"],
+            &["flash", "img", "--port", "x", "--confirm-timeout", "0"],
+            &["flash", "img", "--port", "x", "--confirm-timeout", "1e300"],
             &["info", "--port", "x", "--baud", "0"],
             &["info", "--port", "x", "--baud", "99999999999"],
             &["emulate", "--serial-baud", "1"],

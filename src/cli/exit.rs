@@ -21,24 +21,26 @@ pub enum ExitCode {
     BadInput = 6,
     /// A commissioning dry run found something blocking (see its report).
     Blocking = 7,
+    /// A flashed image did not come up: the charger went back to the previous image.
+    RolledBack = 8,
     /// Provisioned, but the CSMS left the charger's registration Pending.
-    Pending = 8,
+    Pending = 9,
     /// Provisioned, but the CSMS answered the charger's BootNotification with Rejected.
-    Rejected = 9,
+    Rejected = 10,
     /// Provisioned, but the charger did not reach its CSMS (the reason as the charger saw it is
     /// printed: DNS, TCP refused, TLS, HTTP 401/404, no ocpp1.6 subprotocol, ...).
-    NotReached = 10,
+    NotReached = 11,
     /// Provisioned, but the charger's firmware cannot report its OCPP state, so chargectl
     /// cannot wait for it to be online.
-    Unsupported = 11,
+    Unsupported = 12,
     /// Several chargers, and not all of them succeeded (the summary names those that did not).
-    SomeFailed = 12,
+    SomeFailed = 13,
     /// Interrupted by a signal (Ctrl-C).
     Interrupted = 130,
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 14] = [
+    pub const ALL: [ExitCode; 15] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -47,6 +49,7 @@ impl ExitCode {
         ExitCode::Verification,
         ExitCode::BadInput,
         ExitCode::Blocking,
+        ExitCode::RolledBack,
         ExitCode::Pending,
         ExitCode::Rejected,
         ExitCode::NotReached,
@@ -70,6 +73,7 @@ impl ExitCode {
             ExitCode::Verification => "verification",
             ExitCode::BadInput => "bad_input",
             ExitCode::Blocking => "blocking",
+            ExitCode::RolledBack => "rolled_back",
             ExitCode::Pending => "pending",
             ExitCode::Rejected => "rejected",
             ExitCode::NotReached => "not_reached",
@@ -95,6 +99,9 @@ impl ExitCode {
             }
             ExitCode::Blocking => {
                 "a commissioning dry run found something blocking (its report says what)"
+            }
+            ExitCode::RolledBack => {
+                "a flashed image did not come up and the charger went back to the previous image (the message names the version that runs again)"
             }
             ExitCode::Pending => "provisioned, but the CSMS left the registration Pending",
             ExitCode::Rejected => {

@@ -655,3 +655,86 @@ async fn json_shapes_of_paths_profile_provision_and_info_are_pinned_and_document
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisions_to_accepted_at_the_python_ocpp_csms_with_security_profile_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var_os("CHARGECTL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "no Python venv with the `ocpp` package at {} (run tests/interop/setup.sh)",
+        venv.display()
+    );
+    let charger = Charger::start(&dir.join("c")).await;
+    let scenario = dir.join("scenario.json");
+    // Keep the connection open while provision watches; the report checks every message
+    // against the OCPP 1.6 schemas.
+    std::fs::write(&scenario, r#"[{"sleep": 8}]"#).unwrap();
+    let report = dir.join("report.json");
+    let key = key_hex();
+    let mut csms = Command::new(&python)
+        .arg(root.join("tests/interop/ocpp_csms.py"))
+        .args([
+            "--port",
+            "0",
+            "--timeout",
+            "60",
+            "--basic-auth-key-env",
+            "CSMS_KEY",
+        ])
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--report")
+        .arg(&report)
+        .env("CSMS_KEY", &key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python starts");
+    let mut lines = BufReader::new(csms.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the Python CSMS listens")
+        .unwrap()
+        .unwrap();
+    let port = serde_json::from_str::<Value>(&first).unwrap()["listening"]
+        .as_u64()
+        .unwrap();
+    let profile = site_profile(dir, &format!("ws://127.0.0.1:{port}"));
+    let run = cli(
+        dir,
+        &[
+            "provision",
+            &profile,
+            "--port",
+            charger.port(),
+            "--json",
+            "--wait-online",
+            "30",
+        ],
+        &[("SITE_KEY", key.as_str())],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let doc = run.json();
+    assert_eq!(doc["result"], "online", "{doc}");
+    assert_eq!(doc["online"]["registration"], "accepted", "{doc}");
+    let status = tokio::time::timeout(WAIT, csms.wait())
+        .await
+        .expect("the Python CSMS ends")
+        .unwrap();
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(status.success(), "{report:#}");
+    assert_eq!(
+        report["charge_point"],
+        format!("GARAGE7-{}", charger.serial).as_str(),
+        "{report:#}"
+    );
+    charger.stop().await;
+}

@@ -1,6 +1,6 @@
 use chargectl::cli::{
     self, Cli, ExitCode,
-    args::{Command, ConfigCommand},
+    args::{Command, ConfigCommand, ProfileCommand},
 };
 use clap::{CommandFactory, Parser};
 
@@ -94,12 +94,15 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
         Some(Command::Csms { listen, summary }) => commands::csms::run(listen, summary, env).await,
         Some(Command::Emulate(args)) => commands::emulate::run(args, env).await,
         Some(Command::DryRun(args)) => commands::dry_run::run(args, env).await,
-        Some(Command::Provision {
-            profile,
-            port,
-            set,
-            dry_run,
-        }) => commands::provision::run(&profile, &port, &set, dry_run, env).await,
+        Some(Command::Provision(args)) => commands::provision::run(&args, env).await,
+        Some(Command::Profile(ProfileCommand::Check { file })) => {
+            commands::profile::check(&file, env)
+        }
+        Some(Command::Profile(ProfileCommand::Show { file, set })) => {
+            commands::profile::show(&file, &set, env)
+        }
+        Some(Command::Bundle(args)) => commands::bundle::run(&args, env).await,
+        Some(Command::Paths) => commands::paths::run(env),
         None => {
             let keymap = cli.global.keymap.clone();
             open_tui(keymap.as_deref(), env).await

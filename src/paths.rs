@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub struct Paths {
     /// User configuration: `config.toml`, `keymap.toml`.
     pub config_dir: PathBuf,
-    /// Emulator state, saved sessions.
+    /// Emulator state, records of serial sessions.
     pub data_dir: PathBuf,
     /// chargectl's own diagnostics log files.
     pub log_dir: PathBuf,
@@ -47,6 +47,16 @@ impl Paths {
             log_dir,
             cache_dir,
         }
+    }
+
+    /// Records of serial sessions (one JSON Lines file per session, rotated).
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.data_dir.join("sessions")
+    }
+
+    /// The user's provisioning profiles (`NAME.toml`, found by name).
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.config_dir.join("profiles")
     }
 
     /// Default state directory of an emulated charger with this charge point id.

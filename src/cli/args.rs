@@ -67,7 +67,8 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Show the charger's identity, firmware, slots and uptime.
+    /// Show the charger's identity, firmware, slots, uptime and OCPP state.
+    #[command(after_long_help = INFO_AFTER_HELP)]
     Info {
         #[command(flatten)]
         port: PortArgs,
@@ -75,19 +76,18 @@ pub enum Command {
     /// Read or write configuration keys over the service port.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Apply a provisioning profile to a charger.
-    Provision {
-        /// Profile file (TOML), or the name of a shipped profile.
-        profile: String,
-        #[command(flatten)]
-        port: PortArgs,
-        /// Set a profile variable (repeatable), such as CHARGE_POINT_ID=CP1.
-        #[arg(long = "set", value_name = "VAR=VALUE")]
-        set: Vec<String>,
-        /// Show what would change without writing anything.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    /// Apply a provisioning profile to chargers and wait until they are online at the CSMS.
+    #[command(after_long_help = PROVISION_AFTER_HELP)]
+    Provision(ProvisionArgs),
+    /// Validate a provisioning profile, or show it resolved, without a charger.
+    #[command(subcommand, after_long_help = PROFILE_AFTER_HELP)]
+    Profile(ProfileCommand),
+    /// Pack a support bundle (identity, configuration, logs, OCPP trace), secrets redacted.
+    #[command(after_long_help = BUNDLE_AFTER_HELP)]
+    Bundle(BundleArgs),
+    /// Print the configuration, data and log directories.
+    #[command(after_long_help = PATHS_AFTER_HELP)]
+    Paths,
     /// Flash a signed firmware image and reboot into it.
     ///
     /// The charger boots a new image on trial and confirms it once it is up; after its trial
@@ -155,6 +155,99 @@ pub enum Command {
     Firmware(FirmwareCommand),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+/// `provision`'s arguments.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// Profile file (TOML), or the name of a shipped profile.
+    pub profile: String,
+    /// Serial device path, or tcp://HOST:PORT (repeatable: the chargers are provisioned in
+    /// parallel).
+    #[arg(short, long = "port", env = "CHARGECTL_PORT", value_name = "PORT")]
+    pub ports: Vec<String>,
+    /// Every port `chargectl ports` marks as a likely charger.
+    #[arg(long, conflicts_with = "ports")]
+    pub all_ports: bool,
+    /// Line rate of the serial ports.
+    #[arg(long, env = "CHARGECTL_BAUD", default_value_t = 115_200, value_parser = baud_rate())]
+    pub baud: u32,
+    /// Seconds to wait for a charger to answer a request.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = seconds(0.001, 3600.0))]
+    pub timeout: f64,
+    /// Set a profile variable (repeatable), such as SITE=GARAGE7. ${SERIAL}, ${MODEL} and
+    /// ${FIRMWARE} come from each charger.
+    #[arg(long = "set", value_name = "VAR=VALUE")]
+    pub set: Vec<String>,
+    /// Show what would change without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not reboot the charger when a written key needs it (then no wait for online).
+    #[arg(long)]
+    pub no_reboot: bool,
+    /// Wait this long for each charger to be connected and Accepted by its CSMS (0: do not
+    /// wait).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub wait_online: u64,
+}
+
+impl ProvisionArgs {
+    /// The connection settings for one of the ports.
+    pub fn port_args(&self, port: &str) -> PortArgs {
+        PortArgs {
+            port: port.to_string(),
+            baud: self.baud,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// `bundle`'s arguments.
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The charger's service port (device path or tcp://HOST:PORT).
+    #[arg(
+        short,
+        long,
+        env = "CHARGECTL_PORT",
+        value_name = "PORT",
+        required_unless_present = "from_records"
+    )]
+    pub port: Option<String>,
+    /// Line rate of the serial port.
+    #[arg(long, env = "CHARGECTL_BAUD", default_value_t = 115_200, value_parser = baud_rate())]
+    pub baud: u32,
+    /// Seconds to wait for the charger to answer a request.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = seconds(0.001, 3600.0))]
+    pub timeout: f64,
+    /// Build the bundle from the saved session records (the charger is not attached): the
+    /// latest charger seen, or the one with --serial.
+    #[arg(long, conflicts_with = "port")]
+    pub from_records: bool,
+    /// With --from-records: the charger's serial number.
+    #[arg(long, value_name = "SERIAL", requires = "from_records")]
+    pub serial: Option<String>,
+    /// The archive to write (.tar.gz).
+    #[arg(short, long, value_name = "FILE.tar.gz")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Validate a profile against the key registry and the charger's rules (errors at
+    /// file:line:column, exit 6).
+    Check {
+        /// Profile file, or the name of one in the profiles directory or a shipped one.
+        file: String,
+    },
+    /// Print a profile resolved as far as possible without a charger, secrets masked.
+    Show {
+        /// Profile file, or the name of one in the profiles directory or a shipped one.
+        file: String,
+        /// Set a profile variable (repeatable).
+        #[arg(long = "set", value_name = "VAR=VALUE")]
+        set: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,6 +392,82 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "N")]
     pub meter_start_wh: Option<u64>,
 }
+
+/// `info`'s extra help: the JSON shape (also in its man page).
+pub const INFO_AFTER_HELP: &str = "\
+--json prints {port, identity {vendor, model, serial_number, firmware_version, active_slot,
+inactive_slot, inactive_version, uptime_secs, boot_state (normal | trial | reverted)},
+ocpp {connection (idle | connecting | connected | failed | disconnected), registration
+(unknown | pending | accepted | rejected), csms_url, failed_attempts, last_error {failure,
+http_status, detail, at_ms}, online_since_ms}}. ocpp is null when the charger's firmware cannot
+report its OCPP state. New fields may appear; ignore the ones you do not know.";
+
+/// `profile`'s extra help: exit codes and JSON shapes (also in its man page).
+pub const PROFILE_AFTER_HELP: &str = "\
+check: exit 0 when the profile is valid, 6 when it is not (each error as file:line:column on
+stderr). Values the charger's rules refuse are errors too; values with ${VARIABLES} are checked
+when provisioning. --json prints {profile, valid, errors [{file, line, column, message, text}],
+name, file, keys [...], variables [{name, description, default}], builtins [...], secrets [{key,
+env}]}.
+
+show: every key the profile sets, resolved as far as possible without a charger (--set, then the
+environment, then defaults); ${SERIAL}, ${MODEL}, ${FIRMWARE} and variables without a value stay
+as written; secrets are shown as <redacted> with the environment variable they come from.
+--json prints {profile, file, description, keys [{key, value, secret {env, present},
+unresolved [...]}]}. New fields may appear; ignore the ones you do not know.";
+
+/// `paths`' extra help: the JSON shape (also in its man page).
+pub const PATHS_AFTER_HELP: &str = "\
+CHARGECTL_CONFIG_DIR and CHARGECTL_DATA_DIR override the platform directories. --json prints
+{config_dir, profiles_dir, data_dir, sessions_dir, log_dir, cache_dir}.";
+
+/// `provision`'s extra help: results, exit codes and the JSON shape (also in its man page).
+pub const PROVISION_AFTER_HELP: &str = "\
+Each charger: its identity is read (${SERIAL}, ${MODEL}, ${FIRMWARE}), its configuration read
+and planned against the profile, the keys that change written (SecurityProfile last; keys the
+charger already holds are not written), the charger rebooted when a written key needs it
+(--no-reboot skips), then chargectl waits up to --wait-online seconds for the charger to report
+over its service port that it is connected to its CSMS and its BootNotification was Accepted.
+
+Result of one charger and exit status:
+  online        0   connected, BootNotification Accepted (or --wait-online 0, --dry-run)
+  refused       4   the charger refused a key (the key and its reason are named)
+  unreachable   3   the charger's port could not be opened or the charger did not answer
+  not_reached  11   the charger did not reach its CSMS: dns, tcp_refused, tcp_timeout, network,
+                    tls, handshake_timeout, http_status (401/403: wrong AuthorizationKey or
+                    charge point id; 404: unknown charge point id or path), subprotocol (no
+                    ocpp1.6), handshake, bad_url; or no attempt finished in time
+  pending       9   connected, but the CSMS left the registration Pending
+  rejected     10   the CSMS answered BootNotification with Rejected
+  unsupported  12   the charger's firmware cannot report its OCPP state: keys are written, the
+                    wait for online is not possible
+With several chargers, one failing never stops the others: exit 0 when all are online, else
+13 (the summary names those that are not); a single charger exits with its own status.
+
+--json, one charger: one document
+  {profile, port, dry_run, charger {serial_number, model, firmware_version},
+   changes [{key, old, new, outcome, written}], rebooted,
+   online {result, connection, registration, csms_url, failure, http_status, detail,
+           failed_attempts, waited_s},
+   result, exit_code, error}
+--json, several chargers: JSON Lines {\"type\": \"progress\", \"data\": {port, step}} while they
+run, {\"type\": \"charger\", \"data\": <the document above>} as each ends, then
+{\"type\": \"summary\", \"data\": {total, online, failed [{port, serial_number, result}]}}.
+New fields and types may appear; ignore the ones you do not know.";
+
+/// `bundle`'s extra help: the archive's contents (also in its man page).
+pub const BUNDLE_AFTER_HELP: &str = "\
+The archive (tar.gz) holds, under one directory named after the charger and the time:
+  manifest.json       format_version 1, created_at, tool, source (port | records), serial_number,
+                      files [{path, size, sha256}] for every other file
+  identity.json       vendor, model, serial number, firmware, slots, uptime, boot state
+  configuration.json  every key with its value (write-only keys as <redacted>)
+  ocpp.json           the charger's OCPP state (connection, registration, last connection error)
+  charger-log.jsonl   the charger's recent log records (the OCPP trace it keeps is among them)
+  sessions/*.jsonl    the recorded serial sessions with this charger
+  chargectl-log.txt   chargectl's own recent log
+Secrets (AuthorizationKey, BasicAuthPassword, passwords in URLs) are redacted in every part.
+--json prints {output, serial_number, source, files [{path, size, sha256}]}.";
 
 /// `dry-run`'s extra help: exit codes, scenario format, report shape (also in its man page).
 const DRY_RUN_AFTER_HELP: &str = "\

@@ -23,12 +23,24 @@ pub enum ExitCode {
     Blocking = 7,
     /// A flashed image did not come up: the charger went back to the previous image.
     RolledBack = 8,
+    /// Provisioned, but the CSMS left the charger's registration Pending.
+    Pending = 9,
+    /// Provisioned, but the CSMS answered the charger's BootNotification with Rejected.
+    Rejected = 10,
+    /// Provisioned, but the charger did not reach its CSMS (the reason as the charger saw it is
+    /// printed: DNS, TCP refused, TLS, HTTP 401/404, no ocpp1.6 subprotocol, ...).
+    NotReached = 11,
+    /// Provisioned, but the charger's firmware cannot report its OCPP state, so chargectl
+    /// cannot wait for it to be online.
+    Unsupported = 12,
+    /// Several chargers, and not all of them succeeded (the summary names those that did not).
+    SomeFailed = 13,
     /// Interrupted by a signal (Ctrl-C).
     Interrupted = 130,
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 10] = [
+    pub const ALL: [ExitCode; 15] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -38,6 +50,11 @@ impl ExitCode {
         ExitCode::BadInput,
         ExitCode::Blocking,
         ExitCode::RolledBack,
+        ExitCode::Pending,
+        ExitCode::Rejected,
+        ExitCode::NotReached,
+        ExitCode::Unsupported,
+        ExitCode::SomeFailed,
         ExitCode::Interrupted,
     ];
 
@@ -57,6 +74,11 @@ impl ExitCode {
             ExitCode::BadInput => "bad_input",
             ExitCode::Blocking => "blocking",
             ExitCode::RolledBack => "rolled_back",
+            ExitCode::Pending => "pending",
+            ExitCode::Rejected => "rejected",
+            ExitCode::NotReached => "not_reached",
+            ExitCode::Unsupported => "unsupported",
+            ExitCode::SomeFailed => "some_failed",
             ExitCode::Interrupted => "interrupted",
         }
     }
@@ -80,6 +102,19 @@ impl ExitCode {
             }
             ExitCode::RolledBack => {
                 "a flashed image did not come up and the charger went back to the previous image (the message names the version that runs again)"
+            }
+            ExitCode::Pending => "provisioned, but the CSMS left the registration Pending",
+            ExitCode::Rejected => {
+                "provisioned, but the CSMS rejected the charger's BootNotification"
+            }
+            ExitCode::NotReached => {
+                "provisioned, but the charger did not reach its CSMS (the reason is printed: DNS, TCP refused, TLS, HTTP 401 or 404, no ocpp1.6)"
+            }
+            ExitCode::Unsupported => {
+                "provisioned, but the charger's firmware cannot report whether it is online"
+            }
+            ExitCode::SomeFailed => {
+                "several chargers and not all succeeded (the summary names those that did not)"
             }
             ExitCode::Interrupted => "interrupted by a signal",
         }

@@ -2,14 +2,20 @@
 //! pseudo-terminal (`emulate --serial-link PATH`), backed by the real charge point's
 //! configuration (the same rules as OCPP ChangeConfiguration), its log, and its firmware slots.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::firmware::{Slots, VerifyingKey};
+use crate::link::ocpp_state::{
+    self, Connection, OcppStatus, Registration as WireRegistration, TraceDirection, TraceEntry,
+};
 use crate::link::{self, BootState, ConfigEntry, ConfigRead, SetOutcome};
-use crate::stack::chargepoint::{Event, Handle, RebootKind};
+use crate::stack::chargepoint::{
+    ConnectionState, Direction, Event, Handle, RebootKind, Registration,
+};
 use crate::stack::config::{ChangeOutcome, Channel};
 use crate::stack::logbook::{LogBook, LogRecord};
 
@@ -25,19 +31,40 @@ pub struct ChargerBackend {
     model: String,
     serial_number: String,
     booted_at: Arc<Mutex<Instant>>,
+    /// The last [`TRACE_FRAMES`] OCPP frames, as the events carry them (secrets redacted).
+    trace: Arc<Mutex<VecDeque<TraceEntry>>>,
 }
+
+/// OCPP frames the charger keeps for its service port's trace.
+pub const TRACE_FRAMES: usize = 256;
 
 impl ChargerBackend {
     pub fn new(emulator: &Emulator) -> Arc<ChargerBackend> {
         let booted_at = Arc::new(Mutex::new(Instant::now()));
-        // Uptime restarts with every reboot of the stack.
+        let trace = Arc::new(Mutex::new(VecDeque::with_capacity(TRACE_FRAMES)));
+        // Uptime restarts with every reboot of the stack; frames go to the trace.
         let mut events = emulator.handle.subscribe();
         let reset = booted_at.clone();
+        let kept = trace.clone();
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok(Event::Rebooting { .. }) => {
                         *reset.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                    }
+                    Ok(Event::Message { direction, frame }) => {
+                        let mut t = kept.lock().unwrap_or_else(|e| e.into_inner());
+                        if t.len() == TRACE_FRAMES {
+                            t.pop_front();
+                        }
+                        t.push_back(TraceEntry {
+                            at_ms: chrono::Utc::now().timestamp_millis(),
+                            direction: match direction {
+                                Direction::Sent => TraceDirection::Sent,
+                                Direction::Received => TraceDirection::Received,
+                            },
+                            frame: frame.to_string(),
+                        });
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -53,6 +80,7 @@ impl ChargerBackend {
             model: super::MODEL.into(),
             serial_number: emulator.serial_number.clone(),
             booted_at,
+            trace,
         })
     }
 
@@ -89,6 +117,49 @@ impl link::Backend for ChargerBackend {
                 crate::firmware::BootState::RolledBack { .. } => BootState::Reverted,
             },
         }
+    }
+
+    async fn ocpp_status(&self) -> Option<OcppStatus> {
+        let Some(snap) = self.handle.snapshot().await else {
+            // The stack is not running (stopping): nothing is connected.
+            return Some(OcppStatus {
+                connection: Connection::Idle,
+                registration: WireRegistration::Unknown,
+                csms_url: None,
+                failed_attempts: 0,
+                last_error: None,
+                online_since_ms: None,
+            });
+        };
+        Some(OcppStatus {
+            connection: match snap.connection {
+                None => Connection::Idle,
+                Some(ConnectionState::Connecting) => Connection::Connecting,
+                Some(ConnectionState::Connected) => Connection::Connected,
+                Some(ConnectionState::Failed) => Connection::Failed,
+                Some(ConnectionState::Disconnected) => Connection::Disconnected,
+            },
+            registration: match snap.registration {
+                Registration::Unknown => WireRegistration::Unknown,
+                Registration::Pending => WireRegistration::Pending,
+                Registration::Accepted => WireRegistration::Accepted,
+                Registration::Rejected => WireRegistration::Rejected,
+            },
+            csms_url: snap.csms_url,
+            failed_attempts: snap.failed_attempts,
+            last_error: snap.last_error.map(|e| ocpp_state::ConnectError {
+                failure: e.failure.as_str().to_string(),
+                http_status: e.http_status,
+                detail: e.detail,
+                at_ms: e.at.timestamp_millis(),
+            }),
+            online_since_ms: snap.online_since.map(|t| t.timestamp_millis()),
+        })
+    }
+
+    async fn ocpp_trace(&self) -> Option<Vec<TraceEntry>> {
+        let t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
+        Some(t.iter().cloned().collect())
     }
 
     async fn config_get(&self, keys: Vec<String>) -> ConfigRead {

@@ -468,6 +468,10 @@ pub mod op {
     pub const LOG_UNSUBSCRIBE: u8 = 0x05;
     pub const REBOOT: u8 = 0x06;
     pub const PING: u8 = 0x07;
+    /// The charger's OCPP state (connection, registration, last connection error).
+    pub const OCPP_STATUS: u8 = 0x08;
+    /// The recent OCPP frames the charger keeps.
+    pub const OCPP_TRACE: u8 = 0x09;
     pub const FLASH_BEGIN: u8 = 0x10;
     pub const FLASH_FINISH: u8 = 0x11;
 }
@@ -491,6 +495,10 @@ pub enum Request {
     LogUnsubscribe,
     Reboot,
     Ping,
+    /// Answered with an [`super::ocpp_state::OcppStatus`].
+    OcppStatus,
+    /// Answered with the trace in parts ([`super::ocpp_state::decode_trace_part`]).
+    OcppTrace,
     FlashBegin {
         sha256: [u8; 32],
         size: u64,
@@ -534,6 +542,12 @@ impl Request {
             Request::Ping => {
                 e.u8(op::PING);
             }
+            Request::OcppStatus => {
+                e.u8(op::OCPP_STATUS);
+            }
+            Request::OcppTrace => {
+                e.u8(op::OCPP_TRACE);
+            }
             Request::FlashBegin {
                 sha256,
                 size,
@@ -569,6 +583,8 @@ impl Request {
             op::LOG_UNSUBSCRIBE => Request::LogUnsubscribe,
             op::REBOOT => Request::Reboot,
             op::PING => Request::Ping,
+            op::OCPP_STATUS => Request::OcppStatus,
+            op::OCPP_TRACE => Request::OcppTrace,
             op::FLASH_BEGIN => Request::FlashBegin {
                 sha256: d.array32("image sha256")?,
                 size: d.u64("image size")?,

@@ -16,8 +16,10 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod fuzz;
+pub mod ocpp_state;
 pub mod ports;
 pub mod pty;
+pub mod recorder;
 pub mod service;
 pub mod transport;
 
@@ -27,5 +29,7 @@ pub use client::{
 };
 pub use codec::{BootState, ConfigEntry, ConfigRead, DeviceHello, Identity, SetOutcome};
 pub use error::{Error, Result};
+pub use ocpp_state::{OcppStatus, TraceEntry};
 pub use ports::{PortInfo, PortKind, PortLister, SystemPorts};
+pub use recorder::{Recorder, RecorderOptions};
 pub use service::{Backend, ServiceOptions, serve};

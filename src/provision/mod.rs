@@ -9,15 +9,25 @@
 //!   secrets never shown), check or write in [`write_order`], a [`Report`] per key. Progress is
 //!   reported as [`Step`]s, never printed.
 //!
+//! - [`charger`]: one charger from start to online: identity (`${SERIAL}`, `${MODEL}`,
+//!   `${FIRMWARE}`), apply, reboot when a written key needs it, then [`online`]: the wait until
+//!   the charger reports being connected to its CSMS and Accepted.
+//!
+//! - [`bundle`]: a support bundle of one charger (from its port or its recorded sessions).
+//!
 //! `chargectl provision`, `chargectl emulate --profile` and the TUI's configuration screen all
 //! run these; none of them repeats a rule.
 
+pub mod bundle;
+pub mod charger;
+pub mod online;
 pub mod profile;
 pub mod workflow;
 
+pub use online::{Online, OnlineReport, StatusSource, wait_online};
 pub use profile::{
-    AssignedValue, Assignment, Commissioning, Error, Profile, Prompt, Result, SHIPPED,
-    SecretSource, Variable,
+    AssignedValue, Assignment, BUILTIN_VARIABLES, Builtins, Commissioning, Error, Profile, Prompt,
+    Result, SHIPPED, SecretShown, SecretSource, Shown, Variable,
 };
 pub use workflow::{
     ConfigTarget, CurrentValue, Interrupted, KeyChange, KeyReport, Mode, Plan, Report, Step,

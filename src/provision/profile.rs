@@ -48,6 +48,9 @@ pub enum Error {
     },
     #[error("{path}: variable {name} has no value: pass --set {name}=VALUE")]
     MissingVariable { path: PathBuf, name: String },
+    /// `${SERIAL}`, `${MODEL}` or `${FIRMWARE}` where no charger's identity is known.
+    #[error("{path}: ${{{name}}} is filled from the charger's identity, which is not known here")]
+    MissingBuiltin { path: PathBuf, name: String },
     #[error("{path}: the secret {what} is not set: export {env}{prompt}")]
     MissingSecret {
         path: PathBuf,
@@ -150,6 +153,41 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ),
 ];
 
+/// Variables filled from the charger itself (its identity, read over the service link): never
+/// declared in `[variables]` nor given with `--set`.
+pub const BUILTIN_VARIABLES: &[&str] = &["SERIAL", "MODEL", "FIRMWARE"];
+
+/// The values of the [`BUILTIN_VARIABLES`] for one charger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Builtins {
+    /// `${SERIAL}`: the charger's serial number.
+    pub serial: Option<String>,
+    /// `${MODEL}`: its model.
+    pub model: Option<String>,
+    /// `${FIRMWARE}`: the firmware version it runs.
+    pub firmware: Option<String>,
+}
+
+impl Builtins {
+    /// The values of one charger.
+    pub fn of(serial: &str, model: &str, firmware: &str) -> Builtins {
+        Builtins {
+            serial: Some(serial.to_string()),
+            model: Some(model.to_string()),
+            firmware: Some(firmware.to_string()),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        match name {
+            "SERIAL" => self.serial.as_deref(),
+            "MODEL" => self.model.as_deref(),
+            "FIRMWARE" => self.firmware.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// Asks the user for a secret (only when interactive); gets the prompt text.
 pub type Prompt<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -172,6 +210,28 @@ pub struct Profile {
 pub struct Assignment {
     pub key: String,
     pub value: AssignedValue,
+}
+
+/// One key of a profile as `chargectl profile show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Shown {
+    pub key: String,
+    /// Resolved as far as possible; a secret is always the redaction placeholder.
+    pub value: String,
+    /// Where a secret comes from, and whether it is set there now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretShown>,
+    /// Variables left as `${NAME}` (built-in ones, or ones with no value here).
+    pub unresolved: Vec<String>,
+}
+
+/// A secret's source, for `chargectl profile show`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecretShown {
+    /// The environment variable it is read from.
+    pub env: String,
+    /// Whether that variable is set now.
+    pub present: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -356,10 +416,23 @@ impl Profile {
                 default: v.default.clone(),
             })
             .collect();
-        // Every ${VAR} used must be declared.
+        for v in &variables {
+            if BUILTIN_VARIABLES.contains(&v.name.as_str()) {
+                return Err(at(
+                    find_key_span(text, "variables", &v.name),
+                    format!(
+                        "{} is filled from the charger's identity: use ${{{}}} without declaring it",
+                        v.name, v.name
+                    ),
+                ));
+            }
+        }
+        // Every ${VAR} used must be declared, or be a built-in variable.
         for (key, value) in &assignments {
             for name in placeholders(value) {
-                if !variables.iter().any(|v| v.name == name) {
+                if !variables.iter().any(|v| v.name == name)
+                    && !BUILTIN_VARIABLES.contains(&name.as_str())
+                {
                     let span = find_key_span(text, "ocpp", &ocpp_field_name(key))
                         .or_else(|| find_key_span(text, "config", key));
                     return Err(at(
@@ -408,14 +481,58 @@ impl Profile {
     }
 
     /// Resolves variables (from `set`, then defaults) and secrets (from the environment, then
-    /// `prompt` when given) into the keys to write, in order.
+    /// `prompt` when given) into the keys to write, in order. A built-in variable
+    /// (`${SERIAL}`, ...) is an error here: see [`Profile::resolve_for`].
     pub fn resolve(
         &self,
         set: &BTreeMap<String, String>,
         env: &dyn Fn(&str) -> Option<String>,
         prompt: Option<Prompt<'_>>,
     ) -> Result<Vec<Assignment>> {
+        self.resolve_for(&Builtins::default(), set, env, prompt)
+    }
+
+    /// The built-in variables the profile uses (`SERIAL`, ...), in the order of first use.
+    pub fn builtins_used(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for (_, template) in &self.assignments {
+            for name in placeholders(template) {
+                if let Some(b) = BUILTIN_VARIABLES.iter().find(|b| **b == name)
+                    && !out.contains(b)
+                {
+                    out.push(b);
+                }
+            }
+        }
+        out
+    }
+
+    /// The keys the profile sets with their value templates (`${VAR}` unresolved), in order;
+    /// the secrets are not among them (see [`Profile::secrets`]).
+    pub fn templates(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.assignments
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// [`Profile::resolve`] for one charger: `${SERIAL}`, `${MODEL}` and `${FIRMWARE}` come from
+    /// `builtins` (its identity).
+    pub fn resolve_for(
+        &self,
+        builtins: &Builtins,
+        set: &BTreeMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+        prompt: Option<Prompt<'_>>,
+    ) -> Result<Vec<Assignment>> {
         for name in set.keys() {
+            if BUILTIN_VARIABLES.contains(&name.as_str()) {
+                return Err(Error::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "--set {name}: ${{{name}}} is filled from the charger's identity and cannot be set"
+                    ),
+                });
+            }
             if !self.variables.iter().any(|v| &v.name == name) {
                 return Err(Error::Invalid {
                     path: self.path.clone(),
@@ -446,10 +563,20 @@ impl Profile {
                 let after = &rest[start + 2..];
                 let end = after.find('}').unwrap_or(after.len());
                 let name = &after[..end];
-                let v = values.get(name).ok_or_else(|| Error::MissingVariable {
-                    path: self.path.clone(),
-                    name: name.to_string(),
-                })?;
+                let v = if BUILTIN_VARIABLES.contains(&name) {
+                    builtins.get(name).ok_or_else(|| Error::MissingBuiltin {
+                        path: self.path.clone(),
+                        name: name.to_string(),
+                    })?
+                } else {
+                    values
+                        .get(name)
+                        .map(String::as_str)
+                        .ok_or_else(|| Error::MissingVariable {
+                            path: self.path.clone(),
+                            name: name.to_string(),
+                        })?
+                };
                 value.push_str(v);
                 rest = after.get(end + 1..).unwrap_or("");
             }
@@ -481,6 +608,114 @@ impl Profile {
         }
         // Secrets go before SecurityProfile, which must come last.
         Ok(super::workflow::write_order(out))
+    }
+
+    /// Problems beyond parsing, for `chargectl profile check`: every literal value (one without
+    /// `${VAR}`) that the charger's rules would refuse, at the line and column of its key in
+    /// `text` (the profile's file). Values with variables are checked when provisioning.
+    pub fn check_values(&self, text: &str) -> Vec<Error> {
+        let mut scratch = config::Configuration::in_memory();
+        let mut errors = Vec::new();
+        for (key, template) in &self.assignments {
+            if key == "SecurityProfile" || !placeholders(template).is_empty() {
+                continue;
+            }
+            let refusal = match scratch.change(key, template, config::Channel::Service) {
+                config::ChangeOutcome::Accepted | config::ChangeOutcome::RebootRequired => None,
+                config::ChangeOutcome::Rejected(why) => {
+                    Some(format!("{key} = {template:?}: {why}"))
+                }
+                config::ChangeOutcome::NotSupported => {
+                    Some(format!("{key}: not supported by this charger"))
+                }
+            };
+            if let Some(message) = refusal {
+                let span = find_key_span(text, "ocpp", &ocpp_field_name(key))
+                    .or_else(|| find_key_span(text, "config", key));
+                let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+                errors.push(Error::At {
+                    path: self.path.clone(),
+                    line,
+                    column,
+                    message,
+                });
+            }
+        }
+        errors
+    }
+
+    /// The profile as `chargectl profile show` prints it: every key with its value resolved as
+    /// far as it can be without a charger (variables from `set`, then the environment, then
+    /// defaults; built-in and missing variables stay `${NAME}`), secrets masked.
+    pub fn preview(
+        &self,
+        builtins: &Builtins,
+        set: &BTreeMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Shown>> {
+        for name in set.keys() {
+            if !self.variables.iter().any(|v| &v.name == name) {
+                return Err(Error::Invalid {
+                    path: self.path.clone(),
+                    message: format!("--set {name}: the profile has no such variable"),
+                });
+            }
+        }
+        let value_of = |name: &str| -> Option<String> {
+            if BUILTIN_VARIABLES.contains(&name) {
+                return builtins.get(name).map(str::to_string);
+            }
+            let v = self.variables.iter().find(|v| v.name == name)?;
+            set.get(name)
+                .cloned()
+                .or_else(|| env(name))
+                .or_else(|| v.default.clone())
+        };
+        let mut out = Vec::new();
+        for (key, template) in &self.assignments {
+            let mut value = String::new();
+            let mut unresolved = Vec::new();
+            let mut rest = template.as_str();
+            while let Some(start) = rest.find("${") {
+                value.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let end = after.find('}').unwrap_or(after.len());
+                let name = &after[..end];
+                match value_of(name) {
+                    Some(v) => value.push_str(&v),
+                    None => {
+                        value.push_str(&format!("${{{name}}}"));
+                        unresolved.push(name.to_string());
+                    }
+                }
+                rest = after.get(end + 1..).unwrap_or("");
+            }
+            value.push_str(rest);
+            out.push(Shown {
+                key: key.clone(),
+                value,
+                secret: None,
+                unresolved,
+            });
+        }
+        for s in &self.secrets {
+            let present = env(&s.env).is_some_and(|v| !v.is_empty());
+            out.push(Shown {
+                key: s.key.clone(),
+                value: crate::stack::secret::REDACTED.to_string(),
+                secret: Some(SecretShown {
+                    env: s.env.clone(),
+                    present,
+                }),
+                unresolved: Vec::new(),
+            });
+        }
+        // The write order: secrets before SecurityProfile, which comes last.
+        let (last, mut first): (Vec<Shown>, Vec<Shown>) = out
+            .into_iter()
+            .partition(|k| super::workflow::WRITTEN_LAST.contains(&k.key.as_str()));
+        first.extend(last);
+        Ok(first)
     }
 
     /// Resolves without a command line or a prompt: declared variables from the environment,
@@ -694,6 +929,63 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("c.toml:2:1: unknown field `remote`"), "{e}");
+    }
+
+    #[test]
+    fn built_in_variables_come_from_the_charger_and_cannot_be_declared_or_set() {
+        let text = "[ocpp]\ncharge_point_id = \"GARAGE7-${SERIAL}\"\ncsms_url = \"ws://h/${MODEL}/${FIRMWARE}\"\n";
+        let p = Profile::parse(Path::new("site.toml"), text).unwrap();
+        assert_eq!(p.builtins_used(), ["MODEL", "FIRMWARE", "SERIAL"]);
+        let none = |_: &str| None;
+        let out = p
+            .resolve_for(
+                &Builtins::of("ZAP042", "Go", "2.1"),
+                &BTreeMap::new(),
+                &none,
+                None,
+            )
+            .unwrap();
+        let values: Vec<&str> = out.iter().map(|a| a.value.expose()).collect();
+        assert_eq!(values, ["ws://h/Go/2.1", "GARAGE7-ZAP042"]);
+        let e = p
+            .resolve(&BTreeMap::new(), &none, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("${MODEL} is filled from the charger"), "{e}");
+        let mut set = BTreeMap::new();
+        set.insert("SERIAL".to_string(), "X".to_string());
+        let e = p
+            .resolve_for(&Builtins::default(), &set, &none, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--set SERIAL"), "{e}");
+        let e = Profile::parse(
+            Path::new("site.toml"),
+            "[variables]\nSERIAL = { default = \"x\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("site.toml:2:1: SERIAL is filled from the charger"),
+            "{e}"
+        );
+        let shown = p
+            .preview(&Builtins::default(), &BTreeMap::new(), &none)
+            .unwrap();
+        assert_eq!(shown[1].value, "GARAGE7-${SERIAL}");
+        assert_eq!(shown[1].unresolved, ["SERIAL"]);
+    }
+
+    #[test]
+    fn check_values_names_the_line_of_a_value_the_charger_refuses() {
+        let text = "[ocpp]\ncsms_url = \"ws://h/ocpp\"\n[config]\nHeartbeatInterval = 300\nMeterValueSampleInterval = -5\n";
+        let p = Profile::parse(Path::new("v.toml"), text).unwrap();
+        let errors: Vec<String> = p.check_values(text).iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("v.toml:5:1: MeterValueSampleInterval"),
+            "{errors:?}"
+        );
     }
 
     #[test]

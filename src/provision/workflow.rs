@@ -188,6 +188,11 @@ pub struct KeyReport {
 }
 
 impl KeyReport {
+    /// The key was written in a [`Mode::Write`] run: keys the charger already held are not.
+    pub fn written(&self, mode: Mode) -> bool {
+        mode == Mode::Write && !self.change.unchanged()
+    }
+
     /// The charger took the value (now, or after a reboot).
     pub fn applied(&self) -> bool {
         matches!(
@@ -219,8 +224,9 @@ impl Report {
 }
 
 /// Applies resolved assignments to a charger: reads its configuration, then checks (dry run) or
-/// writes every key in write order, unchanged ones included, so the report lists the whole
-/// provisioning profile. A link failure stops the workflow with its error.
+/// writes every key in write order, so the report lists the whole provisioning profile. Keys
+/// the charger already holds are not written (their outcome is Accepted; secrets, which cannot
+/// be read back, are always written). A link failure stops the workflow with its error.
 pub async fn apply<T: ConfigTarget>(
     target: &T,
     assignments: Vec<Assignment>,
@@ -252,6 +258,12 @@ pub async fn apply<T: ConfigTarget>(
             let mut outcomes = Vec::with_capacity(plan.keys.len());
             let total = plan.keys.len();
             for (index, k) in plan.keys.iter().enumerate() {
+                // What the charger holds already is not written again, so a second run of the
+                // same profile changes nothing.
+                if k.unchanged() {
+                    outcomes.push(ChangeOutcome::Accepted);
+                    continue;
+                }
                 progress(Step::Key {
                     key: &k.key,
                     index,

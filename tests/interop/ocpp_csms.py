@@ -25,11 +25,15 @@ stdout (useful with --port 0).
 
 import argparse
 import asyncio
+import base64
 import datetime
+import hmac
+import os
 import json
 import logging
 import sys
 import time
+from http import HTTPStatus
 
 import websockets
 from websockets.asyncio.server import serve
@@ -438,8 +442,33 @@ async def main_async(args, steps, report):
         serving.cancel()
         await ws.close()
 
+    expected = None
+    if args.basic_auth_key_env:
+        # SecurityProfile 1: the password is the AuthorizationKey's decoded bytes.
+        expected = bytes.fromhex(os.environ.get(args.basic_auth_key_env, ""))
+
+    def check_auth(connection, request):
+        if expected is None:
+            return None
+        header = request.headers.get("Authorization", "")
+        password = None
+        if header[:6].lower() == "basic ":
+            try:
+                password = base64.b64decode(header[6:], validate=True).partition(b":")[2]
+            except ValueError:
+                password = None
+        if password is None or not hmac.compare_digest(password, expected):
+            report.errors.append("refused a handshake with wrong or no HTTP Basic credentials")
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "wrong credentials\n")
+        return None
+
     async with serve(
-        handler, args.host, args.port, subprotocols=["ocpp1.6"], close_timeout=2
+        handler,
+        args.host,
+        args.port,
+        subprotocols=["ocpp1.6"],
+        close_timeout=2,
+        process_request=check_auth,
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         print(json.dumps({"listening": port}), flush=True)
@@ -462,6 +491,10 @@ def main():
     parser.add_argument("--timeout", type=float, default=60, help="overall limit, seconds")
     parser.add_argument("--interval", type=int, default=300, help="BootNotification interval")
     parser.add_argument("--call-timeout", type=float, default=15, help="per CALL, seconds")
+    parser.add_argument(
+        "--basic-auth-key-env",
+        help="require HTTP Basic with the AuthorizationKey (hex) in this environment variable",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(

@@ -8,7 +8,7 @@ use serde_json::json;
 use std::io::Write;
 
 pub async fn get(keys: Vec<String>, port: &PortArgs, env: &Env) -> anyhow::Result<ExitCode> {
-    let client = connect(port).await?;
+    let client = connect(port, env).await?;
     let read = client.config_get(keys).await.map_err(fail)?;
     if env.json {
         output::print_json(&read)?;
@@ -58,7 +58,7 @@ pub async fn set(assignments: Vec<String>, port: &PortArgs, env: &Env) -> anyhow
         .map(|a| parse_assignment(a))
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad_input)?;
-    let client = connect(port).await?;
+    let client = connect(port, env).await?;
     let results = client.config_set(pairs).await.map_err(fail)?;
     // Values are never echoed: one of them may be the AuthorizationKey.
     let describe = |o: &SetOutcome| match o {

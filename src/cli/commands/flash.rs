@@ -34,7 +34,7 @@ pub async fn run(
             image.bytes.len()
         );
     }
-    let client = connect(port).await?;
+    let client = connect(port, env).await?;
     let before = client.identify().await.map_err(fail)?;
     let opts = FlashOptions {
         compress: !no_compress,

@@ -24,8 +24,9 @@ pub(crate) fn bad_input(message: String) -> anyhow::Error {
     anyhow::Error::new(Failure::new(ExitCode::BadInput, anyhow::anyhow!(message)))
 }
 
-/// Opens the port named on the command line and greets the charger.
-pub(crate) async fn connect(port: &PortArgs) -> anyhow::Result<Client> {
+/// Opens the port named on the command line, greets the charger, and records the session in the
+/// sessions directory (a record that cannot be written is a warning, never a failure).
+pub(crate) async fn connect(port: &PortArgs, env: &Env) -> anyhow::Result<Client> {
     if !port.timeout.is_finite() || port.timeout <= 0.0 {
         return Err(anyhow::Error::new(Failure::new(
             ExitCode::Usage,
@@ -39,16 +40,33 @@ pub(crate) async fn connect(port: &PortArgs) -> anyhow::Result<Client> {
         timeout: Duration::from_secs_f64(port.timeout),
         ..ClientOptions::default()
     };
-    Client::connect(&port.port, port.baud, opts)
+    let client = Client::connect(&port.port, port.baud, opts)
         .await
-        .map_err(fail)
+        .map_err(fail)?;
+    match link::Recorder::open(
+        &env.paths.sessions_dir(),
+        &port.port,
+        &client.hello(),
+        &link::RecorderOptions::default(),
+    ) {
+        Ok(recorder) => {
+            client.record_to(recorder);
+        }
+        Err(e) => tracing::warn!(
+            "cannot record this session in {}: {e}",
+            env.paths.sessions_dir().display()
+        ),
+    }
+    Ok(client)
 }
 
 pub async fn run(port: &PortArgs, env: &Env) -> anyhow::Result<ExitCode> {
-    let client = connect(port).await?;
+    let client = connect(port, env).await?;
     let id = client.identify().await.map_err(fail)?;
+    // A charger whose firmware cannot report its OCPP state answers None: shown as such.
+    let ocpp = client.ocpp_status().await.map_err(fail)?;
     if env.json {
-        output::print_json(&json!({ "port": port.port, "identity": id }))?;
+        output::print_json(&json!({ "port": port.port, "identity": id, "ocpp": ocpp }))?;
         return Ok(ExitCode::Ok);
     }
     let boot = match id.boot_state {
@@ -72,9 +90,34 @@ pub async fn run(port: &PortArgs, env: &Env) -> anyhow::Result<ExitCode> {
         up / 60 % 60,
         up % 60
     );
+    let mut text = text;
+    text.push_str(&ocpp_lines(ocpp.as_ref()));
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::Ok)
+}
+
+/// The charger's OCPP state as `info` prints it.
+fn ocpp_lines(ocpp: Option<&link::OcppStatus>) -> String {
+    let Some(s) = ocpp else {
+        return "OCPP              (this firmware does not report its OCPP state)\n".into();
+    };
+    let mut text = format!(
+        "CSMS              {}\nconnection        {}\nregistration      {}\n",
+        s.csms_url.as_deref().unwrap_or("-"),
+        crate::provision::online::describe(s),
+        s.registration.as_str(),
+    );
+    if let Some(e) = &s.last_error {
+        let at = chrono::DateTime::from_timestamp_millis(e.at_ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "?".into());
+        text.push_str(&format!(
+            "last error        {at}: {}\n",
+            crate::provision::online::reason(e)
+        ));
+    }
+    text
 }

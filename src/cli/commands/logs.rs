@@ -37,7 +37,7 @@ pub async fn run(
         ),
         None => None,
     };
-    let client = connect(port).await?;
+    let client = connect(port, env).await?;
     let mut stream = client.logs(min, follow).await.map_err(fail)?;
     let mut dropped_total = 0u64;
     loop {

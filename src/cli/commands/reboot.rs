@@ -6,7 +6,7 @@ use crate::cli::{Env, ExitCode, output};
 use serde_json::json;
 
 pub async fn run(port: &PortArgs, env: &Env) -> anyhow::Result<ExitCode> {
-    let client = connect(port).await?;
+    let client = connect(port, env).await?;
     let serial = client.hello().serial_number;
     client.reboot().await.map_err(fail)?;
     if env.json {

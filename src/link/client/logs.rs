@@ -29,12 +29,22 @@ pub struct LogStream {
     pub(super) history_last: u32,
     pub(super) expected: u32,
     pub(super) stash: Option<LogRecord>,
+    /// The session's record, which gets every record this stream delivers.
+    pub(super) recorder: Option<crate::link::recorder::Recorder>,
 }
 
 impl LogStream {
     /// The next record or loss marker; `None` at the end of the history (without follow) or
     /// when the link closed.
     pub async fn next(&mut self) -> Option<LogEvent> {
+        let event = self.next_event().await;
+        if let (Some(r), Some(LogEvent::Record(rec))) = (&self.recorder, &event) {
+            r.log(rec);
+        }
+        event
+    }
+
+    async fn next_event(&mut self) -> Option<LogEvent> {
         if let Some(r) = self.stash.take() {
             return Some(LogEvent::Record(r));
         }

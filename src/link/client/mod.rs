@@ -13,6 +13,7 @@ mod actor;
 mod flash;
 mod io;
 mod logs;
+mod ocpp;
 mod reconnect;
 mod window;
 
@@ -105,6 +106,8 @@ pub struct Client {
     timeout: Duration,
     /// The rate the port was opened at.
     baud: u32,
+    /// Where the session is recorded, once [`Client::record_to`] was called.
+    recorder: Arc<std::sync::OnceLock<super::recorder::Recorder>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -153,6 +156,7 @@ impl Client {
             events,
             timeout: opts.timeout,
             baud,
+            recorder: Arc::default(),
         })
     }
 
@@ -212,10 +216,25 @@ impl Client {
         self.request_with(req, self.timeout).await
     }
 
+    /// Records this session (commands, configuration changes, log records) from now on;
+    /// false when it is recorded already.
+    pub fn record_to(&self, recorder: super::recorder::Recorder) -> bool {
+        self.recorder.set(recorder).is_ok()
+    }
+
+    /// The record of this session, when there is one.
+    pub fn recorder(&self) -> Option<&super::recorder::Recorder> {
+        self.recorder.get()
+    }
+
     /// Identity, firmware, slots and uptime.
     pub async fn identify(&self) -> Result<Identity> {
         let parts = self.request(&Request::Identify).await?;
-        Identity::decode(&mut Dec::new(&parts[0].1))
+        let id = Identity::decode(&mut Dec::new(&parts[0].1))?;
+        if let Some(r) = self.recorder.get() {
+            r.identity(&id);
+        }
+        Ok(id)
     }
 
     /// Every key (empty `keys`) or the named ones, in one round trip.
@@ -224,6 +243,9 @@ impl Client {
         let mut read = ConfigRead::default();
         for (_, p) in &parts {
             read.decode_part(p)?;
+        }
+        if let Some(r) = self.recorder.get() {
+            r.config_read(&read);
         }
         Ok(read)
     }
@@ -241,6 +263,8 @@ impl Client {
         }
         let results: Vec<Result<(String, SetOutcome)>> = futures_util::stream::iter(pairs)
             .map(|(key, value)| async move {
+                // Only for the record, which redacts it when the key is write-only.
+                let value_shown = value.clone();
                 let parts = self
                     .request(&Request::ConfigSet {
                         key: key.clone(),
@@ -248,6 +272,9 @@ impl Client {
                     })
                     .await?;
                 let outcome = SetOutcome::decode(&mut Dec::new(&parts[0].1))?;
+                if let Some(r) = self.recorder.get() {
+                    r.config_change(&key, &value_shown, &outcome);
+                }
                 Ok((key, outcome))
             })
             .buffered(CONFIG_SET_PIPELINE)
@@ -275,17 +302,27 @@ impl Client {
             })
             .await?;
         let history_last = Dec::new(&parts[0].1).u32("history count")?;
+        if let Some(r) = self.recorder.get() {
+            r.command(
+                "logs",
+                serde_json::json!({"min_level": min_level.as_str(), "follow": follow}),
+            );
+        }
         Ok(LogStream {
             rx,
             follow,
             history_last,
             expected: 1,
             stash: None,
+            recorder: self.recorder.get().cloned(),
         })
     }
 
     /// Asks the charger to reboot (it answers before going down).
     pub async fn reboot(&self) -> Result<()> {
+        if let Some(r) = self.recorder.get() {
+            r.command("reboot", serde_json::Value::Null);
+        }
         self.request(&Request::Reboot).await.map(|_| ())
     }
 

@@ -12,6 +12,7 @@ use super::codec::{
 };
 use super::error::{Error, Result};
 use super::frame::{self, Decoded, Decoder, Frame, Kind, channel, flags};
+use super::ocpp_state::{self, OcppStatus, TraceEntry};
 use crate::stack::logbook::{Level, LogRecord};
 use firmware::Transfer;
 use std::collections::{HashMap, VecDeque};
@@ -49,6 +50,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Verifies the whole staged image (hash and signature) and marks the inactive slot
     /// bootable; returns the new version. The error text is shown to the user.
     fn flash_finish(&self) -> impl Future<Output = std::result::Result<String, String>> + Send;
+    /// The charger's OCPP state; `None` (the default) answers "unknown request", as a charger
+    /// side from before this request does.
+    fn ocpp_status(&self) -> impl Future<Output = Option<OcppStatus>> + Send {
+        async { None }
+    }
+    /// The recent OCPP frames the charger keeps, oldest first; `None` (the default) answers
+    /// "unknown request".
+    fn ocpp_trace(&self) -> impl Future<Output = Option<Vec<TraceEntry>>> + Send {
+        async { None }
+    }
 }
 
 /// Tuning of the charger side.
@@ -423,6 +434,17 @@ impl<B: Backend> Session<B> {
                 vec![(status::OK, e.finish())]
             }
             Request::Ping => vec![(status::OK, Vec::new())],
+            Request::OcppStatus => match self.backend.ocpp_status().await {
+                Some(st) => vec![(status::OK, st.encode())],
+                None => vec![(status::BAD_REQUEST, text("unknown request: OCPP status"))],
+            },
+            Request::OcppTrace => match self.backend.ocpp_trace().await {
+                Some(entries) => ocpp_state::encode_trace(&entries, self.opts.part_budget)
+                    .into_iter()
+                    .map(|p| (status::OK, p))
+                    .collect(),
+                None => vec![(status::BAD_REQUEST, text("unknown request: OCPP trace"))],
+            },
             Request::ConfigGet { keys } => {
                 let read = self.backend.config_get(keys).await;
                 read.encode_parts(self.opts.part_budget)

@@ -114,6 +114,7 @@ impl ChargePoint {
                 heartbeat_at: None,
                 security_change: None,
                 reconnect_after_reply: false,
+                report: Default::default(),
             },
             outbox: Outbox::new(rand::random::<u32>() as u64),
             metering: Metering::default(),
@@ -481,10 +482,16 @@ impl ChargePoint {
                 let _ = reply.send(());
             }
             Command::Snapshot(reply) => {
+                let report = &self.link.report;
                 let _ = reply.send(Snapshot {
                     online: self.link.online,
                     registration: self.link.registration,
                     connector_status: self.connectors.statuses(),
+                    connection: report.state,
+                    csms_url: report.url.clone(),
+                    online_since: self.link.online_since,
+                    failed_attempts: report.failed_attempts,
+                    last_error: report.last_error.clone(),
                 });
             }
         }

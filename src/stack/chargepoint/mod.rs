@@ -196,6 +196,29 @@ pub struct Snapshot {
     pub online: bool,
     pub registration: Registration,
     pub connector_status: Vec<(u32, ChargePointStatus, ChargePointErrorCode)>,
+    /// The connection to the CSMS now; `None` before the first attempt of this boot.
+    pub connection: Option<ConnectionState>,
+    /// The URL of the current or last connection attempt (never with credentials).
+    pub csms_url: Option<String>,
+    /// When the current connection was made.
+    pub online_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Connection attempts failed in a row since the last successful one.
+    pub failed_attempts: u32,
+    /// The last failed connection attempt of this boot, kept after a later success.
+    pub last_error: Option<ConnectError>,
+}
+
+/// A failed connection attempt, as the charger saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectError {
+    pub failure: ConnectFailure,
+    /// The HTTP status of a refused WebSocket upgrade (401: wrong AuthorizationKey or charge
+    /// point id; 404: unknown charge point id or path).
+    pub http_status: Option<u16>,
+    /// The error text (never with credentials).
+    pub detail: String,
+    /// When the attempt failed (the charger's clock).
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 enum Command {

@@ -224,6 +224,7 @@ mod tests {
             heartbeat_at: None,
             security_change: None,
             reconnect_after_reply: false,
+            report: Default::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::actor::{ChargePoint, secs};
 use super::outbox::Purpose;
-use super::{ConnectionState, Event, Registration};
+use super::{ConnectError, ConnectionState, Event, Registration};
 use crate::stack::config::{IntKey, TextKey, keys};
 use crate::stack::connection::{ConnCtl, ConnEvent};
 use crate::stack::messages::{self, CiString20, CiString25, CiString50};
@@ -28,6 +28,19 @@ pub(super) struct Link {
     /// A configuration change from the CSMS needs a new connection: made once the answer to
     /// the change is queued, so the CSMS receives it before the connection closes.
     pub reconnect_after_reply: bool,
+    /// What the connection is doing and how the last attempt failed, for [`super::Snapshot`].
+    pub report: ConnectionReport,
+}
+
+/// The connection as a snapshot reports it: its state, the URL, and the last failed attempt.
+#[derive(Debug, Default)]
+pub(super) struct ConnectionReport {
+    /// `None` before the first attempt of this boot.
+    pub state: Option<ConnectionState>,
+    pub url: Option<String>,
+    /// Attempts failed in a row since the last successful connection.
+    pub failed_attempts: u32,
+    pub last_error: Option<ConnectError>,
 }
 
 impl Link {
@@ -67,6 +80,8 @@ impl ChargePoint {
     pub async fn connect_now(&mut self) {
         let endpoint = self.endpoint();
         let url = endpoint.url().ok();
+        self.link.report.state = Some(ConnectionState::Connecting);
+        self.link.report.url = url.clone();
         self.emit(Event::Connection {
             state: ConnectionState::Connecting,
             url: url.clone(),
@@ -96,6 +111,9 @@ impl ChargePoint {
             ConnEvent::Connected { url } => {
                 self.link.online = true;
                 self.link.online_since = Some(self.now());
+                self.link.report.state = Some(ConnectionState::Connected);
+                self.link.report.url = Some(url.clone());
+                self.link.report.failed_attempts = 0;
                 self.log.info("ocpp", format!("connected to {url}"));
                 self.emit(Event::Connection {
                     state: ConnectionState::Connected,
@@ -136,6 +154,15 @@ impl ChargePoint {
                         retry_in.as_secs_f64()
                     ),
                 );
+                self.link.report.state = Some(ConnectionState::Failed);
+                self.link.report.failed_attempts =
+                    self.link.report.failed_attempts.saturating_add(1);
+                self.link.report.last_error = Some(ConnectError {
+                    failure: kind,
+                    http_status,
+                    detail: error.clone(),
+                    at: self.now(),
+                });
                 self.emit(Event::Connection {
                     state: ConnectionState::Failed,
                     url: None,
@@ -170,6 +197,7 @@ impl ChargePoint {
                 self.link.online = false;
                 self.link.online_since = None;
                 self.link.heartbeat_at = None;
+                self.link.report.state = Some(ConnectionState::Disconnected);
                 if let Some(f) = self.outbox.in_flight.take() {
                     self.log.debug(
                         "ocpp",

@@ -4,8 +4,15 @@
 //!   fraction of the line rate (10 bits a byte);
 //! - flash goodput over the bare pseudo-terminal as a fraction of raw pseudo-terminal
 //!   throughput measured in the same run;
+//! - the same flashes over a noisy line (0.1 % of bytes dropped and 0.1 % flipped, each
+//!   direction, fixed seed), with the default timeouts, as a fraction of the clean figure
+//!   (unthrottled: of the bare pseudo-terminal, and of the same path through the line shaper
+//!   with no faults);
 //! - log lines per second delivered, and lines lost;
 //! - time to read all (~60) configuration keys.
+//!
+//! `cargo bench --bench link -- WORD` runs only the figures whose name contains WORD
+//! (`clean`, `noisy`, `115200`, `pty`, `logs`, `keys`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use chargectl::link::codec::{BootState, ConfigEntry, ConfigRead, Identity, SetOutcome};
@@ -130,6 +137,12 @@ struct Rig {
 }
 
 fn rig(shaper: LineShaper) -> Rig {
+    rig_with(shaper, false)
+}
+
+/// `through_shaper`: the line goes through the shaper's pump even when it changes nothing
+/// (the same path as a noisy line, for a like-for-like clean figure).
+fn rig_with(shaper: LineShaper, through_shaper: bool) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("charger");
     let (port, master) = pty::open(&link).expect("pty");
@@ -140,7 +153,7 @@ fn rig(shaper: LineShaper) -> Rig {
     });
     let b = backend.clone();
     let server = tokio::spawn(async move {
-        if shaper.is_transparent() {
+        if shaper.is_transparent() && !through_shaper {
             let _ = serve(master, b, ServiceOptions::default()).await;
         } else {
             let (line, _pump) = shaper.wrap(master);
@@ -163,7 +176,26 @@ async fn client(rig: &Rig) -> Client {
 }
 
 async fn flash_rate(shaper: LineShaper, image: &[u8], opts: FlashOptions) -> (f64, u64) {
-    let r = rig(shaper);
+    let (rate, wire, _) = flash_rate_with(shaper, false, image, opts).await;
+    (rate, wire)
+}
+
+/// As [`flash_rate`], with the number of chunks sent again.
+async fn flash_rate_resent(
+    shaper: LineShaper,
+    image: &[u8],
+    opts: FlashOptions,
+) -> (f64, u64, u64) {
+    flash_rate_with(shaper, false, image, opts).await
+}
+
+async fn flash_rate_with(
+    shaper: LineShaper,
+    through_shaper: bool,
+    image: &[u8],
+    opts: FlashOptions,
+) -> (f64, u64, u64) {
+    let r = rig_with(shaper, through_shaper);
     let c = client(&r).await;
     let (tx, _rx) = watch::channel(FlashProgress::default());
     let start = Instant::now();
@@ -172,9 +204,26 @@ async fn flash_rate(shaper: LineShaper, image: &[u8], opts: FlashOptions) -> (f6
         .await
         .expect("flash");
     let secs = start.elapsed().as_secs_f64();
-    assert_eq!(r.backend.staged.lock().expect("lock").len(), image.len());
+    assert!(
+        *r.backend.staged.lock().expect("lock") == image,
+        "the staged image differs"
+    );
     r.server.abort();
-    (image.len() as f64 / secs, report.wire_bytes)
+    (
+        image.len() as f64 / secs,
+        report.wire_bytes,
+        report.retransmits,
+    )
+}
+
+/// 0.1 % of bytes dropped and 0.1 % flipped, in each direction.
+fn noisy(baud: Option<u32>) -> LineShaper {
+    LineShaper {
+        baud,
+        drop_rate: 0.001,
+        flip_rate: 0.001,
+        seed: 0x0B5E_55ED,
+    }
 }
 
 async fn raw_pty_rate(total: usize) -> f64 {
@@ -244,16 +293,31 @@ async fn log_rate(lines: u64) -> (f64, u64, u64) {
     (got as f64 / secs, got, dropped)
 }
 
-async fn config_time(shaper: LineShaper, runs: u32) -> Duration {
+/// Mean time to read every key, and how many reads failed.
+async fn config_time(shaper: LineShaper, runs: u32) -> (Duration, u32) {
     let r = rig(shaper);
     let c = client(&r).await;
     let start = Instant::now();
+    let mut failed = 0;
     for _ in 0..runs {
-        let read = c.config_get(vec![]).await.expect("config");
-        assert_eq!(read.entries.len(), 60);
+        match c.config_get(vec![]).await {
+            Ok(read) => assert_eq!(read.entries.len(), 60),
+            Err(e) => {
+                eprintln!("reading every key failed: {e}");
+                failed += 1;
+            }
+        }
     }
     r.server.abort();
-    start.elapsed() / runs
+    (start.elapsed() / runs, failed)
+}
+
+fn wanted(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
 }
 
 fn main() {
@@ -267,55 +331,115 @@ fn main() {
             baud: Some(115_200),
             ..LineShaper::default()
         };
+        let unthrottled = FlashOptions {
+            compress: false,
+            initial_chunk: 4096,
+            ..FlashOptions::default()
+        };
 
-        let img = random(128 * 1024, 1);
-        let (rate, wire) = flash_rate(shaped, &img, FlashOptions::default()).await;
-        println!(
-            "flash 128 KiB random @115200:      {:8.0} B/s = {:5.1} % of line rate ({} B on the wire)",
-            rate,
-            100.0 * rate / line,
-            wire
-        );
+        let small = random(128 * 1024, 1);
+        let mut clean_line = None;
+        if wanted("clean flash random 115200") {
+            let (rate, wire) = flash_rate(shaped, &small, FlashOptions::default()).await;
+            clean_line = Some(rate);
+            println!(
+                "flash 128 KiB random @115200:      {:8.0} B/s = {:5.1} % of line rate ({} B on the wire)",
+                rate,
+                100.0 * rate / line,
+                wire
+            );
+        }
+        if wanted("noisy flash random 115200") {
+            let (rate, wire, resent) =
+                flash_rate_resent(noisy(Some(115_200)), &small, FlashOptions::default()).await;
+            println!(
+                "flash 128 KiB random @115200, noisy: {:6.0} B/s = {:5.1} % of line rate ({} B on the wire, {} chunks resent){}",
+                rate,
+                100.0 * rate / line,
+                wire,
+                resent,
+                clean_line
+                    .map(|c| format!(", {:.1} % of clean", 100.0 * rate / c))
+                    .unwrap_or_default()
+            );
+        }
 
-        let img = compressible(256 * 1024);
-        let (rate, wire) = flash_rate(shaped, &img, FlashOptions::default()).await;
-        println!(
-            "flash 256 KiB compressible @115200: {:8.0} B/s = {:5.1} % of line rate ({} B on the wire)",
-            rate,
-            100.0 * rate / line,
-            wire
-        );
+        if wanted("clean flash compressible 115200") {
+            let img = compressible(256 * 1024);
+            let (rate, wire) = flash_rate(shaped, &img, FlashOptions::default()).await;
+            println!(
+                "flash 256 KiB compressible @115200: {:8.0} B/s = {:5.1} % of line rate ({} B on the wire)",
+                rate,
+                100.0 * rate / line,
+                wire
+            );
+        }
 
-        let raw = raw_pty_rate(64 << 20).await;
-        let img = random(16 << 20, 2);
-        let (rate, _) = flash_rate(
-            LineShaper::default(),
-            &img,
-            FlashOptions {
-                compress: false,
-                initial_chunk: 4096,
-                ..FlashOptions::default()
-            },
-        )
-        .await;
-        println!(
-            "raw pseudo-terminal:               {:8.1} MB/s",
-            raw / 1e6
-        );
-        println!(
-            "flash 16 MiB random, bare PTY:     {:8.1} MB/s = {:5.1} % of raw",
-            rate / 1e6,
-            100.0 * rate / raw
-        );
+        let mut clean_pty = None;
+        if wanted("clean flash random pty") {
+            let raw = raw_pty_rate(64 << 20).await;
+            let img = random(16 << 20, 2);
+            let (rate, _) = flash_rate(LineShaper::default(), &img, unthrottled.clone()).await;
+            clean_pty = Some(rate);
+            println!(
+                "raw pseudo-terminal:               {:8.1} MB/s",
+                raw / 1e6
+            );
+            println!(
+                "flash 16 MiB random, bare PTY:     {:8.1} MB/s = {:5.1} % of raw",
+                rate / 1e6,
+                100.0 * rate / raw
+            );
+        }
+        let img = random(4 << 20, 3);
+        let mut clean_shaped = None;
+        if wanted("clean flash random pty shaper") {
+            let (rate, _, _) =
+                flash_rate_with(LineShaper::default(), true, &img, unthrottled.clone()).await;
+            clean_shaped = Some(rate);
+            println!(
+                "flash 4 MiB random, PTY through the shaper, no faults: {:6.1} MB/s",
+                rate / 1e6
+            );
+        }
+        if wanted("noisy flash random pty") {
+            let (rate, wire, resent) =
+                flash_rate_resent(noisy(None), &img, unthrottled.clone()).await;
+            println!(
+                "flash 4 MiB random, PTY, noisy:    {:8.2} MB/s ({} B on the wire, {} chunks resent){}{}",
+                rate / 1e6,
+                wire,
+                resent,
+                clean_pty
+                    .map(|c| format!(", {:.1} % of the bare PTY", 100.0 * rate / c))
+                    .unwrap_or_default(),
+                clean_shaped
+                    .map(|c| format!(", {:.1} % of the shaped clean line", 100.0 * rate / c))
+                    .unwrap_or_default()
+            );
+        }
 
-        let (lps, got, dropped) = log_rate(200_000).await;
-        println!(
-            "log lines, bare PTY:               {lps:8.0} lines/s ({got} delivered, {dropped} dropped)"
-        );
+        if wanted("clean logs pty") {
+            let (lps, got, dropped) = log_rate(200_000).await;
+            println!(
+                "log lines, bare PTY:               {lps:8.0} lines/s ({got} delivered, {dropped} dropped)"
+            );
+        }
 
-        let t = config_time(LineShaper::default(), 50).await;
-        println!("read 60 keys, bare PTY:            {:8.2} ms", t.as_secs_f64() * 1e3);
-        let t = config_time(shaped, 5).await;
-        println!("read 60 keys @115200:              {:8.2} ms", t.as_secs_f64() * 1e3);
+        if wanted("clean keys pty") {
+            let (t, _) = config_time(LineShaper::default(), 50).await;
+            println!("read 60 keys, bare PTY:            {:8.2} ms", t.as_secs_f64() * 1e3);
+        }
+        if wanted("clean keys 115200") {
+            let (t, _) = config_time(shaped, 5).await;
+            println!("read 60 keys @115200:              {:8.2} ms", t.as_secs_f64() * 1e3);
+        }
+        if wanted("noisy keys 115200") {
+            let (t, failed) = config_time(noisy(Some(115_200)), 20).await;
+            println!(
+                "read 60 keys @115200, noisy:       {:8.2} ms ({failed} of 20 reads failed)",
+                t.as_secs_f64() * 1e3
+            );
+        }
     });
 }

@@ -116,6 +116,9 @@ pub fn link_frame(data: &[u8]) {
         decoder.push(chunk, &mut out);
         assert!(decoder.buffered() <= MAX_ENCODED);
     }
+    // One block as found between two delimiters, and the stream cut in three reads.
+    let _ = chargectl::link::fuzz::frame_block(rest);
+    let _ = chargectl::link::fuzz::frame_stream(rest);
     for d in out {
         if let Decoded::Frame(frame) = d {
             let mut again = Vec::new();
@@ -128,12 +131,16 @@ pub fn link_frame(data: &[u8]) {
     }
 }
 
-/// A frame body on the serial line: the charger's request decoder and both HELLOs.
+/// A frame body on the serial line: the charger's request decoder and both HELLOs, then every
+/// decoder each side runs on a body (resends, firmware chunks, acknowledgements and gap reports
+/// in each protocol, identities, configuration answers, log events).
 pub fn link_request(data: &[u8]) {
     use chargectl::link::codec::{DeviceHello, HostHello, Request};
     let _ = Request::decode(data);
     let _ = HostHello::decode(data);
     let _ = DeviceHello::decode(data);
+    chargectl::link::fuzz::charger_bodies(data);
+    chargectl::link::fuzz::tool_bodies(data);
 }
 
 /// A firmware image from anyone: the header parser, the inspection and the verification

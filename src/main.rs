@@ -85,7 +85,11 @@ async fn dispatch(cli: Cli, env: &cli::Env) -> anyhow::Result<ExitCode> {
             port,
             no_compress,
             no_reboot,
-        }) => commands::flash::run(&image, &port, no_compress, no_reboot, env).await,
+            confirm_timeout,
+        }) => {
+            let reboot = (!no_reboot).then(|| std::time::Duration::from_secs_f64(confirm_timeout));
+            commands::flash::run(&image, &port, no_compress, reboot, env).await
+        }
         Some(Command::Firmware(cmd)) => commands::firmware::run(cmd, env).await,
         Some(Command::Csms { listen, summary }) => commands::csms::run(listen, summary, env).await,
         Some(Command::Emulate(args)) => commands::emulate::run(args, env).await,
@@ -121,8 +125,9 @@ async fn open_tui(keymap: Option<&str>, env: &cli::Env) -> anyhow::Result<ExitCo
         ));
     }
     let bad_input = |e: anyhow::Error| anyhow::Error::new(cli::Failure::new(ExitCode::BadInput, e));
-    let opts = tui::TuiOptions::load(&env.paths.config_dir, keymap, env.color)
+    let mut opts = tui::TuiOptions::load(&env.paths.config_dir, keymap, env.color)
         .map_err(|e| bad_input(e.into()))?;
+    opts.report_dir = Some(env.paths.data_dir.join("reports"));
     let keys_dir = env.paths.config_dir.join("trusted-keys");
     let trusted_keys = tui::live::read_trusted_keys(&keys_dir).map_err(bad_input)?;
     let backend = tui::live::LiveBackend::new(tui::live::LiveOptions {
@@ -138,6 +143,9 @@ async fn open_tui(keymap: Option<&str>, env: &cli::Env) -> anyhow::Result<ExitCo
     {
         tracing::warn!("the session did not close within 10 s");
     }
-    result?;
+    // What the TUI had to say on leaving (where a dry run's report went), on the restored terminal.
+    for line in result?.exit_lines {
+        eprintln!("{line}");
+    }
     Ok(ExitCode::Ok)
 }

@@ -10,6 +10,8 @@
 
 #[path = "common/charger_proc.rs"]
 mod charger_proc;
+#[path = "common/csms_calls.rs"]
+mod csms_calls;
 #[path = "common/http_server.rs"]
 mod http;
 
@@ -17,6 +19,7 @@ use chargectl::csms::{EventKind, Sandbox, SandboxHandle, SandboxOptions};
 use chargectl::stack::config::{ChangeOutcome, Channel, Configuration};
 use chargectl::stack::rpc::Frame;
 use charger_proc::ChargerProc;
+use csms_calls::calls_from;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
@@ -40,26 +43,9 @@ fn seed(dir: &Path) {
     }
 }
 
-fn calls(csms: &SandboxHandle, cp: &str, from: usize, action: &str) -> Vec<Value> {
-    csms.events()
-        .into_iter()
-        .skip(from)
-        .filter_map(|e| match e.kind {
-            EventKind::Received {
-                cp_id,
-                frame: Frame::Call {
-                    action: a, payload, ..
-                },
-                ..
-            } if cp_id == cp && a == action => Some(payload),
-            _ => None,
-        })
-        .collect()
-}
-
 async fn wait_calls(csms: &SandboxHandle, cp: &str, from: usize, action: &str, n: usize) {
     let done = async {
-        while calls(csms, cp, from, action).len() < n {
+        while calls_from(csms, cp, from, action).len() < n {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -99,7 +85,7 @@ async fn session(p: &mut ChargerProc, csms: &SandboxHandle, cp: &str, card: &str
     p.act(r#"{"action":"ev_demand","amps":16}"#).await;
     wait_calls(csms, cp, c, "StartTransaction", 1).await;
     let metered = async {
-        while calls(csms, cp, c, "MeterValues")
+        while calls_from(csms, cp, c, "MeterValues")
             .iter()
             .filter(|v| v.get("transactionId").is_some())
             .count()
@@ -173,7 +159,8 @@ async fn full_disk_keeps_charging_and_talking_reports_it_and_loses_nothing_ackno
         "Accepted"
     );
 
-    p.act(r#"{"action":"storage_fault","error":"full"}"#).await;
+    p.act_taken(r#"{"action":"storage_fault","error":"full"}"#)
+        .await;
     // Nothing it cannot store is acknowledged.
     assert_eq!(
         change(&csms, cp, "ConnectionTimeOut", "50").await,
@@ -218,7 +205,8 @@ async fn full_disk_keeps_charging_and_talking_reports_it_and_loses_nothing_ackno
     );
 
     // The disk recovers: the journal is written again as a whole, and a change is stored.
-    p.act(r#"{"action":"storage_fault","error":"none"}"#).await;
+    p.act_taken(r#"{"action":"storage_fault","error":"none"}"#)
+        .await;
     assert_eq!(
         change(&csms, cp, "ConnectionTimeOut", "55").await,
         "Accepted"
@@ -263,7 +251,7 @@ async fn power_cut_while_the_disk_is_full_keeps_what_was_durable() {
     wait_log(&p, "has CSMS id 1").await;
     // Offline, then the disk fills: samples now live in memory only.
     p.act(r#"{"action":"network_lost"}"#).await;
-    p.act(r#"{"action":"storage_fault","error":"read_only"}"#)
+    p.act_taken(r#"{"action":"storage_fault","error":"read_only"}"#)
         .await;
     wait_log(&p, "Read-only file system").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -258,6 +258,11 @@ impl Drop for Rig {
 /// A fake charger serving on a pseudo-terminal behind `shaper`. A message on `replug` pulls the
 /// cable and plugs it back in on a new pseudo-terminal.
 fn rig(shaper: LineShaper) -> Rig {
+    rig_with(shaper, ServiceOptions::default())
+}
+
+/// [`rig`] with the charger side's options.
+fn rig_with(shaper: LineShaper, service: ServiceOptions) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let link = dir.path().join("charger");
     let (port, master) = pty::open(&link).expect("pty");
@@ -272,7 +277,7 @@ fn rig(shaper: LineShaper) -> Rig {
             while let Some(m) = master.take() {
                 let (line, pump) = shaper.wrap(m);
                 tokio::select! {
-                    r = serve(line, fake.clone(), ServiceOptions::default()) => {
+                    r = serve(line, fake.clone(), service.clone()) => {
                         if let Err(e) = r { eprintln!("serve ended: {e}"); }
                         pump.abort();
                         return;
@@ -759,4 +764,273 @@ async fn cli_commands_talk_to_the_charger_and_exit_by_failure_class() {
     let (code, _, err) = cli(dir.path(), &["info", "--port", "/dev/ttyUSB9-missing"]).await;
     assert_eq!(code, 3);
     assert!(err.contains("no such port /dev/ttyUSB9-missing"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_reconnecting_commands_are_served_queued_or_refused_with_a_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("charger");
+    let (mut port, master) = pty::open(&link).expect("pty");
+    let fake = Fake::new();
+    let server = tokio::spawn(serve(master, fake.clone(), ServiceOptions::default()));
+    let c = Client::connect(
+        link.to_str().expect("utf8"),
+        115_200,
+        ClientOptions {
+            hello_timeout: Duration::from_millis(50),
+            reconnect_timeout: Duration::from_secs(60),
+            ..opts()
+        },
+    )
+    .await
+    .expect("connect");
+    let mut events = c.events();
+    // Unplugged: the charger side goes away and nobody answers on the port any more.
+    server.abort();
+    let _ = server.await;
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Ok(chargectl::link::LinkEvent::Disconnected { reason })) => break reason,
+            Ok(Ok(_)) => continue,
+            other => panic!("no Disconnected event: {other:?}"),
+        }
+    };
+    assert!(!reason.is_empty());
+    // The actor keeps serving while it looks for the charger (the search may take a minute).
+    let stats = tokio::time::timeout(Duration::from_secs(5), c.stats()).await;
+    assert!(matches!(stats, Ok(Ok(_))), "{stats:?}");
+    // Requests are queued up to a bound; beyond it they are refused with a clear error.
+    let mut queued = Vec::new();
+    for _ in 0..70 {
+        let c = c.clone();
+        queued.push(tokio::spawn(async move { c.identify().await }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut refused = 0;
+    let mut waiting = Vec::new();
+    for t in queued {
+        if t.is_finished() {
+            let err = t
+                .await
+                .expect("join")
+                .expect_err("refused while reconnecting");
+            assert!(matches!(err, Error::Reconnecting { .. }), "{err}");
+            assert!(err.to_string().contains("reconnecting"), "{err}");
+            refused += 1;
+        } else {
+            waiting.push(t);
+        }
+    }
+    assert_eq!(refused, 6, "64 requests are queued, the other 6 refused");
+    // Plugged back in: the queued requests are answered.
+    let master = port.replug().expect("replug");
+    let server = tokio::spawn(serve(master, fake.clone(), ServiceOptions::default()));
+    for t in waiting {
+        let id = tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("answered after the reconnect")
+            .expect("join")
+            .expect("identify");
+        assert_eq!(id.serial_number, "ZAP000042");
+    }
+    server.abort();
+}
+
+/// 0.1 % of bytes dropped and 0.1 % flipped, each direction, at a fixed seed.
+fn noisy(seed: u64) -> LineShaper {
+    LineShaper {
+        baud: None,
+        drop_rate: 0.001,
+        flip_rate: 0.001,
+        seed,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_image_survives_a_noisy_line_with_the_default_timeouts() {
+    let rig = rig(noisy(0x5EED_0013));
+    let c = Client::connect(
+        rig.link.to_str().expect("utf8"),
+        115_200,
+        ClientOptions::default(),
+    )
+    .await
+    .expect("connect");
+    assert_eq!(c.hello().proto, chargectl::link::codec::PROTO_MAX);
+    // Every key, several times: multi-part answers complete with the default timeout.
+    for _ in 0..10 {
+        let all = c.config_get(vec![]).await.expect("every key under noise");
+        assert_eq!(all.entries.len(), 60);
+    }
+    let packed = chargectl::firmware::pack(&image("0.0.0", 1 << 20, 13), "6.1.0", &test_key())
+        .expect("pack");
+    let (tx, _rx) = watch::channel(FlashProgress::default());
+    let report = c
+        .flash(
+            &packed,
+            &packed[..chargectl::firmware::HEADER_LEN],
+            &FlashOptions::default(),
+            &tx,
+        )
+        .await
+        .expect("flash with the default timeouts");
+    assert_eq!(report.version, "6.1.0");
+    assert!(report.retransmits > 0, "the line lost nothing?");
+    assert!(
+        rig.fake.flash.lock().expect("lock").staged == packed,
+        "the staged image differs from the one sent"
+    );
+    let stats = c.stats().await.expect("stats");
+    assert!(stats.crc_errors + stats.cobs_errors > 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charger_without_selective_repeat_still_takes_a_flash_on_a_noisy_line() {
+    let rig = rig_with(
+        noisy(0xB0B),
+        ServiceOptions {
+            proto_max: 1,
+            ..ServiceOptions::default()
+        },
+    );
+    let c = Client::connect(
+        rig.link.to_str().expect("utf8"),
+        115_200,
+        ClientOptions::default(),
+    )
+    .await
+    .expect("connect");
+    assert_eq!(c.hello().proto, 1);
+    let all = c.config_get(vec![]).await.expect("every key");
+    assert_eq!(all.entries.len(), 60);
+    let img = image("5.5.0", 256 * 1024, 21);
+    let report = flash(&c, &img).await.expect("flash with go-back-N");
+    assert_eq!(report.version, "5.5.0");
+    assert_eq!(rig.fake.flash.lock().expect("lock").staged, img);
+}
+
+/// Writes `frames` to a charger served on an in-memory line and collects `want` answers.
+async fn exchange(opts: ServiceOptions, frames: Vec<Frame>, want: usize) -> Vec<Frame> {
+    let (mut tool, charger) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(serve(charger, Fake::new(), opts));
+    let mut wire = Vec::new();
+    for f in frames {
+        f.encode_into(&mut wire);
+    }
+    tool.write_all(&wire).await.expect("write");
+    let mut dec = Decoder::new();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < want {
+        let n = tokio::time::timeout(Duration::from_secs(5), tool.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        let mut out = Vec::new();
+        dec.push(&buf[..n], &mut out);
+        got.extend(out.into_iter().filter_map(|d| match d {
+            Decoded::Frame(f) => Some(f),
+            Decoded::Text(_) => None,
+        }));
+    }
+    drop(tool);
+    server.await.expect("join").expect("clean end");
+    got
+}
+
+fn host_hello(min: u8, max: u8) -> Frame {
+    let hello = chargectl::link::codec::HostHello {
+        proto_min: min,
+        proto_max: max,
+        session: 77,
+    };
+    Frame::new(Kind::Hello, channel::CONTROL, 1, hello.encode())
+}
+
+#[tokio::test]
+async fn the_protocol_version_is_negotiated_in_hello() {
+    use chargectl::link::codec::DeviceHello;
+    // A tool from before selective repeat gets protocol 1.
+    let got = exchange(ServiceOptions::default(), vec![host_hello(1, 1)], 1).await;
+    assert_eq!(DeviceHello::decode(&got[0].body).expect("hello").proto, 1);
+    // A current tool gets the newest both speak.
+    let got = exchange(ServiceOptions::default(), vec![host_hello(1, 2)], 1).await;
+    assert_eq!(DeviceHello::decode(&got[0].body).expect("hello").proto, 2);
+    let older = ServiceOptions {
+        proto_max: 1,
+        ..ServiceOptions::default()
+    };
+    let got = exchange(older, vec![host_hello(1, 2)], 1).await;
+    assert_eq!(DeviceHello::decode(&got[0].body).expect("hello").proto, 1);
+}
+
+#[tokio::test]
+async fn requests_on_a_channel_the_protocol_does_not_define_are_refused() {
+    use chargectl::link::codec::{Dec, Request, status};
+    let identify = Request::Identify.encode();
+    let got = exchange(
+        ServiceOptions::default(),
+        vec![
+            host_hello(1, 2),
+            Frame::new(Kind::Req, 9, 10, identify.clone()),
+            Frame::new(Kind::Req, channel::FIRMWARE, 11, identify.clone()),
+            Frame::new(Kind::Req, channel::CONTROL, 12, identify),
+        ],
+        4,
+    )
+    .await;
+    let answer = |id: u16| {
+        let f = got.iter().find(|f| f.id == id).expect("an answer");
+        assert_eq!((f.kind, f.channel), (Kind::Rsp, channel::CONTROL));
+        let mut d = Dec::new(&f.body);
+        let _part = d.u16("part").expect("part");
+        let st = d.u8("status").expect("status");
+        (st, d.rest().to_vec())
+    };
+    let (st, reason) = answer(10);
+    assert_eq!(st, status::BAD_CHANNEL);
+    let reason = Dec::new(&reason).str("reason").expect("reason");
+    assert_eq!(
+        reason,
+        "channel 9 is not defined by the service protocol (0 control, 1 log, 2 firmware)"
+    );
+    let (st, reason) = answer(11);
+    assert_eq!(st, status::BAD_CHANNEL);
+    let reason = Dec::new(&reason).str("reason").expect("reason");
+    assert!(reason.contains("not on channel 2 (firmware)"), "{reason}");
+    // The same request on the control channel is answered.
+    assert_eq!(answer(12).0, status::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_interrupted_on_a_throttled_line_resumes() {
+    let rig = rig(LineShaper {
+        baud: Some(2_000_000),
+        ..LineShaper::default()
+    });
+    let img = image("3.2.0", 512 * 1024, 8);
+    {
+        let c = connect(&rig).await;
+        let (tx, mut rx) = watch::channel(FlashProgress::default());
+        let img2 = img.clone();
+        let task = tokio::spawn(async move {
+            let r = c
+                .flash(&img2, &img2[..16], &FlashOptions::default(), &tx)
+                .await;
+            drop(c);
+            r
+        });
+        while rx.borrow().done < 150_000 {
+            rx.changed().await.expect("progress");
+        }
+        task.abort();
+        let _ = task.await;
+    }
+    let c = connect(&rig).await;
+    let report = tokio::time::timeout(Duration::from_secs(60), flash(&c, &img))
+        .await
+        .expect("the resumed flash finishes")
+        .expect("resumed flash");
+    assert!(report.resumed_from >= 150_000, "{}", report.resumed_from);
+    assert_eq!(rig.fake.flash.lock().expect("lock").staged, img);
 }

@@ -25,6 +25,8 @@
 
 #[path = "common/charger_proc.rs"]
 mod charger_proc;
+#[path = "common/csms_calls.rs"]
+mod csms_calls;
 #[path = "common/http_server.rs"]
 mod http;
 
@@ -33,6 +35,7 @@ use chargectl::stack::config::{ChangeOutcome, Channel, Configuration};
 use chargectl::stack::journal::Journal;
 use chargectl::stack::rpc::Frame;
 use charger_proc::ChargerProc;
+use csms_calls::calls_from;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -216,23 +219,6 @@ fn tx_messages(csms: &SandboxHandle, cp: &str, from: usize, to: usize) -> Vec<St
         .collect()
 }
 
-fn call_after(csms: &SandboxHandle, cp: &str, cursor: usize, action: &str) -> Vec<Value> {
-    csms.events()
-        .into_iter()
-        .skip(cursor)
-        .filter_map(|e| match e.kind {
-            EventKind::Received {
-                cp_id,
-                frame: Frame::Call {
-                    action: a, payload, ..
-                },
-                ..
-            } if cp_id == cp && a == action => Some(payload),
-            _ => None,
-        })
-        .collect()
-}
-
 async fn wait_call(
     csms: &SandboxHandle,
     cp: &str,
@@ -310,7 +296,7 @@ async fn workload(
     for n in 0..1 {
         let seen = async {
             loop {
-                let mv = call_after(csms, cp, c, "MeterValues")
+                let mv = calls_from(csms, cp, c, "MeterValues")
                     .into_iter()
                     .filter(|v| v.get("transactionId").is_some())
                     .count();
@@ -693,7 +679,7 @@ async fn run_case(
     check_continuity(&all, &mut out.problems);
     // A firmware install the CSMS saw begin ends in Installed or InstallationFailed.
     let statuses = |from: usize| -> Vec<String> {
-        call_after(&csms, &cp, from, "FirmwareStatusNotification")
+        calls_from(&csms, &cp, from, "FirmwareStatusNotification")
             .iter()
             .map(|p| p["status"].as_str().unwrap_or_default().to_string())
             .collect()

@@ -807,15 +807,7 @@ async fn a_noisy_line_still_gives_right_config_and_firmware() {
     let started = Instant::now();
     let run = cli_within(
         dir,
-        &[
-            "flash",
-            image.to_str().unwrap(),
-            "--port",
-            &port,
-            "--json",
-            "--timeout",
-            "20",
-        ],
+        &["flash", image.to_str().unwrap(), "--port", &port, "--json"],
         Duration::from_secs(180),
     )
     .await;
@@ -842,6 +834,83 @@ async fn a_noisy_line_still_gives_right_config_and_firmware() {
         assert!(now == before || now == "5.1.0", "charger runs {now}");
         panic!("the flash failed on a noisy line after {took:?}: {run:#?}");
     }
+    emu.stop().await;
+}
+
+fn result_line(run: &Run) -> Value {
+    run.json_lines()
+        .into_iter()
+        .find(|v| v["type"] == "result")
+        .unwrap_or_else(|| panic!("a result line: {run:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flash_waits_for_the_trial_boot_and_reports_a_rollback_or_a_confirmation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (secret, public) = keygen(dir, "k").await;
+    let mut emu = Emulator::start(dir, &public, &[]).await;
+    let port = emu.port().to_string();
+    let factory = firmware_version(dir, &port).await;
+
+    // An image that crashes on each of its trial boots: the charger goes back to the factory
+    // image, and flash says so with its own status, naming the version that runs again.
+    emu.send(r#"{"action":"fail_boots","count":3}"#).await;
+    let image = pack(dir, &secret, "3.0.0", &noise(32 * 1024, 31)).await;
+    let run = cli(
+        dir,
+        &["flash", image.to_str().unwrap(), "--port", &port, "--json"],
+    )
+    .await;
+    assert_eq!(run.code, 8, "rolled_back: {run:#?}\n{}", emu.dump());
+    let boot = &result_line(&run)["data"]["boot"];
+    assert_eq!(boot["outcome"], "rolled_back", "{boot}");
+    assert_eq!(boot["running"], factory.as_str(), "{boot}");
+    assert_eq!(boot["boot_state"], "reverted", "{boot}");
+    let error = run
+        .json_lines()
+        .into_iter()
+        .find(|v| v["type"] == "error")
+        .expect("an error line");
+    assert_eq!(error["data"]["kind"], "rolled_back", "{error}");
+    let message = error["data"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("firmware 3.0.0 did not come up")
+            && message.contains(&format!("went back to {factory}")),
+        "{message}"
+    );
+    assert_eq!(firmware_version(dir, &port).await, factory);
+    // An image that crashes twice and comes up on its third trial boot: confirmed.
+    emu.send(r#"{"action":"fail_boots","count":2}"#).await;
+    let image = pack(dir, &secret, "3.1.0", &noise(32 * 1024, 32)).await;
+    let run = cli(
+        dir,
+        &["flash", image.to_str().unwrap(), "--port", &port, "--json"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}\n{}", emu.dump());
+    let result = result_line(&run);
+    let boot = &result["data"]["boot"];
+    assert_eq!(boot["outcome"], "confirmed", "{boot}");
+    assert_eq!(boot["running"], "3.1.0", "{boot}");
+    assert_eq!(boot["boot_state"], "normal", "{boot}");
+    assert_eq!(result["data"]["after"]["firmware_version"], "3.1.0");
+    assert!(
+        emu.wait_boot_notification("3.1.0").await.is_some(),
+        "no BootNotification with 3.1.0: {}",
+        emu.dump()
+    );
+
+    // A failure the installer can see without --json: the rollback message on stderr.
+    emu.send(r#"{"action":"fail_boots","count":3}"#).await;
+    let image = pack(dir, &secret, "3.2.0", &noise(32 * 1024, 33)).await;
+    let run = cli(dir, &["flash", image.to_str().unwrap(), "--port", &port]).await;
+    assert_eq!(run.code, 8, "{run:#?}");
+    assert!(
+        run.stderr.contains("firmware 3.2.0 did not come up")
+            && run.stderr.contains("went back to 3.1.0"),
+        "{run:#?}"
+    );
     emu.stop().await;
 }
 

@@ -140,7 +140,9 @@ async fn update_firmware(rig: &Rig) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_that_never_comes_up_is_rolled_back_and_reported() {
     let mut rig = rig().await;
-    rig.p.act(r#"{"action":"fail_boots","count":3}"#).await;
+    rig.p
+        .act_taken(r#"{"action":"fail_boots","count":3}"#)
+        .await;
     update_firmware(&rig).await;
     wait_call(&rig.csms, 0, "FirmwareStatusNotification", |p| {
         p["status"] == "InstallationFailed"

@@ -2017,3 +2017,432 @@ fn snapshot_emulator_fleet() {
     assert!(find(&terminal, "420/s").is_some());
     insta::assert_snapshot!("emulator_fleet", terminal.backend());
 }
+
+/// The chart's session with what crowds the dashboard of an emulated charger: its service port
+/// and three errors.
+fn crowded_dashboard() -> State {
+    let mut s = dashboard_chart_state();
+    let status = s.status.as_mut().unwrap();
+    status.service_port =
+        Some("/home/site/.local/share/chargectl/emulator/ZAP000123/service-port".into());
+    status.last_errors = vec![
+        "GroundFailure at 12:00:01".into(),
+        "CALLERROR from the CSMS: NotImplemented for DataTransfer".into(),
+    ];
+    s.errors.push_back("link lost: cable pulled".into());
+    s
+}
+
+fn render_at(state: &State, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| view(state, f)).unwrap();
+    terminal
+}
+
+/// Every row of the dashboard's panels, the chart's axis labels, the service port and the newest
+/// errors, at `width` x `height`.
+fn assert_dashboard_readable(width: u16, height: u16, errors_shown: &[&str]) {
+    let term = render_at(&crowded_dashboard(), width, height);
+    let text = screen_text(&term);
+    let has = |needle: &str| {
+        assert!(
+            find(&term, needle).is_some(),
+            "{width}x{height}: '{needle}' missing or overdrawn:\n{text}"
+        )
+    };
+    // The panels beside and above the chart.
+    for row in [
+        "Model       Zaptec Go",
+        "Serial      ZAP000123",
+        "Firmware    2.1.0",
+        "Kind        emulated",
+        "OCPP        connected",
+        "Connector   Charging",
+        "Transaction 42",
+        "Drawn       8.0 A of 8.0 A offered",
+        "Energy      2.234 kWh",
+    ] {
+        has(row);
+    }
+    // The chart: titles, both axes' labels of the current chart, the energy scale.
+    for label in ["offered 8.0 A", "drawn 8.0 A", "Energy 1.000 kWh in 1:40"] {
+        has(label);
+    }
+    let (x24, y24) = find(&term, "│24 A│").expect("the top of the amp scale");
+    let (x0, y0) = find(&term, "│0 A │").expect("the bottom of the amp scale");
+    assert_eq!(x24, x0);
+    assert!(y0 >= y24 + 2, "at least three rows of plot:\n{text}");
+    let (_, ylabels) = find(&term, " 0:00 ").expect("the start of the time axis");
+    assert_eq!(ylabels, y0 + 2, "time labels under the axis line:\n{text}");
+    assert_eq!(
+        text.lines()
+            .nth(ylabels as usize)
+            .unwrap()
+            .matches("1:40")
+            .count(),
+        2,
+        "both charts end their time axis at the session's length:\n{text}"
+    );
+    has("│1.10│");
+    // Below: the service port in its box, then the newest errors.
+    has("Service port (for --port)");
+    has("│/home/site/.local/share/chargectl/emulator/ZAP000123/service-port");
+    for e in errors_shown {
+        has(e);
+    }
+}
+
+#[test]
+fn dashboard_chart_and_its_neighbours_are_readable_at_80x24_and_120x40() {
+    assert_dashboard_readable(
+        80,
+        24,
+        &[
+            "Last errors (2 of 3)",
+            "✕ CALLERROR from the CSMS: NotImplemented for DataTransfer",
+            "✕ GroundFailure at 12:00:01",
+        ],
+    );
+    assert_dashboard_readable(
+        120,
+        40,
+        &[
+            "Last errors ",
+            "✕ CALLERROR from the CSMS: NotImplemented for DataTransfer",
+            "✕ link lost: cable pulled",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------- quitting during a dry run
+
+/// Where the fake run's report goes by default under `dir`: named after its charge point and
+/// its start (2024-10-04T00:00:00Z).
+fn default_report(dir: &str) -> PathBuf {
+    PathBuf::from(dir).join("dry-run-DRY-1-20241004T000000Z.md")
+}
+
+#[test]
+fn quitting_during_a_dry_run_writes_its_report_to_the_reports_directory_then_quits() {
+    let (mut s, run) = dry_run_running();
+    s.report_dir = Some("/data/reports".into());
+    assert_eq!(press(&mut s, "q"), vec![Effect::StopDryRun { run }]);
+    assert!(!s.quit, "the run ends first");
+    assert_eq!(s.dry_run.phase, DryRunPhase::Stopping);
+    let text = &s.notice.as_ref().unwrap().text;
+    assert!(
+        text.contains("its report goes to /data/reports") && text.contains("again quits at once"),
+        "{text}"
+    );
+    let head = screen_text(&render(&s));
+    assert!(
+        head.contains("report → /data/reports/, then quit"),
+        "{head}"
+    );
+    let eff = update(
+        &mut s,
+        Msg::DryRunFinished {
+            run,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    let path = default_report("/data/reports");
+    assert_eq!(
+        eff,
+        vec![Effect::SaveReport {
+            path: path.clone(),
+            report: Box::new(fake_backend::dry_run_report()),
+        }]
+    );
+    assert!(!s.quit, "quits once the report is written");
+    let eff = update(&mut s, Msg::ReportSaved { path: path.clone() });
+    assert_eq!(eff, vec![Effect::Quit]);
+    assert!(s.quit);
+    assert_eq!(
+        s.exit_lines.last().unwrap(),
+        &format!("dry run report written to {}", path.display())
+    );
+    assert!(s.exit_lines[0].contains("NOT READY"), "{:?}", s.exit_lines);
+}
+
+#[test]
+fn ctrl_c_during_a_dry_run_ends_it_the_same_way_and_twice_quits_at_once() {
+    let (mut s, run) = dry_run_running();
+    press(&mut s, "w"); // no report yet: a notice, no prompt
+    assert_eq!(press(&mut s, "ctrl-c"), vec![Effect::StopDryRun { run }]);
+    assert!(!s.quit);
+    assert_eq!(press(&mut s, "ctrl-c"), vec![Effect::Quit]);
+    assert!(s.quit);
+    assert_eq!(
+        s.exit_lines,
+        vec!["the dry run's report was not written: chargectl quit before it was".to_string()]
+    );
+}
+
+#[test]
+fn the_report_file_chosen_for_a_run_receives_it_when_the_run_ends_or_the_tui_quits() {
+    let (mut s, run) = dry_run_running();
+    press(&mut s, "o");
+    type_text(&mut s, "site-a.pdf");
+    press(&mut s, "enter");
+    assert!(
+        s.prompt
+            .as_ref()
+            .and_then(|p| p.error.as_deref())
+            .is_some_and(|e| e.contains(".md, .html or .json"))
+    );
+    press(&mut s, "ctrl-u");
+    type_text(&mut s, "site-a.html");
+    assert!(press(&mut s, "enter").is_empty());
+    assert_eq!(s.dry_run.report_path, Some(PathBuf::from("site-a.html")));
+    assert!(screen_text(&render(&s)).contains("report → site-a.html"));
+    // Without quitting: the report goes there as soon as the run ends.
+    let mut ended = s.clone();
+    let eff = update(
+        &mut ended,
+        Msg::DryRunFinished {
+            run,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    assert!(
+        matches!(eff.as_slice(), [Effect::SaveReport { path, .. }] if path == &PathBuf::from("site-a.html"))
+    );
+    assert!(!ended.quit);
+    // Quitting: the same file, then the TUI quits.
+    assert_eq!(press(&mut s, "q"), vec![Effect::StopDryRun { run }]);
+    let eff = update(
+        &mut s,
+        Msg::DryRunFinished {
+            run,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    assert!(
+        matches!(eff.as_slice(), [Effect::SaveReport { path, .. }] if path == &PathBuf::from("site-a.html"))
+    );
+    let eff = update(
+        &mut s,
+        Msg::ReportSaved {
+            path: "site-a.html".into(),
+        },
+    );
+    assert_eq!(eff, vec![Effect::Quit]);
+    assert_eq!(
+        s.exit_lines.last().unwrap(),
+        "dry run report written to site-a.html"
+    );
+}
+
+#[test]
+fn a_report_that_cannot_be_written_keeps_the_tui_open_until_quit_again() {
+    let (mut s, run) = dry_run_running();
+    press(&mut s, "q");
+    update(
+        &mut s,
+        Msg::DryRunFinished {
+            run,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    let eff = update(
+        &mut s,
+        Msg::ReportNotSaved {
+            path: default_report(""),
+            message: "Permission denied (os error 13)".into(),
+        },
+    );
+    assert!(eff.is_empty());
+    assert!(!s.quit, "the report would be lost");
+    let n = s.notice.as_ref().unwrap();
+    assert_eq!(n.kind, NoticeKind::Error);
+    assert!(
+        n.text.contains("Permission denied") && n.text.contains("w saves it elsewhere"),
+        "{}",
+        n.text
+    );
+    assert_eq!(press(&mut s, "q"), vec![Effect::Quit]);
+    assert_eq!(
+        s.exit_lines,
+        vec!["the dry run's report was not written: chargectl quit before it was".to_string()]
+    );
+}
+
+#[test]
+fn a_finished_report_never_saved_is_written_on_quit_and_a_saved_one_is_not() {
+    let (mut s, run) = dry_run_running();
+    update(
+        &mut s,
+        Msg::DryRunFinished {
+            run,
+            report: Box::new(fake_backend::dry_run_report()),
+        },
+    );
+    let mut saved = s.clone();
+    let eff = press(&mut s, "q");
+    assert!(
+        matches!(eff.as_slice(), [Effect::SaveReport { path, .. }] if path == &default_report("")),
+        "{eff:?}"
+    );
+    update(
+        &mut saved,
+        Msg::ReportSaved {
+            path: "a.md".into(),
+        },
+    );
+    assert_eq!(press(&mut saved, "q"), vec![Effect::Quit]);
+    assert!(saved.exit_lines.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn runtime_quit_during_a_dry_run_writes_the_report_before_the_tui_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let (tx, input) = scripted();
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    tokio::spawn(async move {
+        let key = |s: &str| Ok(Event::Key(key_event(s)));
+        tx.send(key("7")).unwrap();
+        tx.send(key("s")).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send(key("q")).unwrap();
+        // The fake run ends a second after it started; the TUI ends after the report.
+        std::future::pending::<()>().await;
+    });
+    let opts = TuiOptions {
+        report_dir: Some(reports.clone()),
+        ..opts()
+    };
+    let state = tokio::time::timeout(
+        Duration::from_secs(30),
+        chargectl::tui::run_with(&mut terminal, input, FakeBackend::new(), opts),
+    )
+    .await
+    .expect("the TUI ends once the report is written")
+    .unwrap();
+    assert!(state.quit);
+    let path = reports.join("dry-run-DRY-1-20241004T000000Z.md");
+    let md = std::fs::read_to_string(&path).unwrap();
+    assert!(md.starts_with("# Commissioning dry run: DRY-1"), "{md}");
+    assert_eq!(
+        state.exit_lines.last().unwrap(),
+        &format!("dry run report written to {}", path.display())
+    );
+}
+
+// ---------------------------------------------------------------- fleet from the emulator screen
+
+#[test]
+fn the_fleet_form_checks_each_field_and_starts_the_fleet_emulate_count_would() {
+    let mut s = default_state();
+    press(&mut s, "6 n");
+    let p = s.prompt.as_ref().expect("the fleet form");
+    assert_eq!(p.kind, PromptKind::FleetForm);
+    assert_eq!(p.text, "count=10 template=TUI-{n:04} ramp=0 sessions=0.2");
+    for (text, error) in [
+        ("count=0", "column 1: count: expected 1 to 10000, got '0'"),
+        (
+            "count=5 ramp=fast",
+            "column 9: ramp: expected a rate per second",
+        ),
+        ("count=5 template=SITE-{x}", "column 9: template:"),
+        ("count=5 csms=http://x", "column 9: csms:"),
+        ("count=5 colour=red", "column 9: unknown field 'colour'"),
+        ("template=A-{n}", "count=N is needed"),
+    ] {
+        press(&mut s, "ctrl-u");
+        type_text(&mut s, text);
+        assert!(press(&mut s, "enter").is_empty(), "{text}");
+        let e = s.prompt.as_ref().and_then(|p| p.error.clone()).unwrap();
+        assert!(e.starts_with(error), "{text}: {e}");
+    }
+    press(&mut s, "ctrl-u");
+    type_text(
+        &mut s,
+        "count=200 template=SITE-{n:04} ramp=50 sessions=0.5 seed=7",
+    );
+    let eff = press(&mut s, "enter");
+    assert_eq!(
+        eff,
+        vec![Effect::StartFleet {
+            run: 1,
+            spec: FleetSpec {
+                count: 200,
+                template: "SITE-{n:04}".into(),
+                ramp: Some(50.0),
+                sessions: Some(0.5),
+                seed: Some(7),
+                csms: CsmsTarget::Sandbox,
+            },
+        }]
+    );
+    assert!(screen_text(&render(&s)).contains("Starting a fleet of 200 charge points"));
+    assert!(press(&mut s, "n").is_empty(), "one fleet at a time");
+    assert!(s.prompt.is_none());
+    // Its summaries fill the panel, which says how to stop it.
+    update(&mut s, Msg::Fleet(fleet_summary(1.0, 150, 400)));
+    update(&mut s, Msg::Fleet(fleet_summary(2.0, 200, 700)));
+    let text = screen_text(&render(&s));
+    for needle in [
+        "Emulated fleet, 2 s, all booted in 1.84 s x stops it",
+        "200 booted of 200",
+        "700 sent  700 received  600/s",
+        "p50 12.1 ms  p90 31.0  p99 48.2",
+    ] {
+        assert!(text.contains(needle), "'{needle}' in:\n{text}");
+    }
+    assert_eq!(press(&mut s, "x"), vec![Effect::StopFleet { run: 1 }]);
+    assert!(screen_text(&render(&s)).contains("stopping…"));
+    update(
+        &mut s,
+        Msg::FleetEnded {
+            run: 1,
+            error: None,
+        },
+    );
+    assert!(screen_text(&render(&s)).contains("all booted in 1.84 s stopped"));
+    // The form offers the last answer again.
+    press(&mut s, "n");
+    assert_eq!(
+        s.prompt.as_ref().unwrap().text,
+        "count=200 template=SITE-{n:04} ramp=50 sessions=0.5 seed=7"
+    );
+}
+
+#[test]
+fn a_fleet_that_cannot_start_says_why() {
+    let mut s = default_state();
+    press(&mut s, "6 n ctrl-u");
+    type_text(&mut s, "count=3");
+    let eff = press(&mut s, "enter");
+    assert!(matches!(
+        eff.as_slice(),
+        [Effect::StartFleet { run: 1, .. }]
+    ));
+    update(
+        &mut s,
+        Msg::FleetEnded {
+            run: 1,
+            error: Some("the open-file limit is too low".into()),
+        },
+    );
+    let n = s.notice.as_ref().unwrap();
+    assert_eq!(n.kind, NoticeKind::Error);
+    assert!(
+        screen_text(&render(&s)).contains("The fleet did not run: the open-file limit"),
+        "{}",
+        screen_text(&render(&s))
+    );
+    // A late message of an older fleet changes nothing.
+    update(
+        &mut s,
+        Msg::FleetEnded {
+            run: 0,
+            error: None,
+        },
+    );
+    assert!(matches!(
+        s.fleet_run.phase,
+        chargectl::tui::state::FleetPhase::Ended(Some(_))
+    ));
+}

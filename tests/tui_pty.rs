@@ -297,6 +297,65 @@ fn a_dry_run_started_in_the_tui_shows_its_trace_and_saves_its_report() {
 }
 
 #[test]
+fn quitting_during_a_dry_run_writes_its_report_and_names_it_on_exit() {
+    let (_root, data, config) = dirs();
+    let mut tui = Tui::spawn(&[], &data, &config);
+    tui.wait_text("Start an emulated charger on the sandbox CSMS");
+    tui.keys(b"7");
+    tui.wait_text("Commissioning dry run");
+    tui.keys(b"s");
+    tui.wait_for("the boot in the trace", |s| {
+        s.contains("→ BootNotification")
+    });
+    // q in the middle of the run: it ends as Ctrl-C ends `chargectl dry-run`.
+    tui.keys(b"q");
+    let status = tui.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+    tui.wait_closed();
+    let reports = data.join("reports");
+    let files: Vec<PathBuf> = std::fs::read_dir(&reports)
+        .expect("the reports directory")
+        .map(|e| e.unwrap().path())
+        .collect();
+    let [report] = files.as_slice() else {
+        panic!("one report expected in {}: {files:?}", reports.display());
+    };
+    let md = std::fs::read_to_string(report).unwrap();
+    assert!(md.starts_with("# Commissioning dry run: "), "{md}");
+    assert!(md.contains("interrupted"), "ended like Ctrl-C:\n{md}");
+    // The exit message names the file (the terminal is 80 columns wide, so compare unwrapped).
+    let screen: String = tui.contents().lines().map(str::trim_end).collect();
+    let named = format!("dry run report written to {}", report.display());
+    assert!(screen.contains(&named), "{named}\nnot in:\n{screen}");
+}
+
+#[test]
+fn a_fleet_started_from_the_emulator_screen_boots_and_stops() {
+    let (_root, data, config) = dirs();
+    let mut tui = Tui::spawn(&[], &data, &config);
+    tui.wait_text("Start an emulated charger on the sandbox CSMS");
+    tui.keys(b"6n");
+    tui.wait_text("Fleet: count=10");
+    tui.keys(&[0x15]); // ctrl-u
+    tui.keys(b"count=5 template=PTY-{n} ramp=0 sessions=0");
+    tui.keys(b"\r");
+    let screen = tui.wait_text("5 booted of 5");
+    assert!(screen.contains("Emulated fleet"), "{screen}");
+    tui.keys(b"x");
+    tui.wait_text("stopped");
+    for n in 1..=5 {
+        let dir = data
+            .join("emulator")
+            .join("tui-fleet")
+            .join(format!("PTY-{n}"));
+        assert!(dir.is_dir(), "{} missing", dir.display());
+    }
+    tui.keys(b"q");
+    let status = tui.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
 fn bad_keymap_fails_before_the_tui_starts() {
     let (_root, data, config) = dirs();
     std::fs::write(

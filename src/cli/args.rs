@@ -89,6 +89,15 @@ pub enum Command {
         dry_run: bool,
     },
     /// Flash a signed firmware image and reboot into it.
+    ///
+    /// The charger boots a new image on trial and confirms it once it is up; after its trial
+    /// boots fail it goes back to the previous image. After the reboot, flash waits (at most
+    /// --confirm-timeout) for the charger to come back and reads its boot state: a confirmed
+    /// image ends with status 0; a rollback ends with status 8 (rolled_back) and names the
+    /// version that runs again; no answer in time ends with status 3 (unreachable), an image
+    /// still on trial at the end of the wait with status 1. With --json, lines of type "boot"
+    /// show the wait and the result line's "boot" object gives the outcome ("confirmed",
+    /// "rolled_back", "kept_previous", "unconfirmed" or "not_rebooted").
     Flash {
         /// Signed image made with `chargectl firmware pack`.
         image: PathBuf,
@@ -100,6 +109,10 @@ pub enum Command {
         /// Leave the charger on its current firmware after the transfer (no reboot).
         #[arg(long)]
         no_reboot: bool,
+        /// Seconds to wait after the reboot for the charger to come back and confirm the new
+        /// image (or report that it went back to the previous one).
+        #[arg(long, default_value_t = 120.0, value_name = "SECONDS", value_parser = seconds(1.0, 3600.0))]
+        confirm_timeout: f64,
     },
     /// Show the charger's log.
     Logs {
@@ -446,6 +459,8 @@ mod tests {
         for args in [
             &["info", "--port", "x", "--timeout", "1e300"][..],
             &["info", "--port", "x", "--timeout=-5"],
+            &["flash", "img", "--port", "x", "--confirm-timeout", "0"],
+            &["flash", "img", "--port", "x", "--confirm-timeout", "1e300"],
             &["info", "--port", "x", "--baud", "0"],
             &["info", "--port", "x", "--baud", "99999999999"],
             &["emulate", "--serial-baud", "1"],

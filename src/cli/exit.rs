@@ -21,12 +21,14 @@ pub enum ExitCode {
     BadInput = 6,
     /// A commissioning dry run found something blocking (see its report).
     Blocking = 7,
+    /// A flashed image did not come up: the charger went back to the previous image.
+    RolledBack = 8,
     /// Interrupted by a signal (Ctrl-C).
     Interrupted = 130,
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 9] = [
+    pub const ALL: [ExitCode; 10] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -35,6 +37,7 @@ impl ExitCode {
         ExitCode::Verification,
         ExitCode::BadInput,
         ExitCode::Blocking,
+        ExitCode::RolledBack,
         ExitCode::Interrupted,
     ];
 
@@ -53,6 +56,7 @@ impl ExitCode {
             ExitCode::Verification => "verification",
             ExitCode::BadInput => "bad_input",
             ExitCode::Blocking => "blocking",
+            ExitCode::RolledBack => "rolled_back",
             ExitCode::Interrupted => "interrupted",
         }
     }
@@ -73,6 +77,9 @@ impl ExitCode {
             }
             ExitCode::Blocking => {
                 "a commissioning dry run found something blocking (its report says what)"
+            }
+            ExitCode::RolledBack => {
+                "a flashed image did not come up and the charger went back to the previous image (the message names the version that runs again)"
             }
             ExitCode::Interrupted => "interrupted by a signal",
         }

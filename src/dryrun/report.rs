@@ -331,15 +331,7 @@ impl Report {
         if self.findings.is_empty() {
             let _ = writeln!(s, "No findings.\n");
         }
-        for severity in Severity::ALL {
-            let group: Vec<&Finding> = self
-                .findings
-                .iter()
-                .filter(|f| f.severity == severity)
-                .collect();
-            if group.is_empty() {
-                continue;
-            }
+        for (severity, group) in self.by_severity() {
             let _ = writeln!(s, "## {} ({})\n", severity_heading(severity), group.len());
             for f in group {
                 let _ = writeln!(s, "### {}\n", md(&capitalize(&f.title)));
@@ -425,15 +417,7 @@ impl Report {
         if self.findings.is_empty() {
             let _ = writeln!(s, "<p>No findings.</p>");
         }
-        for severity in Severity::ALL {
-            let group: Vec<&Finding> = self
-                .findings
-                .iter()
-                .filter(|f| f.severity == severity)
-                .collect();
-            if group.is_empty() {
-                continue;
-            }
+        for (severity, group) in self.by_severity() {
             let _ = writeln!(
                 s,
                 "<h2>{} ({})</h2>",
@@ -515,6 +499,22 @@ impl Report {
     }
 
     /// The facts table shared by Markdown and HTML.
+    /// The findings grouped by severity, most severe first; severities without findings left out.
+    fn by_severity(&self) -> Vec<(Severity, Vec<&Finding>)> {
+        Severity::ALL
+            .into_iter()
+            .map(|severity| {
+                let group: Vec<&Finding> = self
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == severity)
+                    .collect();
+                (severity, group)
+            })
+            .filter(|(_, group)| !group.is_empty())
+            .collect()
+    }
+
     fn facts(&self) -> Vec<(String, String)> {
         let mut rows = vec![
             ("Charge point id".to_string(), self.charge_point_id.clone()),

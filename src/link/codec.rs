@@ -51,6 +51,18 @@ impl Enc {
             self.0.push(byte | 0x80);
         }
     }
+    /// An unsigned LEB128 integer.
+    pub fn varint(&mut self, mut v: u64) -> &mut Self {
+        loop {
+            let byte = (v & 0x7F) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(byte);
+                return self;
+            }
+            self.0.push(byte | 0x80);
+        }
+    }
     pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
         self.len(v.len());
         self.0.extend_from_slice(v);
@@ -147,6 +159,30 @@ impl<'a> Dec<'a> {
             what,
             offset: start,
         })
+    }
+    /// An unsigned LEB128 integer of at most 64 bits.
+    pub fn varint(&mut self, what: &'static str) -> Result<u64> {
+        let start = self.pos;
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8(what)?;
+            let bits = (b & 0x7F) as u64;
+            if shift == 63 && bits > 1 {
+                break;
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Error::Malformed {
+            what,
+            offset: start,
+        })
+    }
+    /// True when every byte was read.
+    pub fn is_empty(&self) -> bool {
+        self.pos == self.buf.len()
     }
     pub fn bytes(&mut self, what: &'static str, max: usize) -> Result<&'a [u8]> {
         let n = self.len(what, max)?;
@@ -558,6 +594,24 @@ pub mod status {
     pub const REFUSED: u8 = 1;
     /// The request could not be decoded; a reason string follows.
     pub const BAD_REQUEST: u8 = 2;
+    /// The request came on a channel that carries no requests; a reason string follows.
+    pub const BAD_CHANNEL: u8 = 3;
+}
+
+/// Oldest service protocol this build speaks. The version is negotiated in HELLO; the frame
+/// header's version byte is the framing version, [`super::frame::PROTO_VERSION`], which has
+/// not changed.
+pub const PROTO_MIN: u8 = 1;
+/// Newest service protocol this build speaks.
+pub const PROTO_MAX: u8 = 2;
+/// First protocol with selective repeat: chunks tagged with a transmission number, the charger
+/// holding out-of-order chunks and reporting what it holds, and resends of single answer parts.
+pub const PROTO_SELECTIVE: u8 = 2;
+
+/// The protocol both sides speak, or `None` when their ranges do not overlap.
+pub fn negotiate(own_min: u8, own_max: u8, peer_min: u8, peer_max: u8) -> Option<u8> {
+    let v = own_max.min(peer_max);
+    (v >= own_min.max(peer_min)).then_some(v)
 }
 
 /// HELLO from the tool.
@@ -629,12 +683,236 @@ pub struct FlashStart {
     pub max_chunk: u32,
 }
 
-/// DATA body header: offset of the chunk in the image, its uncompressed length, then the bytes.
+/// DATA body header of protocol 1: offset of the chunk in the image, its uncompressed length,
+/// then the bytes.
 pub fn encode_data(offset: u64, raw_len: u32, payload: &[u8]) -> Vec<u8> {
     let mut e = Enc::new();
     e.u64(offset).u32(raw_len);
     e.0.extend_from_slice(payload);
     e.finish()
+}
+
+/// A firmware chunk (DATA body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Data<'a> {
+    /// Offset of the chunk in the image and its uncompressed length.
+    pub offset: u64,
+    pub raw_len: u32,
+    /// Transmission number (protocol 2; 0 in protocol 1): the charger echoes it in its ACK, so
+    /// the tool knows exactly which transmission arrived.
+    pub tx: u32,
+    pub payload: &'a [u8],
+}
+
+impl<'a> Data<'a> {
+    /// Protocol 1: offset u64, length u32, payload. Protocol 2: offset, length and
+    /// transmission as LEB128, payload.
+    pub fn encode(&self, proto: u8) -> Vec<u8> {
+        let mut e = Enc::new();
+        if proto >= PROTO_SELECTIVE {
+            e.varint(self.offset)
+                .varint(self.raw_len as u64)
+                .varint(self.tx as u64);
+        } else {
+            e.u64(self.offset).u32(self.raw_len);
+        }
+        e.0.extend_from_slice(self.payload);
+        e.finish()
+    }
+
+    pub fn decode(body: &'a [u8], proto: u8) -> Result<Data<'a>> {
+        let mut d = Dec::new(body);
+        let (offset, raw_len, tx) = if proto >= PROTO_SELECTIVE {
+            let offset = d.varint("chunk offset")?;
+            let at = d.position();
+            let raw_len =
+                u32::try_from(d.varint("chunk length")?).map_err(|_| Error::Malformed {
+                    what: "chunk length",
+                    offset: at,
+                })?;
+            let at = d.position();
+            let tx = u32::try_from(d.varint("transmission")?).map_err(|_| Error::Malformed {
+                what: "transmission",
+                offset: at,
+            })?;
+            (offset, raw_len, tx)
+        } else {
+            (d.u64("chunk offset")?, d.u32("chunk length")?, 0)
+        };
+        Ok(Data {
+            offset,
+            raw_len,
+            tx,
+            payload: d.rest(),
+        })
+    }
+}
+
+/// Most received ranges one ACK reports beyond the cumulative offset.
+pub const MAX_SACK_BLOCKS: usize = 32;
+
+/// A firmware acknowledgement (ACK body).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ack {
+    /// Every image byte below this offset is stored (cumulative).
+    pub next: u64,
+    /// Protocol 2: the transmission that caused this ACK, stored or already held (0: none,
+    /// the chunk was not kept).
+    pub echo: u32,
+    /// Protocol 2: ranges `[start, end)` beyond `next` the charger holds, the one with the
+    /// most recent chunk first.
+    pub blocks: Vec<(u64, u64)>,
+}
+
+impl Ack {
+    /// Protocol 1: next u64. Protocol 2 adds echo (LEB128), a block count (u8) and per block
+    /// its distance from the previous end (from `next` for the first listed) and its length,
+    /// both LEB128.
+    pub fn encode(&self, proto: u8) -> Vec<u8> {
+        let mut e = Enc::new();
+        e.u64(self.next);
+        if proto >= PROTO_SELECTIVE {
+            e.varint(self.echo as u64);
+            let blocks = &self.blocks[..self.blocks.len().min(MAX_SACK_BLOCKS)];
+            e.u8(blocks.len() as u8);
+            for &(start, end) in blocks {
+                e.varint(start.saturating_sub(self.next))
+                    .varint(end.saturating_sub(start));
+            }
+        }
+        e.finish()
+    }
+
+    pub fn decode(body: &[u8], proto: u8) -> Result<Ack> {
+        let mut d = Dec::new(body);
+        let next = d.u64("acknowledged offset")?;
+        if proto < PROTO_SELECTIVE {
+            return Ok(Ack {
+                next,
+                ..Ack::default()
+            });
+        }
+        let at = d.position();
+        let echo =
+            u32::try_from(d.varint("echoed transmission")?).map_err(|_| Error::Malformed {
+                what: "echoed transmission",
+                offset: at,
+            })?;
+        let at = d.position();
+        let n = d.u8("block count")? as usize;
+        if n > MAX_SACK_BLOCKS {
+            return Err(Error::Malformed {
+                what: "block count",
+                offset: at,
+            });
+        }
+        let mut blocks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let at = d.position();
+            let start = next.checked_add(d.varint("block start")?);
+            let len = d.varint("block length")?;
+            match start.and_then(|s| s.checked_add(len).map(|e| (s, e))) {
+                Some((s, e)) if len > 0 => blocks.push((s, e)),
+                _ => {
+                    return Err(Error::Malformed {
+                        what: "received block",
+                        offset: at,
+                    });
+                }
+            }
+        }
+        Ok(Ack { next, echo, blocks })
+    }
+}
+
+/// A firmware refusal (NAK body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nak {
+    pub next: u64,
+    /// One of [`nak`].
+    pub reason: u8,
+    pub detail: String,
+    /// Protocol 2: the transmission refused (0 when none).
+    pub echo: u32,
+}
+
+impl Nak {
+    /// next u64, reason u8, detail str; protocol 2 appends echo (LEB128).
+    pub fn encode(&self, proto: u8) -> Vec<u8> {
+        let mut e = Enc::new();
+        e.u64(self.next).u8(self.reason).str(&self.detail);
+        if proto >= PROTO_SELECTIVE {
+            e.varint(self.echo as u64);
+        }
+        e.finish()
+    }
+
+    pub fn decode(body: &[u8], proto: u8) -> Result<Nak> {
+        let mut d = Dec::new(body);
+        let next = d.u64("acknowledged offset")?;
+        let reason = d.u8("nak reason")?;
+        let detail = d.str("nak detail")?;
+        let echo = if proto >= PROTO_SELECTIVE {
+            let at = d.position();
+            u32::try_from(d.varint("echoed transmission")?).map_err(|_| Error::Malformed {
+                what: "echoed transmission",
+                offset: at,
+            })?
+        } else {
+            0
+        };
+        Ok(Nak {
+            next,
+            reason,
+            detail,
+            echo,
+        })
+    }
+}
+
+/// Body of a REQ with the [`super::frame::flags::RESEND`] flag: which parts of an answer
+/// to send again, followed by the original request (executed when the charger no longer
+/// holds the answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resend<'a> {
+    /// Parts missing below the highest one received.
+    pub parts: Vec<u16>,
+    /// Every part from this number on is missing too (the last part was never seen).
+    pub from: Option<u16>,
+    pub request: &'a [u8],
+}
+
+impl<'a> Resend<'a> {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::new();
+        let parts = &self.parts[..self.parts.len().min(MAX_ITEMS)];
+        e.len(parts.len());
+        for p in parts {
+            e.u16(*p);
+        }
+        e.u16(self.from.unwrap_or(u16::MAX));
+        e.0.extend_from_slice(self.request);
+        e.finish()
+    }
+
+    pub fn decode(body: &'a [u8]) -> Result<Resend<'a>> {
+        let mut d = Dec::new(body);
+        let n = d.len("part count", MAX_ITEMS)?;
+        let parts = (0..n)
+            .map(|_| d.u16("part number"))
+            .collect::<Result<Vec<_>>>()?;
+        let from = Some(d.u16("open part")?).filter(|p| *p != u16::MAX);
+        Ok(Resend {
+            parts,
+            from,
+            request: d.rest(),
+        })
+    }
+
+    /// True when part `n` is asked for.
+    pub fn wants(&self, n: u16) -> bool {
+        self.from.is_some_and(|f| n >= f) || self.parts.contains(&n)
+    }
 }
 
 /// NAK reasons.
@@ -746,6 +1024,112 @@ mod tests {
             let mut c = ConfigRead::default();
             let _ = c.decode_part(&body);
             let _ = Identity::decode(&mut Dec::new(&body));
+            for proto in [1, 2] {
+                let _ = Data::decode(&body, proto);
+                let _ = Ack::decode(&body, proto);
+                let _ = Nak::decode(&body, proto);
+            }
+            let _ = Resend::decode(&body);
         }
+    }
+
+    #[test]
+    fn firmware_bodies_round_trip_in_both_protocols() {
+        let payload = [9u8; 40];
+        for proto in [1, 2] {
+            let d = Data {
+                offset: 5_000_000_000,
+                raw_len: 4096,
+                tx: if proto == 1 { 0 } else { 70_000 },
+                payload: &payload,
+            };
+            assert_eq!(Data::decode(&d.encode(proto), proto).expect("data"), d);
+            let a = Ack {
+                next: 1 << 33,
+                echo: if proto == 1 { 0 } else { 3 },
+                blocks: if proto == 1 {
+                    vec![]
+                } else {
+                    vec![
+                        ((1 << 33) + 100, (1 << 33) + 200),
+                        ((1 << 33) + 10, (1 << 33) + 20),
+                    ]
+                },
+            };
+            assert_eq!(Ack::decode(&a.encode(proto), proto).expect("ack"), a);
+            let n = Nak {
+                next: 7,
+                reason: nak::BAD_CHUNK,
+                detail: "bad".into(),
+                echo: if proto == 1 { 0 } else { 9 },
+            };
+            assert_eq!(Nak::decode(&n.encode(proto), proto).expect("nak"), n);
+        }
+        // Protocol 2 DATA headers are small: offset, length and transmission as LEB128.
+        let d = Data {
+            offset: 300_000,
+            raw_len: 128,
+            tx: 5000,
+            payload: &[],
+        };
+        assert_eq!(d.encode(2).len(), 3 + 2 + 2);
+        // A protocol 1 tool ignores what protocol 2 adds to an ACK.
+        let a = Ack {
+            next: 42,
+            echo: 1,
+            blocks: vec![(50, 60)],
+        };
+        assert_eq!(Ack::decode(&a.encode(2), 1).expect("ack").next, 42);
+        // A block that is empty or overflows is refused with its offset.
+        let mut e = Enc::new();
+        e.u64(u64::MAX - 1).varint(1).u8(1).varint(5).varint(5);
+        assert_eq!(
+            Ack::decode(&e.finish(), 2)
+                .expect_err("overflow")
+                .to_string(),
+            "malformed received block at byte 10"
+        );
+    }
+
+    #[test]
+    fn resend_lists_the_missing_parts_then_carries_the_request() {
+        let req = Request::ConfigGet { keys: vec![] }.encode();
+        let r = Resend {
+            parts: vec![1, 4],
+            from: Some(7),
+            request: &req,
+        };
+        let body = r.encode();
+        let back = Resend::decode(&body).expect("resend");
+        assert_eq!(back, r);
+        assert!(back.wants(1) && back.wants(4) && back.wants(7) && back.wants(300));
+        assert!(!back.wants(0) && !back.wants(5));
+        assert_eq!(
+            Request::decode(back.request).expect("request"),
+            Request::ConfigGet { keys: vec![] }
+        );
+    }
+
+    #[test]
+    fn varints_round_trip_and_reject_overlong_input() {
+        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut e = Enc::new();
+            e.varint(v);
+            let body = e.finish();
+            let mut d = Dec::new(&body);
+            assert_eq!(d.varint("v").expect("varint"), v);
+            assert!(d.is_empty());
+        }
+        let eleven = [0xFFu8; 11];
+        assert!(Dec::new(&eleven).varint("v").is_err());
+        assert!(Dec::new(&[0x80, 0x80]).varint("v").is_err());
+    }
+
+    #[test]
+    fn versions_are_negotiated_to_the_newest_common_one() {
+        assert_eq!(negotiate(1, 2, 1, 2), Some(2));
+        assert_eq!(negotiate(1, 2, 1, 1), Some(1));
+        assert_eq!(negotiate(1, 1, 1, 2), Some(1));
+        assert_eq!(negotiate(1, 2, 3, 4), None);
     }
 }

@@ -45,6 +45,10 @@ pub enum Error {
     Timeout { what: String, secs: f64 },
     #[error("lost the connection to {port} and could not reconnect: {reason}")]
     Disconnected { port: String, reason: String },
+    #[error(
+        "the link to {port} is reconnecting and already holds as many requests as it queues; try again when it is back"
+    )]
+    Reconnecting { port: String },
     #[error("reconnected on {port} but found charger {found} instead of {expected}")]
     WrongCharger {
         port: String,
@@ -87,6 +91,7 @@ impl Error {
                 | Error::Incompatible { .. }
                 | Error::Timeout { .. }
                 | Error::Disconnected { .. }
+                | Error::Reconnecting { .. }
                 | Error::WrongCharger { .. }
                 | Error::Stalled { .. }
                 | Error::Closed

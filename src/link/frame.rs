@@ -7,7 +7,8 @@
 
 use crc::{CRC_32_ISCSI, Crc};
 
-/// Protocol version carried in every header.
+/// Framing version carried in every header. The service protocol on top is negotiated in
+/// HELLO (see [`super::codec::PROTO_MAX`]).
 pub const PROTO_VERSION: u8 = 1;
 /// Header bytes: version, kind, channel, flags, id (u16 LE).
 pub const HEADER_LEN: usize = 6;
@@ -65,6 +66,23 @@ pub mod flags {
     pub const MORE: u8 = 0b0000_0001;
     /// The DATA payload is raw-deflate compressed.
     pub const DEFLATE: u8 = 0b0000_0010;
+    /// Protocol 2: a REQ asking for parts of an answer again (body: [`crate::link::codec::Resend`]).
+    pub const RESEND: u8 = 0b0000_0100;
+}
+
+/// True for the channels the protocol defines.
+pub fn channel_defined(ch: u8) -> bool {
+    matches!(ch, channel::CONTROL | channel::LOG | channel::FIRMWARE)
+}
+
+/// The name of a defined channel.
+pub fn channel_name(ch: u8) -> Option<&'static str> {
+    match ch {
+        channel::CONTROL => Some("control"),
+        channel::LOG => Some("log"),
+        channel::FIRMWARE => Some("firmware"),
+        _ => None,
+    }
 }
 
 /// One decoded frame.
@@ -288,37 +306,63 @@ impl Decoder {
     }
 
     fn decode_block(&mut self, block: &[u8]) -> Result<Frame, ()> {
-        self.scratch.clear();
-        if cobs_decode(block, &mut self.scratch).is_none() {
-            self.stats.cobs_errors += 1;
-            return Err(());
-        }
-        let raw = &self.scratch;
-        if raw.len() < HEADER_LEN + CRC_LEN || raw.len() > MAX_RAW {
-            self.stats.bad_header += 1;
-            return Err(());
-        }
-        let (content, crc) = raw.split_at(raw.len() - CRC_LEN);
-        let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-        if CRC32C.checksum(content) != want {
-            self.stats.crc_errors += 1;
-            return Err(());
-        }
-        let kind = match (content[0], Kind::from_u8(content[1])) {
-            (PROTO_VERSION, Some(kind)) => kind,
-            _ => {
-                self.stats.bad_header += 1;
-                return Err(());
-            }
-        };
-        Ok(Frame {
-            kind,
-            channel: content[2],
-            flags: content[3],
-            id: u16::from_le_bytes([content[4], content[5]]),
-            body: content[HEADER_LEN..].to_vec(),
+        decode_block_into(block, &mut self.scratch).map_err(|e| {
+            match e {
+                BlockError::Cobs => self.stats.cobs_errors += 1,
+                BlockError::Length | BlockError::Header => self.stats.bad_header += 1,
+                BlockError::Crc => self.stats.crc_errors += 1,
+            };
         })
     }
+}
+
+/// Why a block between two delimiters is not a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error("not valid COBS")]
+    Cobs,
+    #[error("shorter than a header and CRC, or longer than the largest frame")]
+    Length,
+    #[error("CRC mismatch")]
+    Crc,
+    #[error("unknown framing version or frame kind")]
+    Header,
+}
+
+/// Decodes one block found between two delimiters (without them). Callable on any bytes: the
+/// entry point for fuzzing the frame decoder.
+pub fn decode_block(block: &[u8]) -> Result<Frame, BlockError> {
+    decode_block_into(block, &mut Vec::new())
+}
+
+fn decode_block_into(block: &[u8], scratch: &mut Vec<u8>) -> Result<Frame, BlockError> {
+    scratch.clear();
+    if block.len() > MAX_ENCODED {
+        return Err(BlockError::Length);
+    }
+    if cobs_decode(block, scratch).is_none() {
+        return Err(BlockError::Cobs);
+    }
+    let raw = &scratch[..];
+    if raw.len() < HEADER_LEN + CRC_LEN || raw.len() > MAX_RAW {
+        return Err(BlockError::Length);
+    }
+    let (content, crc) = raw.split_at(raw.len() - CRC_LEN);
+    let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if CRC32C.checksum(content) != want {
+        return Err(BlockError::Crc);
+    }
+    let kind = match (content[0], Kind::from_u8(content[1])) {
+        (PROTO_VERSION, Some(kind)) => kind,
+        _ => return Err(BlockError::Header),
+    };
+    Ok(Frame {
+        kind,
+        channel: content[2],
+        flags: content[3],
+        id: u16::from_le_bytes([content[4], content[5]]),
+        body: content[HEADER_LEN..].to_vec(),
+    })
 }
 
 /// The block as text when it is mostly printable (console output, a boot banner).

@@ -7,6 +7,7 @@
 //! - [`client`]: the tool side, an actor behind a cloneable [`Client`].
 //! - [`ports`]: port discovery; [`transport`]: opening a device or `tcp://HOST:PORT`.
 //! - [`pty`]: the emulated charger's pseudo-terminal and a line shaper for fault injection.
+//! - [`fuzz`]: every decoder of untrusted bytes, callable on a byte slice.
 //!
 //! The wire protocol is documented in chargectl-serial(7).
 
@@ -14,6 +15,7 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod fuzz;
 pub mod ports;
 pub mod pty;
 pub mod service;

@@ -7,8 +7,9 @@
 //! the registry's spelling. The program reads values through typed handles generated from the
 //! registry (`config.int(IntKey::MESSAGE_TIMEOUT)`), so a misspelt key does not compile.
 //!
-//! Files: `registry.rs` declares every key once, `rules.rs` checks values with rules of their
-//! own, this file holds the values, their persistence and the change rules.
+//! Files: `registry.rs` declares every key once; `rules.rs` validates a value for its key;
+//! `change.rs` decides a change request (access, channel, security rules); `store.rs` loads and
+//! writes the files; this one holds the values and reads them.
 //!
 //! # What is in the registry
 //!
@@ -77,20 +78,18 @@
 //!
 //! `<state_dir>/config.json`: `{"version": 1, "values": {"Key": "value", ...}, "overrides":
 //! {...}}` (every writable key; read-only keys only where set_internal changed them) written with
-//! [`storage::write_atomic`]. `<state_dir>/secrets.json`: `{"version": 1, "AuthorizationKey":
-//! "..."}` written with [`storage::write_atomic_private`]. A value for a key this build does not
+//! [`crate::storage::write_atomic`]. `<state_dir>/secrets.json`: `{"version": 1, "AuthorizationKey":
+//! "..."}` written with [`crate::storage::write_atomic_private`]. A value for a key this build does not
 //! know is ignored; a key missing from the file gets its default; a stored value that fails
 //! validation is an [`Error`] naming the file and key. A failed write leaves memory unchanged.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::stack::secret::{REDACTED, Secret};
-use crate::storage;
 
 /// Version of `config.json` and `secrets.json` this build writes and reads.
 pub const FILE_VERSION: u32 = 1;
@@ -155,12 +154,13 @@ pub enum Error {
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, Error>;
 
+mod change;
 mod registry;
 mod rules;
+mod store;
 
 pub use registry::*;
-use registry::{REGISTRY, Rule, index_of};
-use rules::*;
+use registry::{REGISTRY, index_of};
 pub use rules::{check_value_length, check_ws_url};
 
 /// Answer to a change request, as ChangeConfiguration.conf reports it.
@@ -200,27 +200,6 @@ impl fmt::Debug for BasicPassword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(REDACTED)
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct ConfigFile {
-    version: u32,
-    /// Every writable key (not AuthorizationKey, which lives in `secrets.json`).
-    values: BTreeMap<String, String>,
-    /// Read-only keys changed with `set_internal`, only where they differ from the firmware.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    overrides: BTreeMap<String, String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SecretsFile {
-    version: u32,
-    #[serde(
-        rename = "AuthorizationKey",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    authorization_key: Option<String>,
 }
 
 /// The charger's configuration: values of every key, and where they are stored.
@@ -271,101 +250,6 @@ impl Configuration {
             authorization_key: None,
             state_dir: None,
         }
-    }
-
-    /// Loads `config.json` and `secrets.json` from `state_dir`, or starts from defaults when
-    /// they do not exist. Nothing is written until the first change.
-    pub fn open(state_dir: &Path) -> Result<Configuration> {
-        let mut cfg = Configuration::in_memory();
-        let config_path = state_dir.join(CONFIG_FILE);
-        if let Some(bytes) = storage::read_optional(&config_path).map_err(|source| Error::Read {
-            path: config_path.clone(),
-            source,
-        })? {
-            cfg.load_values(&config_path, &bytes)?;
-        }
-        let secrets_path = state_dir.join(SECRETS_FILE);
-        if let Some(bytes) =
-            storage::read_optional(&secrets_path).map_err(|source| Error::Read {
-                path: secrets_path.clone(),
-                source,
-            })?
-        {
-            cfg.load_secrets(&secrets_path, &bytes)?;
-        }
-        if cfg.security_profile() >= 1 && cfg.authorization_key.is_none() {
-            tracing::warn!(
-                profile = cfg.security_profile(),
-                "SecurityProfile needs an AuthorizationKey but none is stored"
-            );
-        }
-        cfg.state_dir = Some(state_dir.to_path_buf());
-        Ok(cfg)
-    }
-
-    fn load_values(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let doc: ConfigFile = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-            path: path.to_path_buf(),
-            problem: e.to_string(),
-        })?;
-        if doc.version != FILE_VERSION {
-            return Err(Error::Version {
-                path: path.to_path_buf(),
-                found: doc.version,
-            });
-        }
-        // Lists are validated against read-only limits (MaxLength keys, NumberOfConnectors), so
-        // the overrides of those are applied first.
-        for (map, read_only) in [(&doc.overrides, true), (&doc.values, false)] {
-            for (name, value) in map {
-                let Some(i) = index_of(name) else {
-                    tracing::debug!(key = %name, file = %path.display(), "ignoring stored value of a key this build does not have");
-                    continue;
-                };
-                let spec = &REGISTRY[i];
-                if spec.is_secret() || (spec.access == Access::ReadOnly) != read_only {
-                    // Read-only keys under "values" were written by an older layout; the
-                    // firmware's own value wins.
-                    continue;
-                }
-                let canonical =
-                    self.validate(spec, value)
-                        .map_err(|reason| Error::StoredValue {
-                            path: path.to_path_buf(),
-                            key: name.clone(),
-                            reason,
-                        })?;
-                self.values[i] = borrow_default(i, canonical);
-            }
-        }
-        Ok(())
-    }
-
-    fn load_secrets(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
-        // serde_json's messages may quote the offending text, so only its position is reported.
-        let doc: SecretsFile = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-            path: path.to_path_buf(),
-            problem: format!(
-                "malformed or unexpected content at line {} column {}",
-                e.line(),
-                e.column()
-            ),
-        })?;
-        if doc.version != FILE_VERSION {
-            return Err(Error::Version {
-                path: path.to_path_buf(),
-                found: doc.version,
-            });
-        }
-        if let Some(k) = doc.authorization_key {
-            check_authorization_key(&k).map_err(|reason| Error::StoredValue {
-                path: path.to_path_buf(),
-                key: AUTHORIZATION_KEY.to_string(),
-                reason,
-            })?;
-            self.authorization_key = Some(Secret::new(k));
-        }
-        Ok(())
     }
 
     /// GetConfiguration: the named keys (all visible keys in registry order when `keys` is
@@ -432,318 +316,6 @@ impl Configuration {
         &self.values[key as usize]
     }
 
-    /// ChangeConfiguration / `config set`: validates `value`, stores it atomically and answers.
-    /// A failed write answers `Rejected` with the reason and leaves the value unchanged.
-    pub fn change(&mut self, key: &str, value: &str, channel: Channel) -> ChangeOutcome {
-        let planned = match self.plan(key, value, channel) {
-            Ok(planned) => planned,
-            Err(outcome) => {
-                if let ChangeOutcome::Rejected(reason) = &outcome {
-                    tracing::info!(key, ?channel, reason = %reason, "configuration change rejected");
-                }
-                return outcome;
-            }
-        };
-        let (index, result) = match planned {
-            Planned::Value(i, canonical) => (i, self.commit(i, canonical)),
-            Planned::Secret(i, secret) => (i, self.commit_secret(secret)),
-        };
-        let spec = &REGISTRY[index];
-        match result {
-            Ok(()) => {
-                if spec.is_secret() {
-                    tracing::info!(key, ?channel, "configuration key changed (value withheld)");
-                } else {
-                    tracing::info!(key = spec.name, value = %self.values[index], ?channel, "configuration key changed");
-                }
-                outcome_for(spec)
-            }
-            Err(e) => {
-                tracing::warn!(key, ?channel, error = %e, "configuration change not stored");
-                ChangeOutcome::Rejected(e.to_string())
-            }
-        }
-    }
-
-    /// What [`Self::change`] would answer, without changing or writing anything (provisioning
-    /// dry runs, form validation). A write failure cannot be predicted and is not reported.
-    pub fn check_change(&self, key: &str, value: &str, channel: Channel) -> ChangeOutcome {
-        match self.plan(key, value, channel) {
-            Ok(Planned::Value(i, _) | Planned::Secret(i, _)) => outcome_for(&REGISTRY[i]),
-            Err(outcome) => outcome,
-        }
-    }
-
-    /// Every rule of a change, applied to the current values: the one place that decides.
-    fn plan(
-        &self,
-        key: &str,
-        value: &str,
-        channel: Channel,
-    ) -> std::result::Result<Planned, ChangeOutcome> {
-        let Some(i) = index_of(key) else {
-            return Err(ChangeOutcome::NotSupported);
-        };
-        let spec = &REGISTRY[i];
-        if !visible(spec, channel) {
-            return Err(ChangeOutcome::NotSupported);
-        }
-        let name = spec.name;
-        let reject = |reason: String| ChangeOutcome::Rejected(format!("{name}: {reason}"));
-        if spec.access == Access::ReadOnly {
-            return Err(reject("read-only".to_string()));
-        }
-        if spec.name == UNLOCK_CONNECTOR_ON_EV_SIDE_DISCONNECT && self.cable_locked() {
-            return Err(reject(format!(
-                "read-only while {LOCK_CABLE_PERMANENTLY} is true"
-            )));
-        }
-        check_value_length(value).map_err(reject)?;
-        match spec.rule {
-            Rule::AuthorizationKey => {
-                if value.is_empty() && channel == Channel::Service {
-                    let profile = self.security_profile();
-                    if profile != 0 {
-                        return Err(reject(format!(
-                            "cannot be removed while {SECURITY_PROFILE} is {profile}"
-                        )));
-                    }
-                    return Ok(Planned::Secret(i, None));
-                }
-                check_authorization_key(value).map_err(reject)?;
-                Ok(Planned::Secret(i, Some(Secret::new(value))))
-            }
-            Rule::SecurityProfile => {
-                let canonical = self.validate(spec, value).map_err(reject)?;
-                let new: i64 = canonical.parse().unwrap_or(0);
-                let current = i64::from(self.security_profile());
-                if channel == Channel::Ocpp && new <= current {
-                    return Err(reject(format!(
-                        "can only be raised over OCPP (current {current}, requested {new})"
-                    )));
-                }
-                if new >= 1 && self.authorization_key.is_none() {
-                    return Err(reject(format!(
-                        "profile {new} needs an {AUTHORIZATION_KEY}; set one first"
-                    )));
-                }
-                Ok(Planned::Value(i, canonical))
-            }
-            _ => {
-                let canonical = self.validate(spec, value).map_err(reject)?;
-                Ok(Planned::Value(i, canonical))
-            }
-        }
-    }
-
-    /// Sets a key bypassing access and channel rules (boot-time values, the interval from
-    /// BootNotification.conf, emulator settings). The value must still be valid for the key.
-    pub fn set_internal(&mut self, key: &str, value: &str) -> Result<()> {
-        let i = index_of(key).ok_or_else(|| Error::UnknownKey(key.to_string()))?;
-        let spec = &REGISTRY[i];
-        if spec.is_secret() {
-            check_authorization_key(value).map_err(|reason| Error::Invalid {
-                key: key.to_string(),
-                reason,
-            })?;
-            return self.commit_secret(Some(Secret::new(value)));
-        }
-        let canonical = self
-            .validate(spec, value)
-            .map_err(|reason| Error::Invalid {
-                key: key.to_string(),
-                reason,
-            })?;
-        self.commit(i, canonical)
-    }
-
-    /// Falls back to the previous SecurityProfile after a failed reconnect with the new one
-    /// (whitepaper A05.FR.08). Bypasses the only-upward rule.
-    pub fn revert_security_profile(&mut self, old: u8) -> Result<()> {
-        let i = Key::SecurityProfile as usize;
-        let canonical = self
-            .validate(&REGISTRY[i], &old.to_string())
-            .map_err(|reason| Error::Invalid {
-                key: SECURITY_PROFILE.to_string(),
-                reason,
-            })?;
-        tracing::warn!(profile = old, "security profile reverted");
-        self.commit(i, canonical)
-    }
-
-    /// Stores `canonical` at registry index `i`: file first, memory only when the write worked.
-    fn commit(&mut self, i: usize, canonical: String) -> Result<()> {
-        if self.values[i] == canonical {
-            return Ok(());
-        }
-        if let Some(dir) = &self.state_dir {
-            let mut doc = ConfigFile {
-                version: FILE_VERSION,
-                values: BTreeMap::new(),
-                overrides: BTreeMap::new(),
-            };
-            for (j, (spec, value)) in REGISTRY.iter().zip(self.values.iter()).enumerate() {
-                let value: &str = if j == i { &canonical } else { value };
-                if spec.is_secret() {
-                    continue;
-                }
-                if spec.access != Access::ReadOnly {
-                    doc.values.insert(spec.name.to_string(), value.to_string());
-                } else if value != spec.default {
-                    doc.overrides
-                        .insert(spec.name.to_string(), value.to_string());
-                }
-            }
-            let path = dir.join(CONFIG_FILE);
-            let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| Error::Write {
-                path: path.clone(),
-                source: std::io::Error::other(e),
-            })?;
-            storage::write_doc("config", &path, &bytes)
-                .map_err(|source| Error::Write { path, source })?;
-        }
-        self.values[i] = borrow_default(i, canonical);
-        Ok(())
-    }
-
-    fn commit_secret(&mut self, key: Option<Secret>) -> Result<()> {
-        if let Some(dir) = &self.state_dir {
-            let doc = SecretsFile {
-                version: FILE_VERSION,
-                authorization_key: key.as_ref().map(|k| k.expose().to_string()),
-            };
-            let path = dir.join(SECRETS_FILE);
-            // Serialising a struct of strings cannot fail; map it anyway, without the content.
-            let bytes = serde_json::to_vec_pretty(&doc).map_err(|_| Error::Write {
-                path: path.clone(),
-                source: std::io::Error::other("cannot encode secrets document"),
-            })?;
-            storage::write_doc_private("secrets", &path, &bytes)
-                .map_err(|source| Error::Write { path, source })?;
-        }
-        self.authorization_key = key;
-        Ok(())
-    }
-
-    /// Checks `value` against the key's type and rules; returns the canonical form to store.
-    /// The reason never contains the value of a secret key.
-    fn validate(&self, spec: &KeySpec, value: &str) -> std::result::Result<String, String> {
-        let canonical = match spec.value_type {
-            ValueType::Boolean => {
-                if value.eq_ignore_ascii_case("true") {
-                    "true".to_string()
-                } else if value.eq_ignore_ascii_case("false") {
-                    "false".to_string()
-                } else {
-                    return Err(format!("{value:?} is not a boolean (true or false)"));
-                }
-            }
-            ValueType::Integer { min, max } => {
-                let n: i64 = value
-                    .parse()
-                    .map_err(|_| format!("{value:?} is not an integer in {min}..={max}"))?;
-                if n < min || n > max {
-                    return Err(format!("{n} is outside {min}..={max}"));
-                }
-                n.to_string()
-            }
-            ValueType::List => {
-                let items = split_list(value)?;
-                items.join(",")
-            }
-            ValueType::Text => value.to_string(),
-        };
-        match spec.rule {
-            Rule::Plain | Rule::SecurityProfile => {}
-            Rule::OnlyTrue => {
-                if canonical != "true" {
-                    return Err("only true is accepted".to_string());
-                }
-            }
-            Rule::Measurands { max_length_key } => {
-                let items = split_list(&canonical)?;
-                for (n, m) in items.iter().enumerate() {
-                    if !SUPPORTED_MEASURANDS.contains(m) {
-                        return Err(format!(
-                            "entry {} {m:?} is not a supported measurand ({})",
-                            n + 1,
-                            SUPPORTED_MEASURANDS.join(", ")
-                        ));
-                    }
-                    if items[..n].contains(m) {
-                        return Err(format!("entry {} {m:?} is listed twice", n + 1));
-                    }
-                }
-                let max = self.int(max_length_key);
-                if items.len() as i64 > max {
-                    return Err(format!(
-                        "{} entries, at most {max} allowed ({})",
-                        items.len(),
-                        max_length_key.name()
-                    ));
-                }
-            }
-            Rule::PhaseRotation => self.check_phase_rotation(&canonical)?,
-            Rule::IdToken => {
-                if canonical.is_empty() || canonical.chars().count() > 20 {
-                    return Err("must be 1 to 20 characters (an OCPP IdToken)".to_string());
-                }
-            }
-            Rule::AuthorizationKey => check_authorization_key(&canonical)?,
-            Rule::WebSocketUrl => check_ws_url(&canonical)?,
-            Rule::ChargePointId => check_charge_point_id(&canonical)?,
-            Rule::OneOf(words) => {
-                if !words.contains(&canonical.as_str()) {
-                    return Err(format!("{canonical:?} is not one of {}", words.join(", ")));
-                }
-            }
-        }
-        Ok(canonical)
-    }
-
-    fn check_phase_rotation(&self, value: &str) -> std::result::Result<(), String> {
-        let items = split_list(value)?;
-        if items.is_empty() {
-            return Err("needs at least one <connectorId>.<rotation> entry".to_string());
-        }
-        let connectors = self.int(IntKey::NUMBER_OF_CONNECTORS);
-        let max = self.int(IntKey::CONNECTOR_PHASE_ROTATION_MAX_LENGTH);
-        if items.len() as i64 > max {
-            return Err(format!(
-                "{} entries, at most {max} allowed ({CONNECTOR_PHASE_ROTATION_MAX_LENGTH})",
-                items.len()
-            ));
-        }
-        let mut seen = Vec::new();
-        for (n, item) in items.iter().enumerate() {
-            let entry = n + 1;
-            let Some((id, rotation)) = item.split_once('.') else {
-                return Err(format!(
-                    "entry {entry} {item:?} is not <connectorId>.<rotation>"
-                ));
-            };
-            let id: i64 = id
-                .parse()
-                .map_err(|_| format!("entry {entry} {item:?}: connector id is not a number"))?;
-            if id < 0 || id > connectors {
-                return Err(format!(
-                    "entry {entry} {item:?}: connector id outside 0..={connectors}"
-                ));
-            }
-            if !PHASE_ROTATIONS.contains(&rotation) {
-                return Err(format!(
-                    "entry {entry} {item:?}: rotation must be one of {}",
-                    PHASE_ROTATIONS.join(", ")
-                ));
-            }
-            if seen.contains(&id) {
-                return Err(format!("entry {entry}: connector {id} is listed twice"));
-            }
-            seen.push(id);
-        }
-        Ok(())
-    }
-
     /// Value of a boolean key. UnlockConnectorOnEVSideDisconnect reads false while
     /// LockCablePermanently is true.
     pub fn bool(&self, key: BoolKey) -> bool {
@@ -807,20 +379,6 @@ fn borrow_default(i: usize, canonical: String) -> Cow<'static, str> {
     match REGISTRY[i].default {
         d if d == canonical => Cow::Borrowed(d),
         _ => Cow::Owned(canonical),
-    }
-}
-
-/// A validated change, ready to be stored.
-enum Planned {
-    Value(usize, String),
-    Secret(usize, Option<Secret>),
-}
-
-fn outcome_for(spec: &KeySpec) -> ChangeOutcome {
-    if spec.reboot_required {
-        ChangeOutcome::RebootRequired
-    } else {
-        ChangeOutcome::Accepted
     }
 }
 

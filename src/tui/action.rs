@@ -128,6 +128,12 @@ actions! {
     StopDryRun,
     /// Save the dry run report (.md, .html or .json by extension)
     SaveReport,
+    /// Choose the file the dry run's report is written to when the run ends
+    ChooseReportPath,
+    /// Start an emulated fleet (count, id template, ramp, sessions)
+    StartFleet,
+    /// Stop the emulated fleet
+    StopFleet,
 }
 
 impl Action {

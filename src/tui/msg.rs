@@ -349,6 +349,11 @@ pub enum Msg {
     Status(ChargerStatus),
     /// A fleet's counters, about once a second (emulated fleets only).
     Fleet(crate::emulator::fleet::Summary),
+    /// Fleet `run` has stopped (asked to, or it could not start: `error`).
+    FleetEnded {
+        run: u64,
+        error: Option<String>,
+    },
     LogsExported {
         path: PathBuf,
         lines: usize,
@@ -377,6 +382,26 @@ pub enum Msg {
     ReportSaved {
         path: PathBuf,
     },
+    /// Answer to [`Effect::SaveReport`] when the file could not be written.
+    ReportNotSaved {
+        path: PathBuf,
+        message: String,
+    },
+}
+
+/// A fleet as the emulator screen's form asks for it (the options of `emulate --count`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetSpec {
+    pub count: u64,
+    /// Charge point ids, `{n}` standing for the number (`SITE-{n:04}`).
+    pub template: String,
+    /// Charge points started per second; None: all at once.
+    pub ramp: Option<f64>,
+    /// Random charging sessions started per second across the fleet; None: none.
+    pub sessions: Option<f64>,
+    /// Seed of the sessions; None: a random one.
+    pub seed: Option<u64>,
+    pub csms: CsmsTarget,
 }
 
 /// What the runtime must do.
@@ -422,6 +447,15 @@ pub enum Effect {
     },
     /// End the dry run `run` early; its report still comes.
     StopDryRun {
+        run: u64,
+    },
+    /// Start an emulated fleet, as `chargectl emulate --count` does; its summaries follow.
+    StartFleet {
+        run: u64,
+        spec: FleetSpec,
+    },
+    /// Stop fleet `run` (each charge point shuts down with its state saved).
+    StopFleet {
         run: u64,
     },
     /// Handled by the runtime itself: write the report to `path`, in the format its extension

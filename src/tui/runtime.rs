@@ -35,6 +35,9 @@ pub struct TuiOptions {
     pub tick: Duration,
     /// Shortest time between two frames.
     pub frame: Duration,
+    /// Where dry run reports go when nobody chose a file (`reports` in the data directory);
+    /// None: the current directory.
+    pub report_dir: Option<PathBuf>,
 }
 
 /// A settings or keymap file that cannot be used.
@@ -72,15 +75,19 @@ impl TuiOptions {
             log_buffer_lines: super::state::DEFAULT_LOG_BUFFER_LINES,
             tick: Duration::from_millis(250),
             frame: Duration::from_millis(16),
+            report_dir: None,
         }
     }
 }
 
-/// Runs the TUI on the real terminal until the user quits.
+/// Runs the TUI on the real terminal until the user quits; returns the final state, whose
+/// `exit_lines` are for the terminal once it is restored.
 ///
 /// Enters raw mode and the alternate screen with `ratatui::try_init` (whose panic hook restores
-/// the terminal before the panic is reported) and restores it on every exit path.
-pub async fn run(opts: TuiOptions, backend: impl Backend) -> anyhow::Result<()> {
+/// the terminal before the panic is reported) and restores it on every exit path. A signal
+/// (SIGINT, SIGTERM, SIGHUP) is a quit like Ctrl-C: a dry run still writes its report first; a
+/// second signal quits at once.
+pub async fn run(opts: TuiOptions, backend: impl Backend) -> anyhow::Result<State> {
     let mut terminal = match ratatui::try_init() {
         Ok(t) => t,
         Err(e) => {
@@ -90,17 +97,16 @@ pub async fn run(opts: TuiOptions, backend: impl Backend) -> anyhow::Result<()> 
         }
     };
     let input = crossterm::event::EventStream::new();
-    let result = tokio::select! {
-        r = run_with(&mut terminal, input, backend, opts) => r.map(|_| ()),
-        signal = termination() => {
-            tracing::info!(signal, "stopping on signal");
-            Ok(())
-        }
-    };
+    let signals = futures_util::stream::unfold((), |()| async {
+        let signal = termination().await;
+        tracing::info!(signal, "quitting on signal");
+        Some(((), ()))
+    });
+    let result = run_loop(&mut terminal, input, Box::pin(signals), backend, opts).await;
     let restored = ratatui::try_restore().context("restoring the terminal");
-    result?;
+    let state = result?;
     restored?;
-    Ok(())
+    Ok(state)
 }
 
 /// Resolves when the process is asked to stop from outside (SIGINT, SIGTERM, SIGHUP), so the
@@ -139,8 +145,8 @@ async fn termination() -> &'static str {
 /// Ends when the user quits or the input stream ends; a panicked backend task is an error.
 pub async fn run_with<B, S>(
     terminal: &mut Terminal<B>,
-    mut input: S,
-    mut backend: impl Backend,
+    input: S,
+    backend: impl Backend,
     opts: TuiOptions,
 ) -> anyhow::Result<State>
 where
@@ -148,8 +154,33 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
     S: Stream<Item = std::io::Result<Event>> + Unpin,
 {
+    run_loop(
+        terminal,
+        input,
+        futures_util::stream::pending(),
+        backend,
+        opts,
+    )
+    .await
+}
+
+/// [`run_with`] with a stream of outside requests to quit (signals), each handled like Ctrl-C.
+async fn run_loop<B, S, Q>(
+    terminal: &mut Terminal<B>,
+    mut input: S,
+    mut quit_requests: Q,
+    mut backend: impl Backend,
+    opts: TuiOptions,
+) -> anyhow::Result<State>
+where
+    B: ratatui::backend::Backend,
+    B::Error: std::error::Error + Send + Sync + 'static,
+    S: Stream<Item = std::io::Result<Event>> + Unpin,
+    Q: Stream<Item = ()> + Unpin,
+{
     let (events, mut rx) = Events::channel(4096);
     let mut state = State::new(opts.keymap, Theme::new(opts.color), opts.log_buffer_lines);
+    state.report_dir = opts.report_dir;
     if let Ok(size) = terminal.size() {
         state.size = (size.width, size.height);
     }
@@ -203,6 +234,12 @@ where
                     }
                 }
             }
+            Some(()) = quit_requests.next() => msgs.push(Msg::Key(
+                crossterm::event::KeyEvent::new(
+                    crossterm::event::KeyCode::Char('c'),
+                    crossterm::event::KeyModifiers::CONTROL,
+                ),
+            )),
             _ = tick.tick() => msgs.push(Msg::Tick(Instant::now().into_std())),
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Err(e) = done
@@ -268,10 +305,7 @@ fn perform(
                 tasks.spawn(async move {
                     let msg = match save_report(path.clone(), report).await {
                         Ok(()) => Msg::ReportSaved { path },
-                        Err(message) => Msg::Error {
-                            context: format!("saving the report to {}", path.display()),
-                            message,
-                        },
+                        Err(message) => Msg::ReportNotSaved { path, message },
                     };
                     events.send(msg).await;
                 });
@@ -314,6 +348,8 @@ fn effect_name(effect: &Effect) -> &'static str {
         Effect::Hardware(_) => "hardware",
         Effect::StartDryRun { .. } => "start-dry-run",
         Effect::StopDryRun { .. } => "stop-dry-run",
+        Effect::StartFleet { .. } => "start-fleet",
+        Effect::StopFleet { .. } => "stop-fleet",
         Effect::SaveReport { .. } => "save-report",
         Effect::Quit => "quit",
     }

@@ -119,6 +119,32 @@ impl ChargerProc {
         }
     }
 
+    /// Writes one action line that the charger acknowledges on stdout (`storage_fault`,
+    /// `fail_boots`) and waits until it has taken it, so what the test does next meets it.
+    pub async fn act_taken(&mut self, line: &str) {
+        let action = serde_json::from_str::<Value>(line).expect("an action line")["action"]
+            .as_str()
+            .expect("an action name")
+            .to_string();
+        let seen = |events: &[Value]| {
+            events
+                .iter()
+                .filter(|v| v["type"] == "action" && v["data"]["action"] == action.as_str())
+                .count()
+        };
+        let before = seen(&self.events.lock().unwrap());
+        self.act(line).await;
+        let events = self.events.clone();
+        let taken = async {
+            while seen(&events.lock().unwrap()) == before {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), taken)
+            .await
+            .unwrap_or_else(|_| panic!("the charger takes {line}"));
+    }
+
     /// Whether the process has exited (and records how).
     pub fn exited(&mut self) -> bool {
         if self.exit.is_none()

@@ -377,6 +377,8 @@ impl Backend for FakeBackend {
             Effect::Disconnect
             | Effect::ExportLogs { .. }
             | Effect::StopDryRun { .. }
+            | Effect::StartFleet { .. }
+            | Effect::StopFleet { .. }
             | Effect::SaveReport { .. }
             | Effect::Quit => None,
         }

@@ -11,7 +11,7 @@ use super::actor::{ChargePoint, secs};
 use crate::stack::config::IntKey;
 use crate::stack::messages::{self, ChargingProfile, Decimal1};
 use crate::stack::smart_charging::{
-    ActiveTransaction, Limits, ProfileStore, SetContext, TxContext,
+    ActiveTransaction, ChargingProfileStore, Limits, SetContext, TxContext,
 };
 
 /// Maximum current the charger's hardware can offer, per phase.
@@ -22,7 +22,7 @@ const SOCKET: u32 = 1;
 
 #[derive(Debug)]
 pub(super) struct ChargingProfiles {
-    store: ProfileStore,
+    store: ChargingProfileStore,
     /// When the charging limit must be looked at again (next schedule period boundary).
     pub check_at: Option<Instant>,
 }
@@ -30,7 +30,7 @@ pub(super) struct ChargingProfiles {
 impl ChargingProfiles {
     pub fn open(dir: &Path) -> ChargingProfiles {
         ChargingProfiles {
-            store: ProfileStore::open_or_empty(dir),
+            store: ChargingProfileStore::open_or_empty(dir),
             check_at: None,
         }
     }

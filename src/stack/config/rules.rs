@@ -1,7 +1,10 @@
-//! Checks of values with rules of their own: lists, AuthorizationKey, the CSMS URL and the
-//! charge point id. Reasons never quote a secret value.
+//! Validation of a value for its key: the value type and range, then the rules of its own
+//! (measurands, phase rotation, lists, AuthorizationKey, the CSMS URL, the charge point id).
+//! Reasons never quote a secret value.
 
-use super::registry::MAX_VALUE_CHARS;
+use super::registry::keys::CONNECTOR_PHASE_ROTATION_MAX_LENGTH;
+use super::registry::{IntKey, KeySpec, MAX_VALUE_CHARS, Rule, ValueType};
+use super::{Configuration, PHASE_ROTATIONS, SUPPORTED_MEASURANDS};
 
 /// Splits a comma-separated list, trimming blanks around entries. Empty text is an empty list;
 /// an empty entry (`a,,b`, trailing comma) is refused.
@@ -125,4 +128,129 @@ pub(super) fn check_charge_point_id(value: &str) -> std::result::Result<(), Stri
         ));
     }
     Ok(())
+}
+
+impl Configuration {
+    /// Checks `value` against the key's type and rules; returns the canonical form to store.
+    /// The reason never contains the value of a secret key.
+    pub(super) fn validate(
+        &self,
+        spec: &KeySpec,
+        value: &str,
+    ) -> std::result::Result<String, String> {
+        let canonical = match spec.value_type {
+            ValueType::Boolean => {
+                if value.eq_ignore_ascii_case("true") {
+                    "true".to_string()
+                } else if value.eq_ignore_ascii_case("false") {
+                    "false".to_string()
+                } else {
+                    return Err(format!("{value:?} is not a boolean (true or false)"));
+                }
+            }
+            ValueType::Integer { min, max } => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| format!("{value:?} is not an integer in {min}..={max}"))?;
+                if n < min || n > max {
+                    return Err(format!("{n} is outside {min}..={max}"));
+                }
+                n.to_string()
+            }
+            ValueType::List => {
+                let items = split_list(value)?;
+                items.join(",")
+            }
+            ValueType::Text => value.to_string(),
+        };
+        match spec.rule {
+            Rule::Plain | Rule::SecurityProfile => {}
+            Rule::OnlyTrue => {
+                if canonical != "true" {
+                    return Err("only true is accepted".to_string());
+                }
+            }
+            Rule::Measurands { max_length_key } => {
+                let items = split_list(&canonical)?;
+                for (n, m) in items.iter().enumerate() {
+                    if !SUPPORTED_MEASURANDS.contains(m) {
+                        return Err(format!(
+                            "entry {} {m:?} is not a supported measurand ({})",
+                            n + 1,
+                            SUPPORTED_MEASURANDS.join(", ")
+                        ));
+                    }
+                    if items[..n].contains(m) {
+                        return Err(format!("entry {} {m:?} is listed twice", n + 1));
+                    }
+                }
+                let max = self.int(max_length_key);
+                if items.len() as i64 > max {
+                    return Err(format!(
+                        "{} entries, at most {max} allowed ({})",
+                        items.len(),
+                        max_length_key.name()
+                    ));
+                }
+            }
+            Rule::PhaseRotation => self.check_phase_rotation(&canonical)?,
+            Rule::IdToken => {
+                if canonical.is_empty() || canonical.chars().count() > 20 {
+                    return Err("must be 1 to 20 characters (an OCPP IdToken)".to_string());
+                }
+            }
+            Rule::AuthorizationKey => check_authorization_key(&canonical)?,
+            Rule::WebSocketUrl => check_ws_url(&canonical)?,
+            Rule::ChargePointId => check_charge_point_id(&canonical)?,
+            Rule::OneOf(words) => {
+                if !words.contains(&canonical.as_str()) {
+                    return Err(format!("{canonical:?} is not one of {}", words.join(", ")));
+                }
+            }
+        }
+        Ok(canonical)
+    }
+
+    pub(super) fn check_phase_rotation(&self, value: &str) -> std::result::Result<(), String> {
+        let items = split_list(value)?;
+        if items.is_empty() {
+            return Err("needs at least one <connectorId>.<rotation> entry".to_string());
+        }
+        let connectors = self.int(IntKey::NUMBER_OF_CONNECTORS);
+        let max = self.int(IntKey::CONNECTOR_PHASE_ROTATION_MAX_LENGTH);
+        if items.len() as i64 > max {
+            return Err(format!(
+                "{} entries, at most {max} allowed ({CONNECTOR_PHASE_ROTATION_MAX_LENGTH})",
+                items.len()
+            ));
+        }
+        let mut seen = Vec::new();
+        for (n, item) in items.iter().enumerate() {
+            let entry = n + 1;
+            let Some((id, rotation)) = item.split_once('.') else {
+                return Err(format!(
+                    "entry {entry} {item:?} is not <connectorId>.<rotation>"
+                ));
+            };
+            let id: i64 = id
+                .parse()
+                .map_err(|_| format!("entry {entry} {item:?}: connector id is not a number"))?;
+            if id < 0 || id > connectors {
+                return Err(format!(
+                    "entry {entry} {item:?}: connector id outside 0..={connectors}"
+                ));
+            }
+            if !PHASE_ROTATIONS.contains(&rotation) {
+                return Err(format!(
+                    "entry {entry} {item:?}: rotation must be one of {}",
+                    PHASE_ROTATIONS.join(", ")
+                ));
+            }
+            if seen.contains(&id) {
+                return Err(format!("entry {entry}: connector {id} is listed twice"));
+            }
+            seen.push(id);
+        }
+        Ok(())
+    }
 }

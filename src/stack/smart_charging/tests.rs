@@ -1,5 +1,6 @@
 use super::*;
 use crate::stack::auth::parse_time;
+use crate::stack::messages::{GetCompositeScheduleRequest, GetCompositeScheduleStatus};
 use serde_json::{Value, json};
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -67,9 +68,9 @@ fn running(id: Option<i64>) -> Option<ActiveTransaction> {
     })
 }
 
-fn store() -> (tempfile::TempDir, ProfileStore) {
+fn store() -> (tempfile::TempDir, ChargingProfileStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = ProfileStore::open(dir.path()).unwrap();
+    let s = ChargingProfileStore::open(dir.path()).unwrap();
     (dir, s)
 }
 
@@ -490,7 +491,12 @@ fn huge_window_is_bounded() {
     assert_eq!(comp.periods.len(), 2 * 366 + 1);
 }
 
-fn rejected(s: &mut ProfileStore, connector: u32, p: ChargingProfile, c: &SetContext) -> Rejection {
+fn rejected(
+    s: &mut ChargingProfileStore,
+    connector: u32,
+    p: ChargingProfile,
+    c: &SetContext,
+) -> Rejection {
     let before = s.profiles().to_vec();
     let e = s.set(connector, p, c).unwrap_err();
     assert_eq!(e.status(), ChargingProfileStatus::Rejected);
@@ -935,7 +941,7 @@ fn clear_by_id_or_by_criteria() {
     // Connector 0 means the profiles installed on 0.
     assert!(s.clear(None, Some(0), None, None).unwrap());
     assert_eq!(s.len(), 1);
-    let reopened = ProfileStore::open(_d.path()).unwrap();
+    let reopened = ChargingProfileStore::open(_d.path()).unwrap();
     assert_eq!(reopened.len(), 1);
 }
 
@@ -956,7 +962,7 @@ fn profiles_survive_a_restart() {
         json!([{"startPeriod": 0, "limit": 6.5, "numberPhases": 1}]),
     );
     s.set(0, p.clone(), &c).unwrap();
-    let back = ProfileStore::open(dir.path()).unwrap();
+    let back = ChargingProfileStore::open(dir.path()).unwrap();
     assert_eq!(back.profiles(), s.profiles());
     assert_eq!(back.profiles()[0].profile, p);
     assert_eq!(
@@ -988,9 +994,9 @@ fn failed_write_changes_nothing_and_corrupt_file_names_the_line() {
     assert!(s.is_empty());
 
     std::fs::write(dir.path().join(FILE_NAME), b"[\n{\"connectorId\": 1,\n  }]").unwrap();
-    let err = ProfileStore::open(dir.path()).unwrap_err();
+    let err = ChargingProfileStore::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { line: 3, .. }), "{err}");
-    assert!(ProfileStore::open_or_empty(dir.path()).is_empty());
+    assert!(ChargingProfileStore::open_or_empty(dir.path()).is_empty());
 }
 
 #[test]

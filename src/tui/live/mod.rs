@@ -29,6 +29,7 @@ mod dryrun;
 mod emulator;
 pub use emulator::feed_fleet;
 mod flash;
+mod fleet;
 mod link;
 mod session;
 mod tracker;
@@ -128,6 +129,10 @@ pub struct LiveBackend {
     generation: Arc<watch::Sender<u64>>,
     health: watch::Receiver<Health>,
     dry_run_stop: Arc<std::sync::Mutex<Option<DryRunStop>>>,
+    /// Stops the fleet of this number.
+    fleet_stop: Arc<std::sync::Mutex<Option<DryRunStop>>>,
+    /// The fleet's task, awaited by [`LiveBackend::shutdown`].
+    fleet_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl LiveBackend {
@@ -147,12 +152,24 @@ impl LiveBackend {
             generation: Arc::new(generation),
             health,
             dry_run_stop: Arc::default(),
+            fleet_stop: Arc::default(),
+            fleet_task: Arc::default(),
         }
     }
 
     /// Closes the current session (an emulator saves its state and removes its service port)
     /// and waits for that.
     pub async fn shutdown(&self) {
+        // A fleet started here stops too, every charge point saving its state.
+        if let Some((_, stop)) = crate::sync::lock(&self.fleet_stop).take() {
+            let _ = stop.send(());
+        }
+        let fleet = crate::sync::lock(&self.fleet_task).take();
+        if let Some(task) = fleet
+            && let Err(e) = task.await
+        {
+            tracing::warn!("the fleet's task ended badly: {e}");
+        }
         self.advance();
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
@@ -298,6 +315,29 @@ impl Backend for LiveBackend {
             }
             Effect::StopDryRun { run } => {
                 let mut slot = crate::sync::lock(&self.dry_run_stop);
+                if let Some((_, stop)) = slot.take_if(|(r, _)| *r == run) {
+                    let _ = stop.send(());
+                }
+                None
+            }
+            Effect::StartFleet { run, spec } => {
+                let (stop, stopped) = oneshot::channel();
+                *crate::sync::lock(&self.fleet_stop) = Some((run, stop));
+                // Like the session manager, the fleet outlives the runtime's task set, so that
+                // `shutdown` can stop it with every charge point's state saved. The TUI starts
+                // a fleet only once the previous one has ended.
+                let task = tokio::spawn(fleet::run(
+                    self.opts.clone(),
+                    events.clone(),
+                    run,
+                    spec,
+                    stopped,
+                ));
+                *crate::sync::lock(&self.fleet_task) = Some(task);
+                None
+            }
+            Effect::StopFleet { run } => {
+                let mut slot = crate::sync::lock(&self.fleet_stop);
                 if let Some((_, stop)) = slot.take_if(|(r, _)| *r == run) {
                     let _ = stop.send(());
                 }

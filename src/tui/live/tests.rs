@@ -542,3 +542,43 @@ async fn a_dry_run_from_a_profile_streams_its_trace_and_ends_with_a_report_when_
         .collect();
     assert!(left.is_empty(), "state left behind: {left:?}");
 }
+
+#[tokio::test]
+async fn a_fleet_from_the_form_boots_on_the_sandbox_reports_and_stops_with_its_state_saved() {
+    let root = tempfile::tempdir().unwrap();
+    let paths = test_paths(root.path());
+    let fleet_dir = paths.emulator_state_dir("tui-fleet");
+    let mut backend = LiveBackend::new(LiveOptions {
+        lister: Arc::new(FixedPorts::default()),
+        ..LiveOptions::new(paths)
+    });
+    let (events, mut rx) = Events::channel(4096);
+    let spec =
+        crate::tui::update::fleet::parse_form("count=3 template=T-{n:02} sessions=0").unwrap();
+    run(&mut backend, Effect::StartFleet { run: 1, spec }, &events);
+    let summary = next_where(&mut rx, "all three booted", |m| match m {
+        Msg::Fleet(s) if s.booted == 3 => Some(s),
+        Msg::FleetEnded { error, .. } => panic!("the fleet ended: {error:?}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(summary.count, 3);
+    assert_eq!(summary.errors, 0, "{summary:?}");
+    // A stop for another fleet is ignored; this one's stop ends it cleanly.
+    run(&mut backend, Effect::StopFleet { run: 9 }, &events);
+    run(&mut backend, Effect::StopFleet { run: 1 }, &events);
+    let error = next_where(&mut rx, "FleetEnded", |m| match m {
+        Msg::FleetEnded { run, error } => Some((run, error)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(error, (1, None));
+    for id in ["T-01", "T-02", "T-03"] {
+        assert!(
+            fleet_dir.join(id).is_dir(),
+            "{id}'s state in {}",
+            fleet_dir.display()
+        );
+    }
+    backend.shutdown().await;
+}

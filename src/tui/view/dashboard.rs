@@ -8,7 +8,7 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Wrap};
 
-use super::human_duration;
+use super::{elide_middle, human_duration};
 use crate::tui::msg::OcppConnection;
 use crate::tui::state::{Link, State};
 use crate::tui::theme::Theme;
@@ -22,16 +22,31 @@ fn field<'a>(t: &Theme, name: &'a str, value: String, style: Style) -> Line<'a> 
 
 /// Rows of the error box at most (besides its border).
 const ERROR_ROWS: usize = 4;
+/// Rows of the charger and charging panels: six fields and the border.
+const PANEL_ROWS: u16 = 8;
+/// Rows the chart keeps at least (border, three rows of plot, the time axis and its labels), so
+/// at 80x24 it stays readable beside everything else; the error box gives way first.
+const CHART_MIN_ROWS: u16 = 7;
 
 pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
     let t = &state.theme;
     let errors = error_lines(state);
     let port = state.status.as_ref().and_then(|s| s.service_port.clone());
+    let port_rows: u16 = if port.is_some() { 3 } else { 0 };
+    // The error box shows what fits once the panels, the port and the chart have their rows;
+    // the newest errors come first, the title says how many are left out.
+    let room = area
+        .height
+        .saturating_sub(PANEL_ROWS + port_rows + CHART_MIN_ROWS + 2);
+    let error_rows = errors
+        .len()
+        .clamp(1, ERROR_ROWS)
+        .min(usize::from(room).max(1));
     let [top, chart_area, port_area, errors_area] = Layout::vertical([
-        Constraint::Length(10),
-        Constraint::Min(5),
-        Constraint::Length(if port.is_some() { 3 } else { 0 }),
-        Constraint::Length((errors.len().clamp(1, ERROR_ROWS) + 2) as u16),
+        Constraint::Length(PANEL_ROWS),
+        Constraint::Min(CHART_MIN_ROWS),
+        Constraint::Length(port_rows),
+        Constraint::Length(error_rows as u16 + 2),
     ])
     .areas(area);
     let [left, right] =
@@ -49,8 +64,12 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
                 .clone()
                 .unwrap_or_else(|| "empty".into());
             vec![
-                field(t, "Vendor", identity.vendor.clone(), Style::new()),
-                field(t, "Model", identity.model.clone(), Style::new()),
+                field(
+                    t,
+                    "Model",
+                    format!("{} {}", identity.vendor, identity.model),
+                    Style::new(),
+                ),
                 field(t, "Serial", identity.serial_number.clone(), Style::new()),
                 field(t, "Firmware", identity.firmware_version.clone(), t.title()),
                 field(
@@ -99,6 +118,8 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
         left,
     );
 
+    // Columns left for a value beside its 12-column name inside the panel's border.
+    let value_width = usize::from(right.width.saturating_sub(2 + 12));
     let charging = match &state.status {
         Some(s) => {
             let (ocpp, style) = match &s.ocpp {
@@ -116,7 +137,10 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
                 field(
                     t,
                     "CSMS",
-                    s.csms_url.clone().unwrap_or_else(|| "-".into()),
+                    s.csms_url
+                        .as_deref()
+                        .map(|u| elide_middle(u, value_width))
+                        .unwrap_or_else(|| "-".into()),
                     Style::new(),
                 ),
                 field(t, "Connector", s.connector.clone(), t.title()),
@@ -130,11 +154,10 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
                 ),
                 field(
                     t,
-                    "Offered",
-                    format!("{:.1} A", s.offered_amps),
+                    "Drawn",
+                    format!("{:.1} A of {:.1} A offered", s.drawn_amps, s.offered_amps),
                     Style::new(),
                 ),
-                field(t, "Drawn", format!("{:.1} A", s.drawn_amps), Style::new()),
                 field(
                     t,
                     "Energy",
@@ -160,10 +183,15 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
             port_area,
         );
     }
+    let title = if errors.len() > error_rows {
+        format!(" Last errors ({} of {}) ", error_rows, errors.len())
+    } else {
+        " Last errors ".to_string()
+    };
     frame.render_widget(
         Paragraph::new(errors)
             .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(Span::styled(" Last errors ", t.title()))),
+            .block(Block::bordered().title(Span::styled(title, t.title()))),
         errors_area,
     );
 }
@@ -224,7 +252,7 @@ fn render_chart(state: &State, frame: &mut Frame, area: Rect) {
         Span::raw("  "),
         Span::styled(format!("⠤ drawn {:.1} A ", last.drawn_a), t.ok()),
     ])))
-    .x_axis(Axis::default().bounds([0.0, span]))
+    .x_axis(time_axis(t, span, &elapsed))
     .y_axis(
         Axis::default()
             .bounds([0.0, top_a])
@@ -253,10 +281,23 @@ fn render_chart(state: &State, frame: &mut Frame, area: Rect) {
             last.energy_wh / 1000.0
         )),
     ])))
-    .x_axis(Axis::default().bounds([0.0, span]))
-    .y_axis(Axis::default().bounds([0.0, top_kwh]))
+    .x_axis(time_axis(t, span, &elapsed))
+    .y_axis(
+        Axis::default()
+            .bounds([0.0, top_kwh])
+            .labels([Span::raw("0"), Span::raw(format!("{top_kwh:.2}"))])
+            .style(t.dim()),
+    )
     .legend_position(None);
     frame.render_widget(energy_chart, energy_area);
+}
+
+/// The time axis of both charts: from the start of the session to its length so far.
+fn time_axis<'a>(t: &Theme, span: f64, elapsed: &str) -> Axis<'a> {
+    Axis::default()
+        .bounds([0.0, span])
+        .labels([Span::raw("0:00"), Span::raw(elapsed.to_string())])
+        .style(t.dim())
 }
 
 /// The errors box: a reboot still needed, the charger's last errors, then the TUI's.

@@ -184,9 +184,27 @@ fn render_head(state: &State, frame: &mut Frame, area: Rect) {
             field("Found", "-".into(), t.dim()),
         ),
     };
+    // Where the report goes: the file chosen for it, or (quitting) the reports directory.
+    let mut title = vec![Span::styled(" Commissioning dry run ", t.title())];
+    let destination = match (&d.report_path, d.quit_pending) {
+        (Some(p), _) => Some(p.display().to_string()),
+        (None, true) => Some(match &state.report_dir {
+            Some(dir) => format!("{}/", dir.display()),
+            None => "the current directory".into(),
+        }),
+        (None, false) => None,
+    };
+    if let Some(dest) = destination {
+        let room = usize::from(area.width).saturating_sub(36);
+        let then = if d.quit_pending { ", then quit" } else { "" };
+        title.push(Span::styled(
+            format!("report → {}{then} ", super::truncate_start(&dest, room)),
+            t.warn(),
+        ));
+    }
     frame.render_widget(
         Paragraph::new(vec![profile, csms, run, found])
-            .block(Block::bordered().title(Span::styled(" Commissioning dry run ", t.title()))),
+            .block(Block::bordered().title(Line::from(title))),
         area,
     );
 }

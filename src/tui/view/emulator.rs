@@ -11,7 +11,7 @@ use super::truncate;
 use crate::tui::action::Action;
 use crate::tui::keymap::Context;
 use crate::tui::msg::{Direction, OcppConnection, OcppFrame};
-use crate::tui::state::{FleetView, State, TraceEntry};
+use crate::tui::state::{FleetPhase, FleetView, State, TraceEntry};
 
 pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
     let t = &state.theme;
@@ -31,11 +31,26 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
     let mut lines = Vec::new();
     if let Some(fleet) = &state.fleet {
         render_fleet(state, fleet, frame, status_area);
+    } else if state.fleet_run.phase == FleetPhase::Starting {
+        let count = state.fleet_run.spec.as_ref().map_or(0, |s| s.count);
+        lines.push(Line::styled(
+            format!("Starting a fleet of {count} charge points…"),
+            t.warn(),
+        ));
     } else if !state.is_emulated() {
         lines.push(Line::styled(
-            "Not an emulated charger: start one from the Connect screen.",
+            format!(
+                "Not an emulated charger: start one from the Connect screen, or {} starts a fleet.",
+                key(Action::StartFleet)
+            ),
             t.dim(),
         ));
+        if let FleetPhase::Ended(Some(e)) = &state.fleet_run.phase {
+            lines.push(Line::styled(
+                format!("The fleet did not run: {e}"),
+                t.error(),
+            ));
+        }
     } else if let Some(s) = &state.status {
         let (ocpp, style) = match &s.ocpp {
             OcppConnection::Connecting => ("connecting".to_string(), t.warn()),
@@ -274,17 +289,30 @@ fn render_fleet(state: &State, fleet: &FleetView, frame: &mut Frame, area: Rect)
         Line::from(vec![label("Boot latency  "), Span::raw(pct(&s.boot_ms))]),
         Line::from(vec![label("Call latency  "), Span::raw(pct(&s.call_ms))]),
     ];
+    let mut title = vec![Span::styled(
+        match s.all_booted_s {
+            Some(secs) => format!(
+                " Emulated fleet, {:.0} s, all booted in {secs:.2} s ",
+                s.elapsed_s
+            ),
+            None => format!(" Emulated fleet, {:.0} s ", s.elapsed_s),
+        },
+        t.title(),
+    )];
+    // The fleet started here says how to stop it, and when it is stopping or has stopped.
+    let stop_key = state
+        .keymap
+        .keys_for(Context::Emulator, Action::StopFleet)
+        .unwrap_or_else(|| "-".into());
+    match &state.fleet_run.phase {
+        FleetPhase::Running => title.push(Span::styled(format!("{stop_key} stops it "), t.dim())),
+        FleetPhase::Stopping => title.push(Span::styled("stopping… ", t.warn())),
+        FleetPhase::Ended(None) => title.push(Span::styled("stopped ", t.dim())),
+        FleetPhase::Ended(Some(_)) => title.push(Span::styled("failed ", t.error())),
+        FleetPhase::Idle | FleetPhase::Starting => {}
+    }
     frame.render_widget(
-        Paragraph::new(lines).block(Block::new().title(Span::styled(
-            match s.all_booted_s {
-                Some(secs) => format!(
-                    " Emulated fleet, {:.0} s, all booted in {secs:.2} s ",
-                    s.elapsed_s
-                ),
-                None => format!(" Emulated fleet, {:.0} s ", s.elapsed_s),
-            },
-            t.title(),
-        ))),
+        Paragraph::new(lines).block(Block::new().title(Line::from(title))),
         area,
     );
 }

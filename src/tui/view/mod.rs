@@ -237,6 +237,33 @@ pub(crate) fn human_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// Keeps the last `width` columns of `s` (the file name end of a path), marking the cut with `…`.
+pub(crate) fn truncate_start(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    let keep = width.saturating_sub(1);
+    let mut out = String::from("…");
+    out.extend(s.chars().skip(n - keep));
+    out
+}
+
+/// Cuts `s` in the middle to `width` columns, marking the cut with `…`: both the start and the
+/// end of a URL or a path stay readable.
+pub(crate) fn elide_middle(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width || width < 3 {
+        return s.to_string();
+    }
+    let tail = (width - 1) / 2;
+    let head = width - 1 - tail;
+    let mut out: String = s.chars().take(head).collect();
+    out.push('…');
+    out.extend(s.chars().skip(n - tail));
+    out
+}
+
 /// Cuts `s` to `width` columns, marking the cut with `…`.
 pub(crate) fn truncate(s: &str, width: usize) -> String {
     if s.chars().count() <= width {

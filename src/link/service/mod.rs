@@ -1,15 +1,21 @@
 //! The charger side of the service link: decodes frames from the line, answers requests through
-//! a [`Backend`], streams log records, and receives firmware into the backend's inactive slot.
+//! a [`Backend`], streams log records, and receives firmware into the backend's inactive slot
+//! (`firmware`).
+
+mod firmware;
+
+pub use firmware::MAX_INFLATED_CHUNK;
 
 use super::codec::{
-    self, ConfigRead, DeviceHello, Enc, HostHello, Identity, Request, SetOutcome, evt, nak, status,
+    self, ConfigRead, DeviceHello, Enc, HostHello, Identity, Request, Resend, SetOutcome, evt,
+    status,
 };
 use super::error::{Error, Result};
 use super::frame::{self, Decoded, Decoder, Frame, Kind, channel, flags};
 use crate::stack::logbook::{Level, LogRecord};
+use firmware::Transfer;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::io::Read;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -50,55 +56,54 @@ pub trait Backend: Send + Sync + 'static {
 pub struct ServiceOptions {
     /// Largest firmware chunk accepted (bytes, at most [`frame::MAX_CHUNK`]).
     pub max_chunk: u32,
-    /// Firmware bytes the tool may keep in flight.
+    /// Firmware bytes the tool may keep in flight (protocol 1), and how far beyond the next
+    /// expected byte the charger holds chunks that arrive ahead of a gap (protocol 2).
     pub window: u32,
     /// Target size of one response part of a multi-part answer.
     pub part_budget: usize,
     /// Answers remembered for retransmitted requests.
     pub dedup_entries: usize,
+    /// Newest service protocol offered in HELLO (at most [`codec::PROTO_MAX`]); 1 behaves as a
+    /// charger from before selective repeat.
+    pub proto_max: u8,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             max_chunk: frame::MAX_CHUNK as u32,
-            window: 32 * 1024,
+            window: 256 * 1024,
             part_budget: 480,
             dedup_entries: 32,
+            proto_max: codec::PROTO_MAX,
         }
     }
 }
-
-/// A gap already NAKed is NAKed again after this many more out-of-order chunks (the
-/// retransmission itself was lost).
-const REPEAT_NAK_AFTER: u32 = 4;
-
-/// Largest uncompressed chunk the charger inflates.
-pub const MAX_INFLATED_CHUNK: usize = 64 * 1024;
 
 enum Out {
     Bytes(Vec<u8>),
     Flush(oneshot::Sender<()>),
 }
 
-struct Transfer {
-    id: u16,
-    size: u64,
-    next: u64,
-    nak_for: Option<u64>,
-    gap_frames: u32,
-}
+/// Encoded RSP frames of one answer, one per part.
+type Answer = Vec<Vec<u8>>;
 
 struct Session<B: Backend> {
     backend: Arc<B>,
     opts: ServiceOptions,
     out: mpsc::Sender<Out>,
     session: u64,
-    cache: HashMap<(u64, u16), Vec<u8>>,
+    /// Service protocol of this session (1 until a HELLO negotiates more).
+    proto: u8,
+    cache: HashMap<(u64, u16), Answer>,
     cache_order: VecDeque<(u64, u16)>,
     logs: Option<JoinHandle<()>>,
     transfer: Option<Transfer>,
     next_transfer: u16,
+    /// Protocol 2: chunks stored since the last ACK, acknowledged together once everything
+    /// read so far is handled.
+    ack_due: Option<firmware::AckDue>,
+    last_ack: firmware::LastAck,
 }
 
 impl<B: Backend> Drop for Session<B> {
@@ -125,11 +130,14 @@ pub async fn serve<B: Backend>(
         opts,
         out: out_tx,
         session: 0,
+        proto: codec::PROTO_MIN,
         cache: HashMap::new(),
         cache_order: VecDeque::new(),
         logs: None,
         transfer: None,
         next_transfer: rand::random::<u16>() | 1,
+        ack_due: None,
+        last_ack: firmware::LastAck::default(),
     };
     let mut decoder = Decoder::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -146,6 +154,7 @@ pub async fn serve<B: Backend>(
                             Decoded::Text(t) => tracing::debug!(target: "link", text = %t, "non-frame bytes on the service port"),
                         }
                     }
+                    s.send_due_ack().await;
                 }
                 Err(e) => break Err(Error::io("reading the service port", e)),
             },
@@ -167,8 +176,27 @@ pub async fn serve<B: Backend>(
     result
 }
 
+/// Output coalesced into one write at most.
+const WRITE_BATCH: usize = 64 * 1024;
+/// A line that takes no byte for this long has nobody listening: what is queued is dropped,
+/// as a UART with nothing attached sends into the void, so the charger never stops serving
+/// because a tool stopped reading. Until the line takes bytes again, output that cannot be
+/// written at once is dropped at once.
+const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(2);
+const WRITE_WHILE_STALLED: std::time::Duration = std::time::Duration::from_millis(1);
+
+fn patience(stalled: bool) -> std::time::Duration {
+    if stalled {
+        WRITE_WHILE_STALLED
+    } else {
+        WRITE_STALL
+    }
+}
+
 async fn write_loop(mut wr: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Out>) -> Result<()> {
-    let mut batch = Vec::with_capacity(64 * 1024);
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut dropped = 0u64;
+    let mut stalled = false;
     while let Some(first) = rx.recv().await {
         let mut flushes = Vec::new();
         let mut next = Some(first);
@@ -177,17 +205,36 @@ async fn write_loop(mut wr: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Out>
                 Out::Bytes(b) => batch.extend_from_slice(&b),
                 Out::Flush(tx) => flushes.push(tx),
             }
-            if batch.len() < 64 * 1024 {
+            if batch.len() < WRITE_BATCH {
                 next = rx.try_recv().ok();
             }
         }
+        let mut rest = &batch[..];
+        while !rest.is_empty() {
+            match tokio::time::timeout(patience(stalled), wr.write(rest)).await {
+                Ok(Ok(0)) => {
+                    return Err(Error::io(
+                        "writing the service port",
+                        std::io::ErrorKind::WriteZero.into(),
+                    ));
+                }
+                Ok(Ok(n)) => {
+                    rest = &rest[n..];
+                    stalled = false;
+                }
+                Ok(Err(e)) => return Err(Error::io("writing the service port", e)),
+                Err(_) => {
+                    stalled = true;
+                    dropped += rest.len() as u64;
+                    tracing::debug!(target: "link", dropped, "nobody reads the service port: output dropped");
+                    rest = &[];
+                }
+            }
+        }
         if !batch.is_empty() {
-            wr.write_all(&batch)
-                .await
-                .map_err(|e| Error::io("writing the service port", e))?;
-            wr.flush()
-                .await
-                .map_err(|e| Error::io("writing the service port", e))?;
+            if let Ok(Err(e)) = tokio::time::timeout(patience(stalled), wr.flush()).await {
+                return Err(Error::io("writing the service port", e));
+            }
             batch.clear();
         }
         for f in flushes {
@@ -197,20 +244,23 @@ async fn write_loop(mut wr: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Out>
     Ok(())
 }
 
-fn rsp_bytes(id: u16, parts: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, (st, payload)) in parts.iter().enumerate() {
-        let mut body = Vec::with_capacity(payload.len() + 3);
-        body.extend_from_slice(&(i as u16).to_le_bytes());
-        body.push(*st);
-        body.extend_from_slice(payload);
-        let mut f = Frame::new(Kind::Rsp, channel::CONTROL, id, body);
-        if i + 1 < parts.len() {
-            f = f.with_flags(flags::MORE);
-        }
-        f.encode_into(&mut out);
-    }
-    out
+/// The RSP frames of an answer, one per part.
+fn rsp_frames(id: u16, parts: &[(u8, Vec<u8>)]) -> Answer {
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, (st, payload))| {
+            let mut body = Vec::with_capacity(payload.len() + 3);
+            body.extend_from_slice(&(i as u16).to_le_bytes());
+            body.push(*st);
+            body.extend_from_slice(payload);
+            let mut f = Frame::new(Kind::Rsp, channel::CONTROL, id, body);
+            if i + 1 < parts.len() {
+                f = f.with_flags(flags::MORE);
+            }
+            f.encode()
+        })
+        .collect()
 }
 
 fn text(s: &str) -> Vec<u8> {
@@ -267,9 +317,21 @@ impl<B: Backend> Session<B> {
             }
             self.session = hello.session;
         }
+        let own_max = self
+            .opts
+            .proto_max
+            .clamp(codec::PROTO_MIN, codec::PROTO_MAX);
+        // With no common version the charger names its own; the tool reports the mismatch.
+        let proto = codec::negotiate(codec::PROTO_MIN, own_max, hello.proto_min, hello.proto_max)
+            .unwrap_or(own_max);
+        if proto != self.proto {
+            // Firmware frames of the old version mean nothing in the new one.
+            self.transfer = None;
+            self.proto = proto;
+        }
         let id = self.backend.identity();
         let body = DeviceHello {
-            proto: frame::PROTO_VERSION,
+            proto,
             max_body: frame::MAX_BODY as u32,
             max_chunk: self.opts.max_chunk.min(frame::MAX_CHUNK as u32),
             window: self.opts.window,
@@ -282,33 +344,75 @@ impl<B: Backend> Session<B> {
     }
 
     async fn request(&mut self, f: Frame) {
-        let key = (self.session, f.id);
-        if let Some(cached) = self.cache.get(&key) {
-            let bytes = cached.clone();
-            self.send(bytes).await;
+        if f.channel != channel::CONTROL {
+            let reason = match frame::channel_name(f.channel) {
+                Some(name) => format!(
+                    "requests go on channel 0 (control), not on channel {} ({name})",
+                    f.channel
+                ),
+                None => format!(
+                    "channel {} is not defined by the service protocol (0 control, 1 log, 2 firmware)",
+                    f.channel
+                ),
+            };
+            tracing::debug!(target: "link", channel = f.channel, "request refused: {reason}");
+            for part in rsp_frames(f.id, &[(status::BAD_CHANNEL, text(&reason))]) {
+                self.send(part).await;
+            }
             return;
         }
-        let parts = match Request::decode(&f.body) {
+        let key = (self.session, f.id);
+        let mut body = &f.body[..];
+        let mut wanted: Option<Resend> = None;
+        if f.flags & flags::RESEND != 0 && self.proto >= codec::PROTO_SELECTIVE {
+            match Resend::decode(&f.body) {
+                Ok(r) => {
+                    body = r.request;
+                    wanted = Some(r);
+                }
+                Err(e) => {
+                    for part in rsp_frames(f.id, &[(status::BAD_REQUEST, text(&e.to_string()))]) {
+                        self.send(part).await;
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some(cached) = self.cache.get(&key) {
+            let parts: Vec<Vec<u8>> = cached
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| wanted.as_ref().is_none_or(|w| w.wants(*i as u16)))
+                .map(|(_, p)| p.clone())
+                .collect();
+            for part in parts {
+                self.send(part).await;
+            }
+            return;
+        }
+        let parts = match Request::decode(body) {
             Ok(req) => self.dispatch(f.id, req).await,
             Err(e) => vec![(status::BAD_REQUEST, text(&e.to_string()))],
         };
         // An empty answer means it was already sent (reboot answers before going down).
         let already_sent = parts.is_empty();
-        let bytes = if already_sent {
-            rsp_bytes(f.id, &[(status::OK, Vec::new())])
+        let answer = if already_sent {
+            rsp_frames(f.id, &[(status::OK, Vec::new())])
         } else {
-            rsp_bytes(f.id, &parts)
+            rsp_frames(f.id, &parts)
         };
         if self.cache_order.len() >= self.opts.dedup_entries.max(1)
             && let Some(old) = self.cache_order.pop_front()
         {
             self.cache.remove(&old);
         }
-        self.cache.insert(key, bytes.clone());
-        self.cache_order.push_back(key);
         if !already_sent {
-            self.send(bytes).await;
+            for part in &answer {
+                self.send(part.clone()).await;
+            }
         }
+        self.cache.insert(key, answer);
+        self.cache_order.push_back(key);
     }
 
     async fn dispatch(&mut self, id: u16, req: Request) -> Vec<(u8, Vec<u8>)> {
@@ -365,7 +469,9 @@ impl<B: Backend> Session<B> {
             }
             Request::Reboot => {
                 // Answer first and make sure the answer left before the charger goes down.
-                self.send(rsp_bytes(id, &[(status::OK, Vec::new())])).await;
+                for part in rsp_frames(id, &[(status::OK, Vec::new())]) {
+                    self.send(part).await;
+                }
                 let (tx, rx) = oneshot::channel();
                 let _ = self.out.send(Out::Flush(tx)).await;
                 let _ = rx.await;
@@ -384,13 +490,7 @@ impl<B: Backend> Session<B> {
                     let tid = self.next_transfer;
                     self.next_transfer = self.next_transfer.wrapping_add(1).max(1);
                     let resume = resume.min(size);
-                    self.transfer = Some(Transfer {
-                        id: tid,
-                        size,
-                        next: resume,
-                        nak_for: None,
-                        gap_frames: 0,
-                    });
+                    self.transfer = Some(Transfer::new(tid, size, resume));
                     let mut e = Enc::new();
                     e.u16(tid)
                         .u64(resume)
@@ -427,86 +527,6 @@ impl<B: Backend> Session<B> {
             }
         }
     }
-
-    async fn ack(&self, tid: u16, next: u64) {
-        let mut e = Enc::new();
-        e.u64(next);
-        self.send(Frame::new(Kind::Ack, channel::FIRMWARE, tid, e.finish()).encode())
-            .await;
-    }
-
-    async fn nak(&self, tid: u16, next: u64, reason: u8, detail: &str) {
-        let mut e = Enc::new();
-        e.u64(next).u8(reason).str(detail);
-        self.send(Frame::new(Kind::Nak, channel::FIRMWARE, tid, e.finish()).encode())
-            .await;
-    }
-
-    async fn data(&mut self, f: Frame) {
-        let mut d = codec::Dec::new(&f.body);
-        let (offset, raw_len) = match (d.u64("chunk offset"), d.u32("chunk length")) {
-            (Ok(o), Ok(l)) => (o, l as usize),
-            _ => return,
-        };
-        let payload = d.rest();
-        let Some(t) = self.transfer.as_mut().filter(|t| t.id == f.id) else {
-            self.nak(f.id, 0, nak::UNKNOWN_TRANSFER, "unknown transfer")
-                .await;
-            return;
-        };
-        let (tid, next) = (t.id, t.next);
-        if offset < next {
-            self.ack(tid, next).await;
-            return;
-        }
-        if offset > next {
-            if t.nak_for != Some(next) || t.gap_frames >= REPEAT_NAK_AFTER {
-                t.nak_for = Some(next);
-                t.gap_frames = 0;
-                self.nak(tid, next, nak::GAP, "").await;
-            } else {
-                t.gap_frames += 1;
-            }
-            return;
-        }
-        let size = t.size;
-        let bytes = if f.flags & flags::DEFLATE != 0 {
-            inflate(payload, raw_len)
-        } else if payload.len() == raw_len {
-            Some(payload.to_vec())
-        } else {
-            None
-        };
-        let Some(bytes) = bytes.filter(|b| !b.is_empty() && offset + b.len() as u64 <= size) else {
-            self.nak(tid, next, nak::BAD_CHUNK, "chunk length does not match")
-                .await;
-            return;
-        };
-        match self.backend.flash_write(offset, bytes).await {
-            Ok(n) => {
-                if let Some(t) = self.transfer.as_mut() {
-                    t.next = n.min(t.size);
-                    t.nak_for = None;
-                    t.gap_frames = 0;
-                }
-                self.ack(tid, n).await;
-            }
-            Err(reason) => {
-                self.transfer = None;
-                self.nak(tid, next, nak::FATAL, &reason).await;
-            }
-        }
-    }
-}
-
-fn inflate(payload: &[u8], raw_len: usize) -> Option<Vec<u8>> {
-    if raw_len > MAX_INFLATED_CHUNK {
-        return None;
-    }
-    let mut out = Vec::with_capacity(raw_len);
-    let mut dec = flate2::read::DeflateDecoder::new(payload).take(raw_len as u64 + 1);
-    dec.read_to_end(&mut out).ok()?;
-    (out.len() == raw_len).then_some(out)
 }
 
 async fn forward_logs(

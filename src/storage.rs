@@ -297,6 +297,10 @@ fn replace_batched(
         return Err(e);
     }
     swap_into_place(&swap, path)?;
+    if private {
+        // The swap file now holds the previous version: a secret replaced must not linger.
+        let _ = OpenOptions::new().write(true).truncate(true).open(&swap);
+    }
     scope.give(path);
     Ok(())
 }
@@ -489,10 +493,18 @@ mod tests {
         batched_blocking(batch.clone(), || {
             write_doc_private("key", &batched_key, b"s").unwrap()
         });
+        batched_blocking(batch.clone(), || {
+            write_doc_private("key", &batched_key, b"t").unwrap()
+        });
         batch.commit(dir.path()).unwrap();
+        assert_eq!(fs::read(&batched_key).unwrap(), b"t");
         assert_eq!(
             fs::metadata(&batched_key).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        let swap = dir.path().join("batched_key.swap");
+        if let Ok(old) = fs::read(&swap) {
+            assert!(old.is_empty(), "the replaced secret lingers: {old:?}");
+        }
     }
 }

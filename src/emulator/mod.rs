@@ -67,6 +67,9 @@ pub struct Scale {
     pub durable_hardware: bool,
     /// Trusted firmware keys, shared by every charger of a fleet (None: from the settings).
     pub trusted_keys: Option<Arc<Vec<crate::firmware::VerifyingKey>>>,
+    /// Whether the charger keeps the trace of its last OCPP frames from power-on (for its
+    /// service port; a charger of a fleet does not, so its frames are never built as events).
+    pub ocpp_trace: bool,
 }
 
 impl Scale {
@@ -80,6 +83,7 @@ impl Scale {
             probe: None,
             durable_hardware: true,
             trusted_keys: None,
+            ocpp_trace: true,
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct Emulator {
     pub serial_number: String,
     /// The pseudo-terminal service port, when one is attached.
     service_port: std::sync::Mutex<Option<service_port::ServicePort>>,
+    /// The last OCPP frames, kept from power-on when [`Scale::ocpp_trace`] asks for it.
+    ocpp_trace: Option<service_port::Trace>,
     /// Boots of an image on trial still to fail, as a crashing image's would
     /// (`{"action":"fail_boots","count":N}`).
     fail_boots: Arc<AtomicU32>,
@@ -216,8 +222,13 @@ impl Emulator {
             reboot_identity.firmware_version = slots.active_version();
             reboot_identity.clone()
         });
+        // Subscribed before the stack's first await, so the trace holds the boot's frames.
+        let ocpp_trace = scale
+            .ocpp_trace
+            .then(|| service_port::record_trace(handle.subscribe()));
         Ok(Emulator {
             handle,
+            ocpp_trace,
             slots,
             trusted_keys,
             hardware,

@@ -38,33 +38,53 @@ pub struct ChargerBackend {
 /// OCPP frames the charger keeps for its service port's trace.
 pub const TRACE_FRAMES: usize = 256;
 
+/// The charger's last [`TRACE_FRAMES`] OCPP frames.
+pub type Trace = Arc<Mutex<VecDeque<TraceEntry>>>;
+
+/// Keeps the frames the charge point reports on `events` in a new trace, until it stops.
+pub fn record_trace(mut events: broadcast::Receiver<Event>) -> Trace {
+    let trace: Trace = Arc::new(Mutex::new(VecDeque::with_capacity(TRACE_FRAMES)));
+    let kept = trace.clone();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(Event::Message { direction, frame }) => {
+                    let mut t = kept.lock().unwrap_or_else(|e| e.into_inner());
+                    if t.len() == TRACE_FRAMES {
+                        t.pop_front();
+                    }
+                    t.push_back(TraceEntry {
+                        at_ms: chrono::Utc::now().timestamp_millis(),
+                        direction: match direction {
+                            Direction::Sent => TraceDirection::Sent,
+                            Direction::Received => TraceDirection::Received,
+                        },
+                        frame: frame.to_string(),
+                    });
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    trace
+}
+
 impl ChargerBackend {
     pub fn new(emulator: &Emulator) -> Arc<ChargerBackend> {
         let booted_at = Arc::new(Mutex::new(Instant::now()));
-        let trace = Arc::new(Mutex::new(VecDeque::with_capacity(TRACE_FRAMES)));
-        // Uptime restarts with every reboot of the stack; frames go to the trace.
+        let trace = emulator
+            .ocpp_trace
+            .clone()
+            .unwrap_or_else(|| record_trace(emulator.handle.subscribe()));
+        // Uptime restarts with every reboot of the stack.
         let mut events = emulator.handle.subscribe();
         let reset = booted_at.clone();
-        let kept = trace.clone();
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok(Event::Rebooting { .. }) => {
                         *reset.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                    }
-                    Ok(Event::Message { direction, frame }) => {
-                        let mut t = kept.lock().unwrap_or_else(|e| e.into_inner());
-                        if t.len() == TRACE_FRAMES {
-                            t.pop_front();
-                        }
-                        t.push_back(TraceEntry {
-                            at_ms: chrono::Utc::now().timestamp_millis(),
-                            direction: match direction {
-                                Direction::Sent => TraceDirection::Sent,
-                                Direction::Received => TraceDirection::Received,
-                            },
-                            frame: frame.to_string(),
-                        });
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,

@@ -165,6 +165,7 @@ impl Fleet {
             probe: None,
             durable_hardware: false,
             trusted_keys: Some(Arc::new(opts.settings.trusted_keys.clone())),
+            ocpp_trace: false,
         };
         let (trace_tx, trace_rx) = tokio::sync::oneshot::channel();
         let spawner = tokio::spawn(spawn_all(

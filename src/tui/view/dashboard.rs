@@ -39,10 +39,27 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
     let room = area
         .height
         .saturating_sub(PANEL_ROWS + port_rows + CHART_MIN_ROWS + 2);
-    let error_rows = errors
-        .len()
+    // Rows each error takes once wrapped (a long one, such as a refused connection, takes two).
+    let inner = usize::from(area.width.saturating_sub(2)).max(1);
+    let rows_of: Vec<usize> = errors
+        .iter()
+        .map(|l| l.width().div_ceil(inner).max(1))
+        .collect();
+    let error_rows = rows_of
+        .iter()
+        .sum::<usize>()
         .clamp(1, ERROR_ROWS)
         .min(usize::from(room).max(1));
+    // The errors shown whole (at least the newest, cut if it must be).
+    let shown = rows_of
+        .iter()
+        .scan(0, |used, r| {
+            *used += r;
+            Some(*used)
+        })
+        .take_while(|used| *used <= error_rows)
+        .count()
+        .max(1);
     let [top, chart_area, port_area, errors_area] = Layout::vertical([
         Constraint::Length(PANEL_ROWS),
         Constraint::Min(CHART_MIN_ROWS),
@@ -193,8 +210,8 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
             port_area,
         );
     }
-    let title = if errors.len() > error_rows {
-        format!(" Last errors ({} of {}) ", error_rows, errors.len())
+    let title = if errors.len() > shown {
+        format!(" Last errors ({} of {}) ", shown, errors.len())
     } else {
         " Last errors ".to_string()
     };

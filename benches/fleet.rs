@@ -149,9 +149,11 @@ fn orchestrate() {
         let first = run("rust", n, None, &dir);
         run("rust", 1, None, &one);
         println!(
-            "(first boot of {n} on empty state directories: {:.1} s including their preparation, {} errors)",
+            "(first boot of {n} on empty state directories: {:.1} s including their preparation of {:.1} s, {} errors {})",
             started.elapsed().as_secs_f64(),
-            first["errors"]
+            first["prepare_s"].as_f64().unwrap_or(f64::NAN),
+            first["errors"],
+            first["error_kinds"]
         );
         for impl_ in ["rust", "python"] {
             if impl_ == "python" && !python {
@@ -278,7 +280,10 @@ fn fleet_role() {
         let template = IdTemplate::parse("BENCH-{n:05}").unwrap();
         let mut opts = FleetOptions::new(&dir, &url, n, template);
         opts.ramp = ramp;
+        let prepare = std::time::Instant::now();
         let fleet = Fleet::start(opts).await.unwrap();
+        // Fleet::start returns once the state directories are prepared and the start begins.
+        let prepare_s = prepare.elapsed().as_secs_f64();
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         let mut summary = fleet.summary();
         while summary.booted < n && tokio::time::Instant::now() < deadline {
@@ -334,6 +339,9 @@ fn fleet_role() {
             "error_kinds": summary.error_kinds,
             "journal_commits": commits.commits,
             "journal_records": commits.records,
+            "prepare_s": prepare_s,
+            "not_booted": n.saturating_sub(booted.booted),
+            "sessions_not_completed": n.saturating_sub(summary.sessions.completed),
         });
         fleet.shutdown().await.unwrap();
         println!("{report}");

@@ -4,7 +4,7 @@
 //! server answering garbage, a server that does not speak HTTP, and a bad URL.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
-use chargectl::stack::connection::{self, Backoff, ConnCtl, ConnEvent};
+use chargectl::stack::connection::{self, Backoff, ConnCtl, ConnEvent, FailedAttempt};
 use chargectl::stack::secret::SecretBytes;
 use chargectl::stack::transport::{self, ConnectFailure, Endpoint};
 use std::net::SocketAddr;
@@ -197,7 +197,7 @@ async fn the_connection_task_reports_the_kind_of_each_failed_attempt() {
     ep.basic_password_bytes = Some(SecretBytes::new(b"0123456789abcdef".to_vec()));
     ctl_tx
         .send(ConnCtl::Connect {
-            endpoint: ep,
+            endpoint: Box::new(ep),
             ping_interval: Duration::ZERO,
         })
         .await
@@ -208,14 +208,15 @@ async fn the_connection_task_reports_the_kind_of_each_failed_attempt() {
             .expect("an event in time")
             .expect("the task runs");
         match ev {
-            ConnEvent::ConnectFailed {
-                error,
-                kind,
-                http_status,
-                auth_failure,
-                attempt: n,
-                ..
-            } => {
+            ConnEvent::ConnectFailed(failed) => {
+                let FailedAttempt {
+                    error,
+                    kind,
+                    http_status,
+                    auth_failure,
+                    attempt: n,
+                    ..
+                } = *failed;
                 assert_eq!(n, attempt);
                 assert_eq!(kind, ConnectFailure::HttpStatus);
                 assert_eq!(http_status, Some(401));

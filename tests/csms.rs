@@ -1066,6 +1066,12 @@ async fn a_boot_storm_of_500_charge_points_is_accepted_and_counted() {
     assert!(outcomes.iter().all(|o| o.results == 5));
     assert_eq!(cps.len(), N);
 
+    // A frame is counted once its write returns, which can be just after the charge point
+    // has read it: wait (bounded) for the last counts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while csms.stats().frames_sent < 5 * N as u64 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let stats = csms.stats();
     assert_eq!(stats.connected, N as u64);
     assert_eq!(stats.connections, N as u64);

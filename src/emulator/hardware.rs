@@ -191,7 +191,9 @@ fn replace_quickly(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    // Trading places keeps the previous version's file for the next write, instead of
+    // creating (and deleting) a file each time.
+    storage::swap_into_place(&tmp, path)
 }
 
 impl Hardware for SimHardware {

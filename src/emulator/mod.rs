@@ -119,8 +119,9 @@ impl Emulator {
         Self::start_scaled(state_dir, settings, &Scale::single()).await
     }
 
-    /// Prepares the state directory with `settings` (configuration, identity, meter register):
-    /// what [`Emulator::start`] does before it boots, done ahead for a fleet.
+    /// Prepares the state directory with `settings` (configuration, identity, meter register,
+    /// firmware slots): what [`Emulator::start`] does before it boots, done ahead for a fleet
+    /// (whose writes a [`storage::Batch`] may take, to make them durable together).
     pub fn prepare(state_dir: &Path, settings: &BootSettings) -> anyhow::Result<String> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
@@ -129,6 +130,8 @@ impl Emulator {
             SimHardware::write_register(state_dir, wh)
                 .with_context(|| format!("setting the meter register to {wh} Wh"))?;
         }
+        crate::firmware::Slots::open(&state_dir.join("slots"), FACTORY_FIRMWARE)
+            .with_context(|| format!("opening firmware slots in {}", state_dir.display()))?;
         load_or_make_serial(state_dir)
     }
 
@@ -173,6 +176,14 @@ impl Emulator {
         };
         let slots = Arc::new(std::sync::Mutex::new(slots));
         let trusted_keys = scale.trusted_keys.clone().unwrap_or_default();
+        // The trial image is confirmed from the charge point's own probe call, so no task and
+        // no event subscription per charger are needed for it (and a charger of a fleet, with
+        // nobody subscribed, never turns its frames into events).
+        let probe: Arc<dyn chargepoint::Probe> = Arc::new(Confirming {
+            slots: slots.clone(),
+            log: logbook.clone(),
+            inner: scale.probe.clone(),
+        });
         let opts = chargepoint::Options {
             identity: identity.clone(),
             state_dir: state_dir.to_path_buf(),
@@ -186,7 +197,7 @@ impl Emulator {
             }),
             event_capacity: scale.event_capacity,
             journal: scale.journal.clone(),
-            probe: scale.probe.clone(),
+            probe: Some(probe),
         };
         let mut reboot_identity = identity.clone();
         let reboot_slots = slots.clone();
@@ -205,7 +216,6 @@ impl Emulator {
             reboot_identity.firmware_version = slots.active_version();
             reboot_identity.clone()
         });
-        spawn_confirmation(&handle, &slots, &logbook);
         Ok(Emulator {
             handle,
             slots,
@@ -390,26 +400,47 @@ fn power_on(
     }
 }
 
-/// Confirms an image on trial once the charger has registered with its CSMS (the service port
-/// confirms it when a host connects, see [`service_port`]).
-fn spawn_confirmation(
-    handle: &Handle,
-    slots: &Arc<std::sync::Mutex<crate::firmware::Slots>>,
-    log: &LogBook,
-) {
-    let mut events = handle.subscribe();
-    let (slots, log) = (slots.clone(), log.clone());
-    tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(chargepoint::Event::Registration {
-                    status: chargepoint::Registration::Accepted,
-                }) => confirm_trial(&slots, &log, "its OCPP connection is up"),
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+/// The probe of an emulated charger: confirms an image on trial once the charger has
+/// registered with its CSMS (the service port confirms it when a host connects, see
+/// [`service_port`]), and passes everything on to the fleet's probe, if any. Confirming writes
+/// the slot metadata only while an image is on trial; otherwise it is a lock and a comparison.
+struct Confirming {
+    slots: Arc<std::sync::Mutex<crate::firmware::Slots>>,
+    log: LogBook,
+    inner: Option<Arc<dyn chargepoint::Probe>>,
+}
+
+impl chargepoint::Probe for Confirming {
+    fn event(&self, event: &chargepoint::Event) {
+        if let chargepoint::Event::Registration {
+            status: chargepoint::Registration::Accepted,
+        } = event
+        {
+            const WHY: &str = "its OCPP connection is up";
+            if self.slots.try_lock().is_ok() {
+                confirm_trial(&self.slots, &self.log, WHY);
+            } else {
+                // Held by a firmware write: confirm off the charge point's task.
+                let (slots, log) = (self.slots.clone(), self.log.clone());
+                tokio::task::spawn_blocking(move || confirm_trial(&slots, &log, WHY));
             }
         }
-    });
+        if let Some(inner) = &self.inner {
+            inner.event(event);
+        }
+    }
+
+    fn frame(&self, direction: chargepoint::Direction) {
+        if let Some(inner) = &self.inner {
+            inner.frame(direction);
+        }
+    }
+
+    fn call(&self, action: &str, elapsed: Duration, outcome: chargepoint::CallOutcome) {
+        if let Some(inner) = &self.inner {
+            inner.call(action, elapsed, outcome);
+        }
+    }
 }
 
 /// Confirms the image on trial, if any: the charger booted it and `why`.

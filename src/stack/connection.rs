@@ -49,9 +49,10 @@ impl Closing {
 /// What the core asks of the connection.
 #[derive(Debug)]
 pub enum ConnCtl {
-    /// Connect (or reconnect now) to this endpoint; keep retrying with backoff.
+    /// Connect (or reconnect now) to this endpoint; keep retrying with backoff. (Boxed: the
+    /// channel's slots are as large as its largest message, and this one is rare.)
     Connect {
-        endpoint: Endpoint,
+        endpoint: Box<Endpoint>,
         ping_interval: Duration,
     },
     /// Change the ping interval of the open connection.
@@ -72,22 +73,27 @@ pub enum ConnEvent {
     Connected {
         url: String,
     },
-    /// A connection attempt failed; the task retries after `retry_in`.
-    ConnectFailed {
-        /// What failed, for people (never carries credentials).
-        error: String,
-        /// What failed, for programs.
-        kind: ConnectFailure,
-        /// The HTTP status of a refused WebSocket upgrade.
-        http_status: Option<u16>,
-        auth_failure: bool,
-        retry_in: Duration,
-        attempt: u32,
-    },
+    /// A connection attempt failed; the task retries after `retry_in`. (Boxed: the channel's
+    /// slots are as large as its largest message.)
+    ConnectFailed(Box<FailedAttempt>),
     Text(String),
     Disconnected {
         reason: String,
     },
+}
+
+/// A failed connection attempt, as [`ConnEvent::ConnectFailed`] reports it.
+#[derive(Debug)]
+pub struct FailedAttempt {
+    /// What failed, for people (never carries credentials).
+    pub error: String,
+    /// What failed, for programs.
+    pub kind: ConnectFailure,
+    /// The HTTP status of a refused WebSocket upgrade.
+    pub http_status: Option<u16>,
+    pub auth_failure: bool,
+    pub retry_in: Duration,
+    pub attempt: u32,
 }
 
 /// Reconnect backoff: 1 s doubling to 60 s, with up to 25 % random jitter so a fleet that lost
@@ -133,7 +139,7 @@ pub async fn run(
     backoff: Backoff,
     handshake_timeout: Duration,
 ) {
-    let mut target: Option<(Endpoint, Duration)> = None;
+    let mut target: Option<(Box<Endpoint>, Duration)> = None;
     let mut attempt: u32 = 0;
     let mut retry_at: Option<Instant> = None;
     let mut network_up = true;
@@ -191,20 +197,22 @@ pub async fn run(
         // Drop anything queued for a previous connection: the core resends what matters.
         while outgoing.try_recv().is_ok() {}
         attempt += 1;
-        let mut socket = match transport::connect(&endpoint, handshake_timeout).await {
+        // Boxed: the task's future would otherwise keep room for the handshake's state (TLS
+        // included) for the whole life of the connection.
+        let mut socket = match Box::pin(transport::connect(&endpoint, handshake_timeout)).await {
             Ok(s) => s,
             Err(e) => {
                 let retry_in = backoff.delay(attempt);
                 retry_at = Some(Instant::now() + retry_in);
                 if events
-                    .send(ConnEvent::ConnectFailed {
+                    .send(ConnEvent::ConnectFailed(Box::new(FailedAttempt {
                         error: e.to_string(),
                         kind: e.kind(),
                         http_status: e.http_status(),
                         auth_failure: e.is_auth_failure(),
                         retry_in,
                         attempt,
-                    })
+                    })))
                     .await
                     .is_err()
                 {
@@ -232,7 +240,7 @@ pub async fn run(
                 biased;
                 out = outgoing.recv() => match out {
                     Some(text) => {
-                        match timeout(SEND_TIMEOUT, transport::send_text(&mut socket, text)).await {
+                        match Box::pin(timeout(SEND_TIMEOUT, transport::send_text(&mut socket, text))).await {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => break (format!("send failed: {e}"), false),
                             Err(_) => break (
@@ -242,14 +250,14 @@ pub async fn run(
                         }
                     }
                     None => {
-                        close(&mut socket, Closing::Shutdown, false).await;
+                        Box::pin(close(&mut socket, Closing::Shutdown, false)).await;
                         return;
                     }
                 },
                 msg = ctl.recv() => match msg {
                     Some(ConnCtl::Connect { endpoint, ping_interval }) => {
-                        flush_queued(&mut socket, &mut outgoing).await;
-                        close(&mut socket, Closing::Normal, false).await;
+                        Box::pin(flush_queued(&mut socket, &mut outgoing)).await;
+                        Box::pin(close(&mut socket, Closing::Normal, false)).await;
                         target = Some((endpoint, ping_interval));
                         break ("reconnecting with new settings".to_string(), true);
                     }
@@ -259,8 +267,8 @@ pub async fn run(
                         next_ping = (!p.is_zero()).then(|| Instant::now() + p);
                     }
                     Some(ConnCtl::Disconnect) => {
-                        flush_queued(&mut socket, &mut outgoing).await;
-                        close(&mut socket, Closing::Normal, false).await;
+                        Box::pin(flush_queued(&mut socket, &mut outgoing)).await;
+                        Box::pin(close(&mut socket, Closing::Normal, false)).await;
                         target = None;
                         break ("disconnected".to_string(), true);
                     }
@@ -271,15 +279,15 @@ pub async fn run(
                     }
                     Some(ConnCtl::Network { up: true }) => {}
                     Some(ConnCtl::Close(closing)) => {
-                        flush_queued(&mut socket, &mut outgoing).await;
-                        close(&mut socket, closing, false).await;
+                        Box::pin(flush_queued(&mut socket, &mut outgoing)).await;
+                        Box::pin(close(&mut socket, closing, false)).await;
                         let reason = format!("closed by the charger ({})", closing.code());
                         let _ = events.send(ConnEvent::Disconnected { reason }).await;
                         return;
                     }
                     None => {
-                        flush_queued(&mut socket, &mut outgoing).await;
-                        close(&mut socket, Closing::Shutdown, false).await;
+                        Box::pin(flush_queued(&mut socket, &mut outgoing)).await;
+                        Box::pin(close(&mut socket, Closing::Shutdown, false)).await;
                         return;
                     }
                 },
@@ -288,19 +296,19 @@ pub async fn run(
                     match incoming {
                         Incoming::Text(t) => {
                             if events.send(ConnEvent::Text(t)).await.is_err() {
-                                close(&mut socket, Closing::Shutdown, false).await;
+                                Box::pin(close(&mut socket, Closing::Shutdown, false)).await;
                                 return;
                             }
                         }
                         Incoming::Heard => {}
                         Incoming::Closed(reason) => {
                             // tungstenite answered a close frame already; read what is left.
-                            transport::close(&mut socket, 1000, "", transport::CLOSE_LINGER, false).await;
+                            Box::pin(transport::close(&mut socket, 1000, "", transport::CLOSE_LINGER, false)).await;
                             break (reason, false);
                         }
                         Incoming::Violation { code, reason } => {
                             tracing::warn!(code, reason, "closing the connection: the CSMS broke a WebSocket rule");
-                            transport::close(&mut socket, code, &reason, transport::CLOSE_LINGER, true).await;
+                            Box::pin(transport::close(&mut socket, code, &reason, transport::CLOSE_LINGER, true)).await;
                             break (format!("closed by the charger ({code}): {reason}"), false);
                         }
                     }
@@ -315,7 +323,7 @@ pub async fn run(
                         // A dead peer would not read a close frame: drop the connection.
                         break (reason, false);
                     }
-                    match timeout(SEND_TIMEOUT, socket.send(Message::Ping(Vec::new().into()))).await {
+                    match Box::pin(timeout(SEND_TIMEOUT, socket.send(Message::Ping(Vec::new().into())))).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => break (format!("ping failed: {e}"), false),
                         Err(_) => break ("ping failed: the CSMS read nothing".to_string(), false),

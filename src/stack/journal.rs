@@ -110,6 +110,8 @@ pub struct Journal {
     durability: Durability,
     /// The commit that makes the last group-mode append durable, until [`Journal::sync`].
     unsynced: Option<Ticket>,
+    /// The last state document change of this task a commit was asked for (group mode).
+    documents_requested: u64,
     queue: VecDeque<Entry>,
     txids: BTreeMap<u64, i64>,
     next_seq: u64,
@@ -144,6 +146,7 @@ impl Journal {
             file: None,
             durability,
             unsynced: None,
+            documents_requested: 0,
             queue: VecDeque::new(),
             txids: BTreeMap::new(),
             next_seq: 1,
@@ -310,8 +313,21 @@ impl Journal {
 
     /// Waits until every record appended so far is durable (group mode: the commit covering
     /// the last one; per-record mode: they already are).
+    ///
+    /// In group mode this also covers the state documents the current task wrote into the
+    /// committer's batch ([`Committer::documents`]): they are renamed into place, durably, by the
+    /// same commit.
     pub async fn sync(&mut self) -> Result<()> {
-        let (Some(ticket), Durability::Group(committer)) = (self.unsynced, &self.durability) else {
+        let Durability::Group(committer) = &self.durability else {
+            return Ok(());
+        };
+        let documents = storage::last_batched();
+        if documents > self.documents_requested {
+            self.documents_requested = documents;
+            // Tickets only grow: this one covers the last record appended too.
+            self.unsynced = Some(committer.request());
+        }
+        let Some(ticket) = self.unsynced else {
             return Ok(());
         };
         let outcome = committer.durable(ticket).await;
@@ -443,7 +459,7 @@ impl Journal {
         }
         let path = self.path.clone();
         self.file = None;
-        match storage::write_doc("journal.compact", &path, &bytes) {
+        match storage::write_doc_now("journal.compact", &path, &bytes) {
             Ok(()) => {
                 self.obsolete = 0;
                 if std::mem::take(&mut self.unsaved) {

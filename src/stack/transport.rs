@@ -43,6 +43,16 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 /// size per connection, so its 128 KiB default would cost 128 KiB per charge point of a fleet.
 pub const READ_BUFFER_SIZE: usize = 4096;
 
+/// Bytes a charge point's connection reads at a time: what a CSMS sends a charger is mostly a
+/// CALLRESULT of some tens of bytes (a few hundred for a charging profile), so 1 KiB reads
+/// nearly all in one go and costs a quarter of [`READ_BUFFER_SIZE`] per charge point of a fleet.
+pub const CHARGE_POINT_READ_BUFFER_SIZE: usize = 1024;
+
+/// [`websocket_config`] with the charge point's smaller read buffer.
+pub fn charge_point_websocket_config() -> WebSocketConfig {
+    websocket_config().read_buffer_size(CHARGE_POINT_READ_BUFFER_SIZE)
+}
+
 /// The WebSocket limits of every OCPP-J connection in this crate (the charger's and the sandbox
 /// CSMS's): messages and frames of at most [`MAX_MESSAGE_SIZE`], a [`READ_BUFFER_SIZE`] read
 /// buffer, and each frame written at once (no write buffer kept between frames).
@@ -420,8 +430,11 @@ pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Socket, E
     };
 
     // WebSocket upgrade.
-    let upgrade =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(websocket_config()));
+    let upgrade = tokio_tungstenite::client_async_with_config(
+        request,
+        stream,
+        Some(charge_point_websocket_config()),
+    );
     let (socket, response) = match timeout_at(deadline, upgrade).await {
         Err(_) => {
             return Err(Error::HandshakeTimeout {
@@ -776,5 +789,8 @@ mod tests {
         assert_eq!(c.write_buffer_size, 0);
         assert_eq!(c.max_message_size, Some(MAX_MESSAGE_SIZE));
         assert_eq!(c.max_frame_size, Some(MAX_MESSAGE_SIZE));
+        let c = charge_point_websocket_config();
+        assert_eq!(c.read_buffer_size, CHARGE_POINT_READ_BUFFER_SIZE);
+        assert_eq!(c.max_message_size, Some(MAX_MESSAGE_SIZE));
     }
 }

@@ -287,9 +287,13 @@ impl Fleet {
     }
 }
 
-/// Prepares the state directories of `ids`, `opts.prepare_parallel` at a time.
+/// Prepares the state directories of `ids`, `opts.prepare_parallel` at a time. What this
+/// writes (a first boot on empty directories: every configuration, identity and slot
+/// metadata) is made durable together at the end, with two flushes of the filesystem instead
+/// of two fsyncs per file.
 async fn prepare_all(opts: &FleetOptions, ids: &[String]) -> anyhow::Result<Vec<Prepared>> {
     let limit = Arc::new(Semaphore::new(opts.prepare_parallel.max(1)));
+    let batch = Arc::new(crate::storage::Batch::new());
     let mut tasks = tokio::task::JoinSet::new();
     for (i, id) in ids.iter().enumerate() {
         let permit = limit.clone().acquire_owned().await?;
@@ -300,10 +304,12 @@ async fn prepare_all(opts: &FleetOptions, ids: &[String]) -> anyhow::Result<Vec<
             ..opts.settings.clone()
         };
         let id = id.clone();
+        let batch = batch.clone();
         tasks.spawn_blocking(move || {
             let _permit = permit;
-            let serial = Emulator::prepare(&dir, &settings)
-                .with_context(|| format!("charge point {id} ({})", dir.display()))?;
+            let serial =
+                crate::storage::batched_blocking(batch, || Emulator::prepare(&dir, &settings))
+                    .with_context(|| format!("charge point {id} ({})", dir.display()))?;
             anyhow::Ok((i, Prepared { id, dir, serial }))
         });
     }
@@ -312,6 +318,16 @@ async fn prepare_all(opts: &FleetOptions, ids: &[String]) -> anyhow::Result<Vec<
         let (i, p) = done.context("preparing a state directory")??;
         prepared[i] = Some(p);
     }
+    let root = opts.state_dir.clone();
+    tokio::task::spawn_blocking(move || batch.commit(&root))
+        .await
+        .context("preparing the state directories")?
+        .with_context(|| {
+            format!(
+                "making the state directories under {} durable",
+                opts.state_dir.display()
+            )
+        })?;
     Ok(prepared.into_iter().flatten().collect())
 }
 

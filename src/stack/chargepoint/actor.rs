@@ -60,8 +60,10 @@ pub(super) struct ChargePoint {
     pub charging_profiles: ChargingProfiles,
     pub firmware: FirmwareUpdate,
     pub diagnostics: Diagnostics,
-    pub internal_tx: mpsc::Sender<Internal>,
-    internal_rx: mpsc::Receiver<Internal>,
+    /// The channel of background work, made when the first piece of it starts (most charge
+    /// points of a fleet never start any).
+    internal_tx: Option<mpsc::Sender<Internal>>,
+    internal_rx: Option<mpsc::Receiver<Internal>>,
     pub exit: Option<Exit>,
 }
 
@@ -70,12 +72,11 @@ impl ChargePoint {
         opts: Arc<Options>,
         hw: Arc<dyn Hardware>,
         events: broadcast::Sender<Event>,
-    ) -> anyhow::Result<ChargePoint> {
+    ) -> anyhow::Result<Box<ChargePoint>> {
         let dir = &opts.state_dir;
         let config = Configuration::open(dir)
             .map_err(|e| anyhow::anyhow!("configuration in {}: {e}", dir.display()))?;
         let transactions = Transactions::open(dir, opts.journal.clone())?;
-        let (internal_tx, internal_rx) = mpsc::channel(32);
         let (ctl_tx, ctl_rx) = mpsc::channel(8);
         let (out_tx, out_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(256);
@@ -124,8 +125,8 @@ impl ChargePoint {
             charging_profiles: ChargingProfiles::open(dir),
             firmware: FirmwareUpdate::default(),
             diagnostics: Diagnostics::default(),
-            internal_tx,
-            internal_rx,
+            internal_tx: None,
+            internal_rx: None,
             exit: None,
             opts,
         };
@@ -144,11 +145,13 @@ impl ChargePoint {
         cp.cancel_reservation_for_free_charging();
         cp.schedule_aligned();
         cp.settle_status();
-        Ok(cp)
+        Ok(Box::new(cp))
     }
 
-    pub async fn run(mut self, commands: &mut mpsc::Receiver<Command>) -> Exit {
-        self.connect_now().await;
+    /// Runs the loop until the charge point reboots or stops. Boxed, so that the future of the
+    /// task that runs it (a fleet holds thousands) keeps a pointer, not the charge point.
+    pub async fn run(mut self: Box<Self>, commands: &mut mpsc::Receiver<Command>) -> Exit {
+        Box::pin(self.connect_now()).await;
         loop {
             if let Some(kind) = self
                 .outbox
@@ -163,33 +166,36 @@ impl ChargePoint {
                     Exit::Shutdown => connection::Closing::Shutdown,
                     Exit::Reboot(_) => connection::Closing::Reboot,
                 };
-                if let Err(e) = self.transactions.journal.sync().await {
+                if let Err(e) = Box::pin(self.transactions.journal.sync()).await {
                     self.log
                         .error("tx", format!("transaction journal not durable: {e}"));
                 }
-                connection::shut_down(
+                Box::pin(connection::shut_down(
                     self.conn_ctl,
                     self.conn_out,
                     &mut self.conn_ev,
                     &mut self.conn_task,
                     closing,
-                )
+                ))
                 .await;
                 return exit;
             }
-            self.pump().await;
+            // The handlers' futures are boxed: this loop's future lives as long as the charge
+            // point, and would otherwise keep room for the deepest of them (a fleet holds
+            // thousands of these futures; one allocation per event is cheap beside that).
+            Box::pin(self.pump()).await;
             let deadline = self.next_deadline();
             tokio::select! {
                 cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.on_command(cmd).await,
+                    Some(cmd) => Box::pin(self.on_command(cmd)).await,
                     None => self.exit = Some(Exit::Shutdown),
                 },
                 ev = self.conn_ev.recv() => match ev {
-                    Some(ev) => self.on_conn_event(ev).await,
+                    Some(ev) => Box::pin(self.on_conn_event(ev)).await,
                     None => self.exit = Some(Exit::Shutdown),
                 },
-                Some(msg) = self.internal_rx.recv() => self.on_internal(msg),
-                _ = sleep_until_opt(deadline) => self.on_timers().await,
+                Some(msg) = recv_opt(&mut self.internal_rx) => self.on_internal(msg),
+                _ = sleep_until_opt(deadline) => Box::pin(self.on_timers()).await,
             }
         }
     }
@@ -448,25 +454,23 @@ impl ChargePoint {
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Hardware(ev) => {
+                let ev = *ev;
                 if let HwEvent::NetworkLost | HwEvent::NetworkRestored = ev {
                     let up = ev == HwEvent::NetworkRestored;
                     let _ = self.conn_ctl.send(ConnCtl::Network { up }).await;
                 }
                 self.on_hardware(ev)
             }
-            Command::ConfigGet {
-                keys,
-                channel,
-                reply,
-            } => {
-                let _ = reply.send(self.config.get(&keys, channel));
+            Command::ConfigGet(get) => {
+                let _ = get.reply.send(self.config.get(&get.keys, get.channel));
             }
-            Command::ConfigSet {
-                key,
-                value,
-                channel,
-                reply,
-            } => {
+            Command::ConfigSet(set) => {
+                let super::ConfigSet {
+                    key,
+                    value,
+                    channel,
+                    reply,
+                } = *set;
                 let outcome = self.change_config(&key, &value, channel).await;
                 let _ = reply.send(outcome);
             }
@@ -608,6 +612,17 @@ impl ChargePoint {
 
     // ----- helpers ------------------------------------------------------------------------
 
+    /// A sender for the results of background work (the channel is made on first use).
+    pub fn internal_tx(&mut self) -> mpsc::Sender<Internal> {
+        if let Some(tx) = &self.internal_tx {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(32);
+        self.internal_tx = Some(tx.clone());
+        self.internal_rx = Some(rx);
+        tx
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.opts.clock.now()
     }
@@ -625,6 +640,14 @@ impl ChargePoint {
 /// A configuration integer as seconds (negative reads as 0).
 pub(super) fn secs(value: i64) -> Duration {
     Duration::from_secs(value.max(0) as u64)
+}
+
+/// The next message of a channel that may not exist yet (pending while it does not).
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -29,7 +29,7 @@ impl ChargePoint {
         let location = req.location;
         let retries = req.retries.unwrap_or(0);
         let interval = Duration::from_secs(u64::from(req.retry_interval.unwrap_or(30)));
-        let tx = self.internal_tx.clone();
+        let tx = self.internal_tx();
         let name = file_name.clone();
         self.log.info(
             "diagnostics",

@@ -55,7 +55,7 @@ impl ChargePoint {
         let wait = (req.retrieve_date.as_datetime() - self.now())
             .to_std()
             .unwrap_or(Duration::ZERO);
-        let tx = self.internal_tx.clone();
+        let tx = self.internal_tx();
         self.log.info(
             "firmware",
             format!(
@@ -152,7 +152,7 @@ impl ChargePoint {
                 self.stored("the firmware install record", result);
             }
         }
-        let done = self.internal_tx.clone();
+        let done = self.internal_tx();
         tokio::task::spawn_blocking(move || {
             let result = crate::sync::lock(&target.slots)
                 .install_image(&image, &target.trusted_keys)

@@ -221,22 +221,28 @@ pub struct ConnectError {
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
+/// What a [`Handle`] asks of the actor. Large requests are boxed: the channel's slots, made up
+/// front, are as large as its largest message.
 enum Command {
-    Hardware(HwEvent),
-    ConfigGet {
-        keys: Vec<String>,
-        channel: Channel,
-        reply: oneshot::Sender<(Vec<Entry>, Vec<String>)>,
-    },
-    ConfigSet {
-        key: String,
-        value: String,
-        channel: Channel,
-        reply: oneshot::Sender<ChangeOutcome>,
-    },
+    Hardware(Box<HwEvent>),
+    ConfigGet(Box<ConfigGet>),
+    ConfigSet(Box<ConfigSet>),
     Reboot(RebootKind),
     Shutdown(oneshot::Sender<()>),
     Snapshot(oneshot::Sender<Snapshot>),
+}
+
+struct ConfigGet {
+    keys: Vec<String>,
+    channel: Channel,
+    reply: oneshot::Sender<(Vec<Entry>, Vec<String>)>,
+}
+
+struct ConfigSet {
+    key: String,
+    value: String,
+    channel: Channel,
+    reply: oneshot::Sender<ChangeOutcome>,
 }
 
 /// A cloneable handle to a running charge point.
@@ -263,7 +269,7 @@ impl Handle {
     }
 
     pub async fn hardware(&self, event: HwEvent) {
-        let _ = self.tx.send(Command::Hardware(event)).await;
+        let _ = self.tx.send(Command::Hardware(Box::new(event))).await;
     }
 
     pub async fn config_get(
@@ -274,11 +280,11 @@ impl Handle {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
-            .send(Command::ConfigGet {
+            .send(Command::ConfigGet(Box::new(ConfigGet {
                 keys,
                 channel,
                 reply,
-            })
+            })))
             .await
             .is_err()
         {
@@ -291,12 +297,12 @@ impl Handle {
         let (reply, rx) = oneshot::channel();
         let sent = self
             .tx
-            .send(Command::ConfigSet {
+            .send(Command::ConfigSet(Box::new(ConfigSet {
                 key,
                 value,
                 channel,
                 reply,
-            })
+            })))
             .await;
         if sent.is_err() {
             return ChangeOutcome::Rejected("the charger is not running".into());
@@ -342,7 +348,12 @@ where
         events: events.clone(),
         from_start: Arc::new(std::sync::Mutex::new(Some(from_start))),
     };
-    let task = tokio::spawn(async move {
+    // With a group commit the other state documents join it too (see `storage::Batch`).
+    let documents = match &opts.journal {
+        Durability::Group(committer) => Some(committer.documents()),
+        Durability::PerRecord => None,
+    };
+    let run = async move {
         let mut opts = Arc::new(opts);
         loop {
             let charge_point =
@@ -360,7 +371,11 @@ where
                 }
             }
         }
-    });
+    };
+    let task = match documents {
+        Some(batch) => tokio::spawn(crate::storage::batched(batch, run)),
+        None => tokio::spawn(run),
+    };
     (handle, task)
 }
 
@@ -372,6 +387,28 @@ pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_messages_stay_small() {
+        // tokio's mpsc channels allocate a block of 32 slots up front, each as large as the
+        // message type: a fleet holds several such channels per charge point.
+        use crate::stack::connection::{ConnCtl, ConnEvent};
+        assert!(
+            std::mem::size_of::<Command>() <= 16,
+            "{}",
+            std::mem::size_of::<Command>()
+        );
+        assert!(
+            std::mem::size_of::<ConnCtl>() <= 32,
+            "{}",
+            std::mem::size_of::<ConnCtl>()
+        );
+        assert!(
+            std::mem::size_of::<ConnEvent>() <= 32,
+            "{}",
+            std::mem::size_of::<ConnEvent>()
+        );
+    }
 
     #[test]
     fn events_serialise_states_and_directions_as_before() {

@@ -10,7 +10,7 @@ use super::actor::{ChargePoint, secs};
 use super::outbox::Purpose;
 use super::{ConnectError, ConnectionState, Event, Registration};
 use crate::stack::config::{IntKey, TextKey, keys};
-use crate::stack::connection::{ConnCtl, ConnEvent};
+use crate::stack::connection::{self, ConnCtl, ConnEvent};
 use crate::stack::messages::{self, CiString20, CiString25, CiString50};
 use crate::stack::rpc::CallError;
 use crate::stack::transport::Endpoint;
@@ -100,7 +100,7 @@ impl ChargePoint {
         let _ = self
             .conn_ctl
             .send(ConnCtl::Connect {
-                endpoint,
+                endpoint: Box::new(endpoint),
                 ping_interval: self.ping_interval(),
             })
             .await;
@@ -139,14 +139,15 @@ impl ChargePoint {
                     }
                 }
             }
-            ConnEvent::ConnectFailed {
-                error,
-                kind,
-                http_status,
-                auth_failure,
-                retry_in,
-                attempt,
-            } => {
+            ConnEvent::ConnectFailed(failed) => {
+                let connection::FailedAttempt {
+                    error,
+                    kind,
+                    http_status,
+                    auth_failure,
+                    retry_in,
+                    attempt,
+                } = *failed;
                 self.log.warn(
                     "ocpp",
                     format!(

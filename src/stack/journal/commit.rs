@@ -8,11 +8,20 @@
 //! call), an `fdatasync` of each file appended to elsewhere. Waiters whose ticket that commit
 //! covers are then released with its outcome. A record appended while a commit runs gets the
 //! next one. Commits run on the blocking pool, never on the runtime's worker threads.
+//!
+//! The committer also holds a [`storage::Batch`] for the other state documents of the charge
+//! points (transaction state, authorization cache, availability, ...): a charge point's task
+//! writes them into it (see [`Committer::documents`]), and each commit then makes them durable
+//! too (they were replaced at once, atomically, like the journals' appends). A charge point asks
+//! for that commit with [`Committer::request`] before it sends anything, as it waits for its
+//! journal records.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+
+use crate::storage;
 
 /// The default window: records appended within it share one flush.
 pub const WINDOW: Duration = Duration::from_millis(2);
@@ -44,6 +53,8 @@ struct Inner {
     progress: watch::Sender<Progress>,
     /// Commits done and records they covered, for figures.
     stats: Mutex<CommitStats>,
+    /// State documents written by the charge points, renamed into place by each commit.
+    documents: Arc<storage::Batch>,
 }
 
 /// Commits made and records covered, since the committer started.
@@ -101,6 +112,7 @@ impl Committer {
             wake: Notify::new(),
             progress,
             stats: Mutex::new(CommitStats::default()),
+            documents: Arc::new(storage::Batch::new()),
         });
         tokio::spawn(run(inner.clone()));
         Committer {
@@ -122,6 +134,25 @@ impl Committer {
         };
         inner.wake.notify_one();
         ticket
+    }
+
+    /// Asks for a commit without a record (for state documents written into
+    /// [`Committer::documents`]); the returned ticket is settled by the next commit.
+    pub fn request(&self) -> Ticket {
+        let inner = &self.shared.inner;
+        let ticket = {
+            let mut p = crate::sync::lock(&inner.pending);
+            p.waiting += 1;
+            Ticket(p.next)
+        };
+        inner.wake.notify_one();
+        ticket
+    }
+
+    /// The batch taking the state documents of the charge points that share this committer
+    /// (see [`storage::batched`]); each commit makes what it holds durable.
+    pub fn documents(&self) -> Arc<storage::Batch> {
+        self.shared.inner.documents.clone()
     }
 
     /// Waits until the commit covering `ticket` is done; its error if it failed.
@@ -187,7 +218,8 @@ async fn run(inner: Arc<Inner>) {
             (all, records, closed || p.closed)
         };
         let root = inner.root.clone();
-        let outcome = tokio::task::spawn_blocking(move || flush(&root, &files))
+        let documents = inner.documents.clone();
+        let outcome = tokio::task::spawn_blocking(move || flush(&root, &files, &documents))
             .await
             .unwrap_or_else(|e| Err(format!("journal commit failed: {e}")));
         {
@@ -208,22 +240,27 @@ async fn run(inner: Arc<Inner>) {
     }
 }
 
+/// Makes everything appended durable, then the state documents of the batch.
+fn flush(root: &Path, files: &[PathBuf], documents: &storage::Batch) -> Result<(), String> {
+    // On Linux the batch's syncfs covers the journals as well.
+    if !cfg!(target_os = "linux") {
+        flush_journals(root, files)?;
+    }
+    documents
+        .commit(root)
+        .map(|_| ())
+        .map_err(|e| format!("state documents: {e}"))
+}
+
 /// Makes everything appended durable: one `syncfs` of the filesystem holding `root`.
 #[cfg(target_os = "linux")]
-fn flush(root: &Path, _files: &[PathBuf]) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    let dir = std::fs::File::open(root).map_err(|e| format!("{}: {e}", root.display()))?;
-    // SAFETY: syncfs takes a file descriptor, which `dir` keeps open for the call.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(format!("syncfs {}: {e}", root.display()));
-    }
-    Ok(())
+fn flush_journals(root: &Path, _files: &[PathBuf]) -> Result<(), String> {
+    storage::syncfs(root).map_err(|e| e.to_string())
 }
 
 /// Makes everything appended durable: an `fdatasync` of each file appended to.
 #[cfg(not(target_os = "linux"))]
-fn flush(_root: &Path, files: &[PathBuf]) -> Result<(), String> {
+fn flush_journals(_root: &Path, files: &[PathBuf]) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
     for f in files {
         if seen.insert(f) {

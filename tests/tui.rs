@@ -2446,3 +2446,150 @@ fn a_fleet_that_cannot_start_says_why() {
         chargectl::tui::state::FleetPhase::Ended(Some(_))
     ));
 }
+
+// ---------------------------------------------------------------- the charger's OCPP state
+
+fn ocpp_status(
+    connection: chargectl::link::ocpp_state::Connection,
+    registration: chargectl::link::ocpp_state::Registration,
+) -> chargectl::link::OcppStatus {
+    chargectl::link::OcppStatus {
+        connection,
+        registration,
+        csms_url: Some("wss://csms.example.net/ocpp/GARAGE7-ZAP000123".into()),
+        failed_attempts: 0,
+        last_error: None,
+        online_since_ms: None,
+    }
+}
+
+/// A charger on a port (no emulator status) that has reported `report`.
+fn dashboard_with_ocpp(report: OcppReport) -> State {
+    let mut s = connected(false);
+    update(&mut s, Msg::Ocpp(report));
+    s.notice = None;
+    s
+}
+
+/// A wrong AuthorizationKey: three attempts in a row refused with 401, the last at 07:41:02.
+fn refused_401() -> chargectl::link::OcppStatus {
+    use chargectl::link::ocpp_state::{ConnectError, Connection, Registration};
+    chargectl::link::OcppStatus {
+        failed_attempts: 3,
+        last_error: Some(ConnectError {
+            failure: "http_status".into(),
+            http_status: Some(401),
+            detail: "HTTP error: 401 Unauthorized".into(),
+            at_ms: Utc
+                .with_ymd_and_hms(2024, 10, 4, 7, 41, 2)
+                .unwrap()
+                .timestamp_millis(),
+        }),
+        ..ocpp_status(Connection::Failed, Registration::Unknown)
+    }
+}
+
+#[test]
+fn dashboard_shows_a_charger_connected_and_accepted() {
+    use chargectl::link::ocpp_state::{Connection, Registration};
+    let s = dashboard_with_ocpp(OcppReport::Reported(ocpp_status(
+        Connection::Connected,
+        Registration::Accepted,
+    )));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let term = render_at(&s, w, h);
+        let text = screen_text(&term);
+        let (x, y) = find(&term, "OCPP        connected, Accepted").unwrap_or_else(|| {
+            panic!("{w}x{h}:\n{text}");
+        });
+        assert_eq!(term.backend().buffer()[(x + 12, y)].fg, Color::Green);
+        assert!(find(&term, "CSMS        wss://").is_some(), "{text}");
+        assert!(find(&term, "No errors.").is_some(), "{text}");
+    }
+    // Pending and Rejected are told apart from Accepted.
+    let pending = dashboard_with_ocpp(OcppReport::Reported(ocpp_status(
+        Connection::Connected,
+        Registration::Pending,
+    )));
+    let term = render(&pending);
+    let (x, y) = find(&term, "OCPP        connected, Pending").unwrap();
+    assert_eq!(term.backend().buffer()[(x + 12, y)].fg, Color::Yellow);
+    let rejected = dashboard_with_ocpp(OcppReport::Reported(ocpp_status(
+        Connection::Connected,
+        Registration::Rejected,
+    )));
+    let term = render(&rejected);
+    let (x, y) = find(&term, "OCPP        connected, Rejected").unwrap();
+    assert_eq!(term.backend().buffer()[(x + 12, y)].fg, Color::Red);
+}
+
+#[test]
+fn dashboard_shows_a_401_with_its_time_and_what_it_usually_means() {
+    let s = dashboard_with_ocpp(OcppReport::Reported(refused_401()));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let term = render_at(&s, w, h);
+        let text = screen_text(&term);
+        let (x, y) = find(&term, "OCPP        failed (3 in a row)")
+            .unwrap_or_else(|| panic!("{w}x{h}:\n{text}"));
+        assert_eq!(term.backend().buffer()[(x + 12, y)].fg, Color::Red);
+        let (ex, ey) = find(&term, "✕ CSMS connection failed at 07:41:02 UTC: HTTP 401")
+            .unwrap_or_else(|| panic!("{w}x{h}:\n{text}"));
+        assert_eq!(term.backend().buffer()[(ex, ey)].fg, Color::Red);
+        assert!(
+            find(&term, "wrong AuthorizationKey").is_some(),
+            "{w}x{h}:\n{text}"
+        );
+    }
+    // Connected again later: the error stays, dimmed, as what happened before.
+    let mut later = refused_401();
+    later.connection = chargectl::link::ocpp_state::Connection::Connected;
+    later.registration = chargectl::link::ocpp_state::Registration::Accepted;
+    later.failed_attempts = 0;
+    let term = render_at(&dashboard_with_ocpp(OcppReport::Reported(later)), 120, 40);
+    let text = screen_text(&term);
+    assert!(
+        find(&term, "OCPP        connected, Accepted").is_some(),
+        "{text}"
+    );
+    assert!(
+        find(
+            &term,
+            "• earlier, CSMS connection failed at 07:41:02 UTC: HTTP 401"
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(!text.contains('✕'), "{text}");
+}
+
+#[test]
+fn dashboard_says_when_the_firmware_does_not_report_its_ocpp_state() {
+    let s = dashboard_with_ocpp(OcppReport::NotReported);
+    let term = render_at(&s, 120, 40);
+    let text = screen_text(&term);
+    assert!(
+        find(&term, "OCPP        firmware does not report its OCPP state").is_some(),
+        "{text}"
+    );
+    assert!(find(&term, "CSMS        -").is_some(), "{text}");
+    let term = render(&s);
+    let text = screen_text(&term);
+    assert!(
+        find(&term, "OCPP        not reported by firmware").is_some(),
+        "{text}"
+    );
+    // A new charger starts without the old one's state.
+    let mut s = s;
+    update(&mut s, Msg::LinkLost { reason: "x".into() });
+    press(&mut s, "1");
+    press(&mut s, "enter");
+    assert_eq!(s.ocpp, None);
+}
+
+#[test]
+fn snapshot_dashboard_ocpp_401() {
+    insta::assert_snapshot!(
+        "dashboard_ocpp_401",
+        render(&dashboard_with_ocpp(OcppReport::Reported(refused_401()))).backend()
+    );
+}

@@ -269,6 +269,15 @@ pub enum OcppConnection {
     },
 }
 
+/// The charger's OCPP state as it reports it over the service link (for the emulator: as its
+/// events tell it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OcppReport {
+    /// The charger's firmware does not know the request.
+    NotReported,
+    Reported(crate::link::OcppStatus),
+}
+
 /// Live state of the charger (from the link, or from the emulator).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChargerStatus {
@@ -347,6 +356,8 @@ pub enum Msg {
         frame: OcppFrame,
     },
     Status(ChargerStatus),
+    /// The charger's connection to its CSMS, registration and last connection error.
+    Ocpp(OcppReport),
     /// A fleet's counters, about once a second (emulated fleets only).
     Fleet(crate::emulator::fleet::Summary),
     /// Fleet `run` has stopped (asked to, or it could not start: `error`).

@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::link::{client_options, greet};
 use super::session::{Gate, Opened, Session};
-use super::tracker::Tracker;
+use super::tracker::{Tracker, moves_ocpp_state};
 use super::{LiveOptions, SERVICE_PORT_NAME, TUI_PORT_NAME};
 use crate::csms::SandboxHandle;
 use crate::emulator::service_port::{ChargerBackend, ServicePort};
@@ -19,7 +19,7 @@ use crate::link::Client;
 use crate::link::ports::FixedPorts;
 use crate::stack::chargepoint::Event;
 use crate::stack::hardware::HwEvent;
-use crate::tui::msg::{ChargerStatus, CsmsTarget, HardwareAction, Msg};
+use crate::tui::msg::{ChargerStatus, CsmsTarget, HardwareAction, Msg, OcppReport};
 
 /// How often the emulator's meter is sampled for the dashboard.
 const METER_PERIOD: Duration = Duration::from_secs(1);
@@ -175,12 +175,17 @@ impl Pump {
         let mut meter = tokio::time::interval(METER_PERIOD);
         meter.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last: Option<ChargerStatus> = None;
+        let mut last_ocpp: Option<OcppReport> = None;
         loop {
             let mut trace = None;
             let mut acted = false;
+            let mut ocpp_moved = false;
             tokio::select! {
                 ev = self.events.recv() => match ev {
-                    Ok(ev) => trace = self.tracker.on_event(&ev),
+                    Ok(ev) => {
+                        ocpp_moved = moves_ocpp_state(&ev);
+                        trace = self.tracker.on_event(&ev);
+                    }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!(n, "emulator events lagged");
                     }
@@ -203,6 +208,16 @@ impl Pump {
                 && !gate.is_current()
             {
                 return;
+            }
+            if ocpp_moved && let Some(snap) = self.emulator.handle.snapshot().await {
+                self.tracker.on_ocpp_snapshot(&snap);
+            }
+            let ocpp = self.tracker.ocpp_report();
+            if ocpp.is_some() && ocpp != last_ocpp {
+                last_ocpp = ocpp.clone();
+                if let Some(report) = ocpp {
+                    gate.send(Msg::Ocpp(report)).await;
+                }
             }
             let status = self.tracker.status(self.emulator.hardware.as_ref());
             // After a hardware action the status goes out even when unchanged: it answers it.

@@ -12,7 +12,12 @@ use crate::link::ports::PortLister;
 use crate::link::{self, Client, ClientOptions, LinkEvent, LogEvent};
 use crate::stack::logbook::Level;
 use crate::tui::backend::Events;
-use crate::tui::msg::{ChargerInfo, ConfigEntry, Msg, PortInfo, Slot, UsbIds, ValueType};
+use crate::tui::msg::{
+    ChargerInfo, ConfigEntry, Msg, OcppReport, PortInfo, Slot, UsbIds, ValueType,
+};
+
+/// How often a charger on a serial port is asked for its OCPP state.
+pub(super) const OCPP_POLL_PERIOD: Duration = Duration::from_secs(3);
 
 /// Lists ports off the runtime (the system lister blocks).
 pub(super) async fn list_ports(lister: Arc<dyn PortLister>, events: Events) {
@@ -114,6 +119,32 @@ pub(super) async fn log_pump(client: Client, gate: Gate) {
             LogEvent::Record(r) => gate.log(r),
             LogEvent::Dropped(n) => {
                 gate.send(Msg::LinesDropped(n)).await;
+            }
+        }
+    }
+}
+
+/// Asks the charger for its OCPP state right away, then every [`OCPP_POLL_PERIOD`]; sends it
+/// when it changed. A failed request (the link is down, the charger busy) is skipped: the link
+/// pump reports a lost link, and the next poll asks again.
+pub(super) async fn ocpp_poll(client: Client, gate: Gate) {
+    let mut tick = tokio::time::interval(OCPP_POLL_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<OcppReport> = None;
+    loop {
+        tick.tick().await;
+        let report = match client.ocpp_status().await {
+            Ok(Some(status)) => OcppReport::Reported(status),
+            Ok(None) => OcppReport::NotReported,
+            Err(e) => {
+                tracing::debug!("asking for the OCPP state: {e}");
+                continue;
+            }
+        };
+        if last.as_ref() != Some(&report) {
+            last = Some(report.clone());
+            if !gate.send(Msg::Ocpp(report)).await && !gate.is_current() {
+                return;
             }
         }
     }

@@ -175,8 +175,8 @@ impl Session {
         self.tasks.spawn(task);
     }
 
-    /// Starts the tasks that follow the charger: link state, its log, and (emulated) its status
-    /// and OCPP trace.
+    /// Starts the tasks that follow the charger: link state, its log, its OCPP state, and
+    /// (emulated) its status and OCPP trace.
     fn start(&mut self, gate: &Gate, pump: Option<emulator::Pump>) {
         let emulated = self.emulated.is_some();
         // Subscribed here, not in the task, so no link event falls between open and the pump.
@@ -188,8 +188,10 @@ impl Session {
             emulated,
         ));
         self.spawn(link::log_pump(self.client.clone(), gate.clone()));
-        if let Some(pump) = pump {
-            self.spawn(pump.run(gate.clone()));
+        // An emulated charger's OCPP state comes with its events; a charger on a port is asked.
+        match pump {
+            Some(pump) => self.spawn(pump.run(gate.clone())),
+            None => self.spawn(link::ocpp_poll(self.client.clone(), gate.clone())),
         }
     }
 

@@ -582,3 +582,122 @@ async fn a_fleet_from_the_form_boots_on_the_sandbox_reports_and_stops_with_its_s
     }
     backend.shutdown().await;
 }
+
+/// Answers every connection on loopback with an HTTP 401, as a CSMS does for a wrong
+/// AuthorizationKey; stops with the test's runtime.
+async fn refusing_csms() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_charger_on_a_port_is_asked_for_its_ocpp_state_and_the_answer_reaches_the_state() {
+    use crate::link::ocpp_state::{Connection, Registration};
+    use crate::tui::msg::OcppReport;
+    let root = tempfile::tempdir().unwrap();
+    let csms = refusing_csms().await;
+    let settings = crate::emulator::BootSettings {
+        csms_url: Some(format!("ws://{csms}/ocpp")),
+        charge_point_id: Some("CP-401".into()),
+        ..crate::emulator::BootSettings::default()
+    };
+    // A charger of its own on a pseudo-terminal, opened like hardware on a serial port.
+    let emu = crate::emulator::Emulator::start(&root.path().join("emu"), &settings)
+        .await
+        .unwrap();
+    let port = root.path().join("ttyEMU0");
+    emu.attach_service_port(&port, crate::link::pty::LineShaper::default())
+        .unwrap();
+    let mut backend = LiveBackend::new(LiveOptions {
+        lister: Arc::new(FixedPorts::default()),
+        ..LiveOptions::new(test_paths(root.path()))
+    });
+    let mut state = crate::tui::State::new(
+        crate::tui::Keymap::load(None, None).unwrap(),
+        crate::tui::Theme::new(false),
+        100,
+    );
+    let (events, mut rx) = Events::channel(4096);
+    run(
+        &mut backend,
+        Effect::Connect {
+            port: port.display().to_string(),
+        },
+        &events,
+    );
+    // Asked right after connecting, then again until the refused attempt is reported.
+    let first = next_where(&mut rx, "the first OCPP state", |m| match m {
+        Msg::Ocpp(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    crate::tui::update(&mut state, Msg::Ocpp(first));
+    let refused = next_where(&mut rx, "the refused attempt", |m| match m {
+        Msg::Ocpp(OcppReport::Reported(s))
+            if s.last_error.as_ref().and_then(|e| e.http_status) == Some(401) =>
+        {
+            Some(s)
+        }
+        _ => None,
+    })
+    .await;
+    crate::tui::update(&mut state, Msg::Ocpp(OcppReport::Reported(refused)));
+    let Some(OcppReport::Reported(s)) = &state.ocpp else {
+        panic!("no OCPP state in the TUI's state: {:?}", state.ocpp);
+    };
+    assert_ne!(s.connection, Connection::Connected);
+    assert_eq!(s.registration, Registration::Unknown);
+    assert!(s.failed_attempts >= 1, "{s:?}");
+    assert_eq!(
+        s.csms_url.as_deref(),
+        Some(format!("ws://{csms}/ocpp/CP-401").as_str())
+    );
+    let e = s.last_error.as_ref().unwrap();
+    assert_eq!(e.failure, "http_status");
+    assert!(e.at_ms > 0);
+    backend.shutdown().await;
+    emu.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_emulated_charger_reports_its_ocpp_state_from_its_events() {
+    use crate::tui::msg::OcppReport;
+    let root = tempfile::tempdir().unwrap();
+    let mut backend = LiveBackend::new(LiveOptions {
+        lister: Arc::new(FixedPorts::default()),
+        ..LiveOptions::new(test_paths(root.path()))
+    });
+    let (events, mut rx) = Events::channel(4096);
+    run(
+        &mut backend,
+        Effect::StartEmulator {
+            csms: CsmsTarget::Sandbox,
+        },
+        &events,
+    );
+    let online = next_where(&mut rx, "online and Accepted", |m| match m {
+        Msg::Ocpp(OcppReport::Reported(s)) if s.is_online() => Some(s),
+        _ => None,
+    })
+    .await;
+    assert!(
+        online
+            .csms_url
+            .is_some_and(|u| u.starts_with("ws://127.0.0.1:"))
+    );
+    assert!(online.online_since_ms.is_some());
+    backend.shutdown().await;
+}

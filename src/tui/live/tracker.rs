@@ -2,10 +2,11 @@
 //! connection and registration, the connector's status, the running transaction (from the
 //! StartTransaction answer) and the last errors. Pure: events in, [`Msg::Trace`] out.
 
+use crate::link::ocpp_state::{self, Connection, OcppStatus};
 use crate::stack::chargepoint::{self, ConnectionState, Event, Registration, Snapshot};
 use crate::stack::hardware::Hardware;
 use crate::stack::messages::ChargePointErrorCode;
-use crate::tui::msg::{ChargerStatus, Direction, Msg, OcppConnection, OcppFrame};
+use crate::tui::msg::{ChargerStatus, Direction, Msg, OcppConnection, OcppFrame, OcppReport};
 
 /// Errors kept in the dashboard status, newest last.
 pub(super) const ERRORS_KEPT: usize = 5;
@@ -22,6 +23,8 @@ pub(super) struct Tracker {
     start_call: Option<String>,
     errors: Vec<String>,
     service_port: Option<String>,
+    /// The OCPP state as the charger would report it over its service link.
+    wire: Option<OcppStatus>,
 }
 
 impl Tracker {
@@ -45,8 +48,19 @@ impl Tracker {
         self.registration == Some(Registration::Accepted)
     }
 
+    /// The OCPP state from a snapshot taken after a connection or registration event.
+    pub(super) fn on_ocpp_snapshot(&mut self, snap: &Snapshot) {
+        self.wire = Some(wire_status(snap));
+    }
+
+    /// The OCPP state for the dashboard, once known.
+    pub(super) fn ocpp_report(&self) -> Option<OcppReport> {
+        self.wire.clone().map(OcppReport::Reported)
+    }
+
     /// Sums up the events before the subscription from a snapshot of the charger.
     pub(super) fn on_snapshot(&mut self, snap: &Snapshot) {
+        self.on_ocpp_snapshot(snap);
         self.registration = Some(snap.registration);
         self.ocpp = Some(if snap.online {
             OcppConnection::Connected {
@@ -168,6 +182,42 @@ impl Tracker {
             last_errors: self.errors.clone(),
             service_port: self.service_port.clone(),
         }
+    }
+}
+
+/// Whether the charger's OCPP state may have changed with `event` (a new snapshot tells how).
+pub(super) fn moves_ocpp_state(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Connection { .. } | Event::Registration { .. } | Event::Rebooting { .. }
+    )
+}
+
+/// The snapshot as the charger's service link reports it (OCPP_STATUS).
+fn wire_status(snap: &Snapshot) -> OcppStatus {
+    OcppStatus {
+        connection: match snap.connection {
+            None => Connection::Idle,
+            Some(ConnectionState::Connecting) => Connection::Connecting,
+            Some(ConnectionState::Connected) => Connection::Connected,
+            Some(ConnectionState::Failed) => Connection::Failed,
+            Some(ConnectionState::Disconnected) => Connection::Disconnected,
+        },
+        registration: match snap.registration {
+            Registration::Unknown => ocpp_state::Registration::Unknown,
+            Registration::Pending => ocpp_state::Registration::Pending,
+            Registration::Accepted => ocpp_state::Registration::Accepted,
+            Registration::Rejected => ocpp_state::Registration::Rejected,
+        },
+        csms_url: snap.csms_url.clone(),
+        failed_attempts: snap.failed_attempts,
+        last_error: snap.last_error.as_ref().map(|e| ocpp_state::ConnectError {
+            failure: e.failure.as_str().to_string(),
+            http_status: e.http_status,
+            detail: e.detail.clone(),
+            at_ms: e.at.timestamp_millis(),
+        }),
+        online_since_ms: snap.online_since.map(|t| t.timestamp_millis()),
     }
 }
 

@@ -389,6 +389,8 @@ pub struct State {
     pub link: Link,
     pub connect: ConnectState,
     pub status: Option<ChargerStatus>,
+    /// The charger's OCPP state; None until it was first asked.
+    pub ocpp: Option<super::msg::OcppReport>,
     pub config: ConfigState,
     pub firmware: FirmwareState,
     pub logs: LogState,
@@ -450,6 +452,7 @@ impl State {
             link: Link::Idle,
             connect: ConnectState::default(),
             status: None,
+            ocpp: None,
             config: ConfigState::default(),
             firmware: FirmwareState::default(),
             logs: LogState::new(log_buffer_lines),

@@ -111,6 +111,7 @@ pub(super) fn hardware(state: &mut State, action: HardwareAction) -> Vec<Effect>
 pub(super) fn reset_session(state: &mut State) {
     state.config = Default::default();
     state.status = None;
+    state.ocpp = None;
     state.history = Default::default();
     if matches!(
         state.firmware.phase,

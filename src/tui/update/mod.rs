@@ -137,6 +137,10 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.status = Some(s);
             vec![]
         }
+        Msg::Ocpp(report) => {
+            state.ocpp = Some(report);
+            vec![]
+        }
         Msg::Fleet(summary) => {
             fleet::on_summary(state, summary);
             vec![]

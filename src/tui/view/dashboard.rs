@@ -9,7 +9,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Wrap};
 
 use super::{elide_middle, human_duration};
-use crate::tui::msg::OcppConnection;
+use crate::link::ocpp_state::{Connection, OcppStatus, Registration};
+use crate::tui::msg::{OcppConnection, OcppReport};
 use crate::tui::state::{Link, State};
 use crate::tui::theme::Theme;
 
@@ -38,10 +39,27 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
     let room = area
         .height
         .saturating_sub(PANEL_ROWS + port_rows + CHART_MIN_ROWS + 2);
-    let error_rows = errors
-        .len()
+    // Rows each error takes once wrapped (a long one, such as a refused connection, takes two).
+    let inner = usize::from(area.width.saturating_sub(2)).max(1);
+    let rows_of: Vec<usize> = errors
+        .iter()
+        .map(|l| l.width().div_ceil(inner).max(1))
+        .collect();
+    let error_rows = rows_of
+        .iter()
+        .sum::<usize>()
         .clamp(1, ERROR_ROWS)
         .min(usize::from(room).max(1));
+    // The errors shown whole (at least the newest, cut if it must be).
+    let shown = rows_of
+        .iter()
+        .scan(0, |used, r| {
+            *used += r;
+            Some(*used)
+        })
+        .take_while(|used| *used <= error_rows)
+        .count()
+        .max(1);
     let [top, chart_area, port_area, errors_area] = Layout::vertical([
         Constraint::Length(PANEL_ROWS),
         Constraint::Min(CHART_MIN_ROWS),
@@ -120,54 +138,63 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
 
     // Columns left for a value beside its 12-column name inside the panel's border.
     let value_width = usize::from(right.width.saturating_sub(2 + 12));
-    let charging = match &state.status {
-        Some(s) => {
-            let (ocpp, style) = match &s.ocpp {
-                OcppConnection::Connecting => ("connecting".to_string(), t.warn()),
-                OcppConnection::Connected {
-                    boot_accepted: true,
-                } => ("connected".to_string(), t.ok()),
-                OcppConnection::Connected {
-                    boot_accepted: false,
-                } => ("connected, boot pending".to_string(), t.warn()),
-                OcppConnection::Disconnected { reason } => (format!("down: {reason}"), t.error()),
-            };
-            vec![
-                field(t, "OCPP", ocpp, style),
-                field(
-                    t,
-                    "CSMS",
-                    s.csms_url
-                        .as_deref()
-                        .map(|u| elide_middle(u, value_width))
-                        .unwrap_or_else(|| "-".into()),
-                    Style::new(),
-                ),
-                field(t, "Connector", s.connector.clone(), t.title()),
-                field(
-                    t,
-                    "Transaction",
-                    s.transaction_id
-                        .map(|i| i.to_string())
-                        .unwrap_or_else(|| "none".into()),
-                    Style::new(),
-                ),
-                field(
-                    t,
-                    "Drawn",
-                    format!("{:.1} A of {:.1} A offered", s.drawn_amps, s.offered_amps),
-                    Style::new(),
-                ),
-                field(
-                    t,
-                    "Energy",
-                    format!("{:.3} kWh", s.energy_wh / 1000.0),
-                    Style::new(),
-                ),
-            ]
-        }
-        None => vec![Line::styled("No status yet.", t.dim())],
+    let mut charging = Vec::new();
+    // The OCPP state as the charger reports it, else as the emulator's status tells it.
+    let ocpp = match (&state.ocpp, &state.status) {
+        (Some(report), _) => Some(ocpp_value(t, report, value_width)),
+        (None, Some(s)) => Some(match &s.ocpp {
+            OcppConnection::Connecting => ("connecting".to_string(), t.warn()),
+            OcppConnection::Connected {
+                boot_accepted: true,
+            } => ("connected".to_string(), t.ok()),
+            OcppConnection::Connected {
+                boot_accepted: false,
+            } => ("connected, boot pending".to_string(), t.warn()),
+            OcppConnection::Disconnected { reason } => (format!("down: {reason}"), t.error()),
+        }),
+        (None, None) => None,
     };
+    if let Some((value, style)) = ocpp {
+        charging.push(field(t, "OCPP", value, style));
+        let reported_url = match &state.ocpp {
+            Some(OcppReport::Reported(r)) => r.csms_url.as_deref(),
+            _ => None,
+        };
+        let url = reported_url.or(state.status.as_ref().and_then(|s| s.csms_url.as_deref()));
+        charging.push(field(
+            t,
+            "CSMS",
+            url.map(|u| elide_middle(u, value_width))
+                .unwrap_or_else(|| "-".into()),
+            Style::new(),
+        ));
+    }
+    match &state.status {
+        Some(s) => charging.extend([
+            field(t, "Connector", s.connector.clone(), t.title()),
+            field(
+                t,
+                "Transaction",
+                s.transaction_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "none".into()),
+                Style::new(),
+            ),
+            field(
+                t,
+                "Drawn",
+                format!("{:.1} A of {:.1} A offered", s.drawn_amps, s.offered_amps),
+                Style::new(),
+            ),
+            field(
+                t,
+                "Energy",
+                format!("{:.3} kWh", s.energy_wh / 1000.0),
+                Style::new(),
+            ),
+        ]),
+        None => charging.push(Line::styled("No charging status yet.", t.dim())),
+    }
     frame.render_widget(
         Paragraph::new(charging)
             .block(Block::bordered().title(Span::styled(" Charging ", t.title()))),
@@ -183,8 +210,8 @@ pub(super) fn render(state: &State, frame: &mut Frame, area: Rect) {
             port_area,
         );
     }
-    let title = if errors.len() > error_rows {
-        format!(" Last errors ({} of {}) ", error_rows, errors.len())
+    let title = if errors.len() > shown {
+        format!(" Last errors ({} of {}) ", shown, errors.len())
     } else {
         " Last errors ".to_string()
     };
@@ -300,10 +327,74 @@ fn time_axis<'a>(t: &Theme, span: f64, elapsed: &str) -> Axis<'a> {
         .style(t.dim())
 }
 
-/// The errors box: a reboot still needed, the charger's last errors, then the TUI's.
+/// The OCPP row: the connection and the registration at the CSMS, in `width` columns.
+fn ocpp_value(t: &Theme, report: &OcppReport, width: usize) -> (String, Style) {
+    let s = match report {
+        OcppReport::Reported(s) => s,
+        OcppReport::NotReported => {
+            let long = "firmware does not report its OCPP state";
+            let text = if long.chars().count() <= width {
+                long
+            } else {
+                "not reported by firmware"
+            };
+            return (text.to_string(), t.dim());
+        }
+    };
+    match (s.connection, s.registration) {
+        (Connection::Connected, Registration::Accepted) => ("connected, Accepted".into(), t.ok()),
+        (Connection::Connected, Registration::Pending) => ("connected, Pending".into(), t.warn()),
+        (Connection::Connected, Registration::Rejected) => {
+            ("connected, Rejected".into(), t.error())
+        }
+        (Connection::Connected, Registration::Unknown) => {
+            ("connected, awaiting boot".into(), t.warn())
+        }
+        (Connection::Connecting, _) if s.failed_attempts > 0 => (
+            format!("connecting ({} failed)", s.failed_attempts),
+            t.warn(),
+        ),
+        (Connection::Connecting, _) => ("connecting".into(), t.warn()),
+        (Connection::Failed, _) => (
+            format!("failed ({} in a row)", s.failed_attempts.max(1)),
+            t.error(),
+        ),
+        (Connection::Disconnected, _) => ("disconnected".into(), t.error()),
+        (Connection::Idle, _) => ("not started".into(), t.dim()),
+    }
+}
+
+/// The charger's last failed connection to its CSMS with its time (the charger's clock, UTC);
+/// once connected again it stays, dimmed, as what happened before.
+fn connection_error_line(t: &Theme, s: &OcppStatus) -> Option<Line<'static>> {
+    let e = s.last_error.as_ref()?;
+    let at = chrono::DateTime::from_timestamp_millis(e.at_ms)
+        .map(|t| t.format("%H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "an unknown time".into());
+    let reason = crate::provision::online::reason(e);
+    Some(if s.connection == Connection::Connected {
+        Line::styled(
+            format!("• earlier, CSMS connection failed at {at}: {reason}"),
+            t.dim(),
+        )
+    } else {
+        Line::styled(
+            format!("✕ CSMS connection failed at {at}: {reason}"),
+            t.error(),
+        )
+    })
+}
+
+/// The errors box: a reboot still needed, the last failed connection to the CSMS, the
+/// charger's last errors, then the TUI's.
 fn error_lines(state: &State) -> Vec<Line<'static>> {
     let t = &state.theme;
     let mut errors: Vec<Line> = Vec::new();
+    if let Some(OcppReport::Reported(s)) = &state.ocpp
+        && let Some(line) = connection_error_line(t, s)
+    {
+        errors.push(line);
+    }
     if let Some(s) = &state.status {
         errors.extend(
             s.last_errors

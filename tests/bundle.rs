@@ -5,7 +5,11 @@
 //! hex, in bytes and in base64: it is never there.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
+#[path = "common/cli_run.rs"]
+mod cli_run;
+
 use base64::Engine;
+use cli_run::{Run, command};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -14,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const WAIT: Duration = Duration::from_secs(90);
 /// 20 printable bytes, so its HTTP Basic password is text too.
@@ -24,45 +28,8 @@ fn key_hex() -> String {
     KEY_TEXT.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn command(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chargectl"));
-    cmd.env("CHARGECTL_DATA_DIR", home.join("data"))
-        .env("CHARGECTL_CONFIG_DIR", home.join("config"))
-        .env_remove("RUST_LOG")
-        .env_remove("CHARGECTL_PORT")
-        .env_remove("CHARGECTL_AUTHORIZATION_KEY")
-        .kill_on_drop(true);
-    cmd
-}
-
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 async fn cli(home: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
-    let mut cmd = command(home);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(
-        WAIT,
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("chargectl {args:?} did not finish within {WAIT:?}"))
-    .expect("chargectl runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cli_run::run(home, args, vars, WAIT).await
 }
 
 async fn start_charger(dir: &Path) -> (Child, PathBuf) {

@@ -5,11 +5,15 @@
 //! that cannot report its OCPP state, with the exit status that says so.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
+#[path = "common/cli_run.rs"]
+mod cli_run;
+
 use chargectl::csms::{Sandbox, SandboxHandle, SandboxOptions};
 use chargectl::link::codec::{ConfigEntry, ConfigRead, Identity, SetOutcome};
 use chargectl::link::{Backend, BootState, Client, ClientOptions, ServiceOptions, serve};
 use chargectl::stack::logbook::LogRecord;
 use chargectl::stack::secret::Secret;
+use cli_run::{Run, command};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,62 +33,8 @@ fn key_hex() -> String {
     KEY_TEXT.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn command(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chargectl"));
-    cmd.env("CHARGECTL_DATA_DIR", home.join("data"))
-        .env("CHARGECTL_CONFIG_DIR", home.join("config"))
-        .env_remove("RUST_LOG")
-        .env_remove("CHARGECTL_PORT")
-        .env_remove("CHARGECTL_BAUD")
-        .env_remove("CHARGECTL_AUTHORIZATION_KEY")
-        .kill_on_drop(true);
-    cmd
-}
-
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.lines().next().unwrap_or("")).unwrap_or_else(|e| {
-            panic!("stdout does not start with a JSON document ({e}): {self:#?}")
-        })
-    }
-
-    fn json_lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
-    }
-}
-
 async fn cli(home: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
-    let mut cmd = command(home);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(
-        WAIT,
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("chargectl {args:?} did not finish within {WAIT:?}"))
-    .expect("chargectl runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cli_run::run(home, args, vars, WAIT).await
 }
 
 /// A running `chargectl emulate --headless --json --serial-link` on its own sandbox CSMS

@@ -167,7 +167,8 @@ fn text(data: &[u8]) -> Option<&str> {
 /// A provisioning profile (TOML).
 pub fn profile(data: &[u8]) {
     if let Some(t) = text(data) {
-        let _ = chargectl::provision::profile::Profile::parse(Path::new("fuzz.toml"), t);
+        let _ =
+            chargectl::provision::profile::ProvisioningProfile::parse(Path::new("fuzz.toml"), t);
     }
 }
 

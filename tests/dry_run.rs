@@ -112,7 +112,7 @@ fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn profile(unit: &str, kind: &str, limit: f64, with_start: bool) -> Value {
+fn charging_profile(unit: &str, kind: &str, limit: f64, with_start: bool) -> Value {
     let mut schedule = json!({
         "chargingRateUnit": unit,
         "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]
@@ -357,12 +357,12 @@ async fn every_request_the_real_charger_refuses_is_a_finding_with_its_release_no
         };
         call(
             "SetChargingProfile",
-            json!({"connectorId": 1, "csChargingProfiles": profile("W", "Absolute", 11000.0, true)}),
+            json!({"connectorId": 1, "csChargingProfiles": charging_profile("W", "Absolute", 11000.0, true)}),
         )
         .await;
         call(
             "SetChargingProfile",
-            json!({"connectorId": 0, "csChargingProfiles": profile("A", "Recurring", 16.0, false)}),
+            json!({"connectorId": 0, "csChargingProfiles": charging_profile("A", "Recurring", 16.0, false)}),
         )
         .await;
         for (key, value) in [
@@ -986,7 +986,7 @@ duration = "50m"
                 s.call(
                     CP,
                     "SetChargingProfile",
-                    json!({"connectorId": 1, "csChargingProfiles": profile("A", "Absolute", limit, true)}),
+                    json!({"connectorId": 1, "csChargingProfiles": charging_profile("A", "Absolute", limit, true)}),
                 )
                 .await
                 .unwrap();
@@ -1580,7 +1580,7 @@ async fn on_a_terminal_chargectls_own_warnings_go_to_the_log_file_not_between_th
         .call(
             "PTY-2",
             "SetChargingProfile",
-            json!({"connectorId": 1, "csChargingProfiles": profile("W", "Absolute", 11000.0, true)}),
+            json!({"connectorId": 1, "csChargingProfiles": charging_profile("W", "Absolute", 11000.0, true)}),
         )
         .await
         .expect("answered");

@@ -156,7 +156,7 @@ const AUTH_DATA: &[F] = &[
 
 const T: &str = "2030-01-01T00:00:00.000Z";
 
-fn profile() -> Value {
+fn charging_profile() -> Value {
     json!({
         "chargingProfileId": 1, "transactionId": 1, "stackLevel": 0,
         "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Recurring",
@@ -240,7 +240,7 @@ fn actions() -> Vec<(&'static str, Value, Vec<F>)> {
         ("GetLocalListVersion", json!({}), vec![]),
         (
             "RemoteStartTransaction",
-            json!({"connectorId": 1, "idTag": "TAG", "chargingProfile": profile()}),
+            json!({"connectorId": 1, "idTag": "TAG", "chargingProfile": charging_profile()}),
             vec![
                 opt("connectorId", Ty::UInt),
                 req("idTag", Ty::Str(20)),
@@ -282,7 +282,7 @@ fn actions() -> Vec<(&'static str, Value, Vec<F>)> {
         ),
         (
             "SetChargingProfile",
-            json!({"connectorId": 1, "csChargingProfiles": profile()}),
+            json!({"connectorId": 1, "csChargingProfiles": charging_profile()}),
             vec![
                 req("connectorId", Ty::UInt),
                 req("csChargingProfiles", Ty::Obj(PROFILE)),

@@ -601,12 +601,12 @@ fn profile_changes_become_pending_changes() {
         Msg::ProfileLoaded {
             path: "site-a.toml".into(),
             changes: vec![
-                ProfileChange {
+                ProvisioningChange {
                     key: "HeartbeatInterval".into(),
                     old: Some("3600".into()),
                     new: ChangeValue::Plain("900".into()),
                 },
-                ProfileChange {
+                ProvisioningChange {
                     key: "FreeCharging".into(),
                     old: Some("false".into()),
                     new: ChangeValue::Plain("false".into()),

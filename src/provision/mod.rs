@@ -2,7 +2,7 @@
 //!
 //! - [`profile`]: the profile file (`profiles/*.toml`): OCPP endpoint, security profile,
 //!   configuration keys, `${VARIABLES}` and secrets from the environment or a prompt. Parsed
-//!   into a [`Profile`] (always named `provision::Profile` outside this module, never a bare
+//!   into a [`Profile`] (always named `provision::ProvisioningProfile` outside this module, never a bare
 //!   `Profile`), then resolved into [`Assignment`]s.
 //! - [`workflow`]: the workflow that applies resolved assignments to a charger through a
 //!   [`ConfigTarget`] (the serial link client): read, plan ([`Plan`]: unchanged keys marked,
@@ -26,8 +26,8 @@ pub mod workflow;
 
 pub use online::{Online, OnlineReport, StatusSource, wait_online};
 pub use profile::{
-    AssignedValue, Assignment, BUILTIN_VARIABLES, Builtins, Commissioning, Error, Profile, Prompt,
-    Result, SHIPPED, SecretShown, SecretSource, Shown, Variable,
+    AssignedValue, Assignment, BUILTIN_VARIABLES, Builtins, Commissioning, Error, Prompt,
+    ProvisioningProfile, Result, SHIPPED, SecretShown, SecretSource, Shown, Variable,
 };
 pub use workflow::{
     ConfigTarget, CurrentValue, Interrupted, KeyChange, KeyReport, Mode, Plan, Report, Step,

@@ -193,7 +193,7 @@ pub type Prompt<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// A parsed profile, before variables and secrets are resolved.
 #[derive(Debug, Clone)]
-pub struct Profile {
+pub struct ProvisioningProfile {
     pub path: PathBuf,
     pub name: String,
     pub description: Option<String>,
@@ -258,28 +258,28 @@ impl AssignedValue {
     }
 }
 
-impl Profile {
+impl ProvisioningProfile {
     /// Reads and checks a profile file. Every problem names the line and column.
-    pub fn load(path: &Path) -> Result<Profile> {
+    pub fn load(path: &Path) -> Result<ProvisioningProfile> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Profile::parse(path, &text)
+        ProvisioningProfile::parse(path, &text)
     }
 
     /// Finds a profile: a file path, else `<user_dir>/NAME.toml`, else a shipped profile by name.
-    pub fn find(name_or_path: &str, user_dir: &Path) -> Result<Profile> {
+    pub fn find(name_or_path: &str, user_dir: &Path) -> Result<ProvisioningProfile> {
         let p = Path::new(name_or_path);
         if p.exists() {
-            return Profile::load(p);
+            return ProvisioningProfile::load(p);
         }
         let candidate = user_dir.join(format!("{name_or_path}.toml"));
         if candidate.exists() {
-            return Profile::load(&candidate);
+            return ProvisioningProfile::load(&candidate);
         }
         if let Some((name, text)) = SHIPPED.iter().find(|(n, _)| *n == name_or_path) {
-            return Profile::parse(Path::new(&format!("{name}.toml")), text);
+            return ProvisioningProfile::parse(Path::new(&format!("{name}.toml")), text);
         }
         Err(Error::Read {
             path: p.to_path_buf(),
@@ -298,7 +298,7 @@ impl Profile {
         })
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Profile> {
+    pub fn parse(path: &Path, text: &str) -> Result<ProvisioningProfile> {
         let at = |span: Option<std::ops::Range<usize>>, message: String| {
             let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             Error::At {
@@ -464,7 +464,7 @@ impl Profile {
             }
             None => None,
         };
-        Ok(Profile {
+        Ok(ProvisioningProfile {
             commissioning,
             path: path.to_path_buf(),
             name: raw.name.unwrap_or_else(|| {
@@ -482,7 +482,7 @@ impl Profile {
 
     /// Resolves variables (from `set`, then defaults) and secrets (from the environment, then
     /// `prompt` when given) into the keys to write, in order. A built-in variable
-    /// (`${SERIAL}`, ...) is an error here: see [`Profile::resolve_for`].
+    /// (`${SERIAL}`, ...) is an error here: see [`ProvisioningProfile::resolve_for`].
     pub fn resolve(
         &self,
         set: &BTreeMap<String, String>,
@@ -508,14 +508,14 @@ impl Profile {
     }
 
     /// The keys the profile sets with their value templates (`${VAR}` unresolved), in order;
-    /// the secrets are not among them (see [`Profile::secrets`]).
+    /// the secrets are not among them (see [`ProvisioningProfile::secrets`]).
     pub fn templates(&self) -> impl Iterator<Item = (&str, &str)> {
         self.assignments
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// [`Profile::resolve`] for one charger: `${SERIAL}`, `${MODEL}` and `${FIRMWARE}` come from
+    /// [`ProvisioningProfile::resolve`] for one charger: `${SERIAL}`, `${MODEL}` and `${FIRMWARE}` come from
     /// `builtins` (its identity).
     pub fn resolve_for(
         &self,
@@ -819,7 +819,7 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
 
     #[test]
     fn resolves_variables_and_secrets_in_order() {
-        let p = Profile::parse(Path::new("good.toml"), GOOD).unwrap();
+        let p = ProvisioningProfile::parse(Path::new("good.toml"), GOOD).unwrap();
         let mut set = BTreeMap::new();
         set.insert("CHARGE_POINT_ID".to_string(), "CP7".to_string());
         let env =
@@ -849,7 +849,7 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
 
     #[test]
     fn missing_values_name_the_flag_or_env() {
-        let p = Profile::parse(Path::new("good.toml"), GOOD).unwrap();
+        let p = ProvisioningProfile::parse(Path::new("good.toml"), GOOD).unwrap();
         let none = |_: &str| None;
         let e = p
             .resolve(&BTreeMap::new(), &none, None)
@@ -895,7 +895,7 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
             ("[config]\nHeartbeatInterval = \n", "bad.toml:2:"),
         ];
         for (text, expected) in cases {
-            let e = Profile::parse(Path::new("bad.toml"), text)
+            let e = ProvisioningProfile::parse(Path::new("bad.toml"), text)
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -908,7 +908,7 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
     #[test]
     fn commissioning_expectations_parse_and_bad_tags_name_line_and_column() {
         let text = "[commissioning]\naccepted_id_tags = [\"04A2\", \"B7\", \"04A2\"]\nremote_start = true\n";
-        let p = Profile::parse(Path::new("c.toml"), text).unwrap();
+        let p = ProvisioningProfile::parse(Path::new("c.toml"), text).unwrap();
         assert_eq!(
             p.commissioning,
             Some(Commissioning {
@@ -916,16 +916,16 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
                 remote_start: Some(true),
             })
         );
-        let p = Profile::parse(Path::new("c.toml"), GOOD).unwrap();
+        let p = ProvisioningProfile::parse(Path::new("c.toml"), GOOD).unwrap();
         assert_eq!(p.commissioning, None);
-        let e = Profile::parse(
+        let e = ProvisioningProfile::parse(
             Path::new("c.toml"),
             "[commissioning]\naccepted_id_tags = [\"\"]\n",
         )
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("c.toml:2:21: accepted_id_tags"), "{e}");
-        let e = Profile::parse(Path::new("c.toml"), "[commissioning]\nremote = 1\n")
+        let e = ProvisioningProfile::parse(Path::new("c.toml"), "[commissioning]\nremote = 1\n")
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("c.toml:2:1: unknown field `remote`"), "{e}");
@@ -934,7 +934,7 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
     #[test]
     fn built_in_variables_come_from_the_charger_and_cannot_be_declared_or_set() {
         let text = "[ocpp]\ncharge_point_id = \"GARAGE7-${SERIAL}\"\ncsms_url = \"ws://h/${MODEL}/${FIRMWARE}\"\n";
-        let p = Profile::parse(Path::new("site.toml"), text).unwrap();
+        let p = ProvisioningProfile::parse(Path::new("site.toml"), text).unwrap();
         assert_eq!(p.builtins_used(), ["MODEL", "FIRMWARE", "SERIAL"]);
         let none = |_: &str| None;
         let out = p
@@ -959,7 +959,7 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("--set SERIAL"), "{e}");
-        let e = Profile::parse(
+        let e = ProvisioningProfile::parse(
             Path::new("site.toml"),
             "[variables]\nSERIAL = { default = \"x\" }\n",
         )
@@ -979,7 +979,7 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
     #[test]
     fn check_values_names_the_line_of_a_value_the_charger_refuses() {
         let text = "[ocpp]\ncsms_url = \"ws://h/ocpp\"\n[config]\nHeartbeatInterval = 300\nMeterValueSampleInterval = -5\n";
-        let p = Profile::parse(Path::new("v.toml"), text).unwrap();
+        let p = ProvisioningProfile::parse(Path::new("v.toml"), text).unwrap();
         let errors: Vec<String> = p.check_values(text).iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
@@ -995,7 +995,7 @@ MeterValuesSampledData = ["Energy.Active.Import.Register", "Current.Import"]
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                Profile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                ProvisioningProfile::load(&path).unwrap_or_else(|e| panic!("{e}"));
                 n += 1;
             }
         }

@@ -133,7 +133,7 @@ pub enum ApplyOutcome {
 
 /// What a provisioning profile would change for one key.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProfileChange {
+pub struct ProvisioningChange {
     pub key: String,
     pub old: Option<String>,
     pub new: ChangeValue,
@@ -335,7 +335,7 @@ pub enum Msg {
     ConfigApplied(Vec<(String, ApplyOutcome)>),
     ProfileLoaded {
         path: PathBuf,
-        changes: Vec<ProfileChange>,
+        changes: Vec<ProvisioningChange>,
     },
     Log(LogRecord),
     /// The producer could not queue this many log lines.

@@ -50,7 +50,7 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
             .emulator_state_dir(id.as_deref().unwrap_or("CHARGECTL-EMU-1"))
     });
 
-    let profile = load_profile(&args, env)?;
+    let profile = load_provisioning_profile(&args, env)?;
     let (csms_url, sandbox) = csms_or_sandbox(&args, &profile, true).await?;
     let settings = boot_settings(&args, profile, csms_url.clone(), id)?;
     let emulator = Emulator::start(&state_dir, &settings)
@@ -118,7 +118,7 @@ pub async fn run(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
 }
 
 /// The provisioning profile's keys, when `--profile` names one.
-pub(super) fn load_profile(
+pub(super) fn load_provisioning_profile(
     args: &EmulateArgs,
     env: &Env,
 ) -> anyhow::Result<Vec<crate::provision::Assignment>> {
@@ -213,7 +213,7 @@ async fn run_fleet(args: EmulateArgs, env: &Env) -> anyhow::Result<ExitCode> {
         .state_dir
         .clone()
         .unwrap_or_else(|| env.paths.emulator_state_dir("fleet"));
-    let profile = load_profile(&args, env)?;
+    let profile = load_provisioning_profile(&args, env)?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut opts = FleetOptions::new(&state_dir, "", u64::from(args.count), template);
     opts.shard = args.shard.unwrap_or(fleet::Shard::ALL);

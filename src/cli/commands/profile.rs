@@ -12,8 +12,11 @@ use crate::provision::{self, Builtins};
 
 /// Reads the profile named on the command line: a file, or a name in the profiles directory
 /// or among the shipped ones. The text is returned when it came from a file.
-fn find(name: &str, env: &Env) -> Result<(provision::Profile, Option<String>), provision::Error> {
-    let profile = provision::Profile::find(name, &env.paths.profiles_dir())?;
+fn find(
+    name: &str,
+    env: &Env,
+) -> Result<(provision::ProvisioningProfile, Option<String>), provision::Error> {
+    let profile = provision::ProvisioningProfile::find(name, &env.paths.profiles_dir())?;
     let text = std::fs::read_to_string(&profile.path).ok();
     Ok((profile, text))
 }

@@ -34,7 +34,7 @@ pub fn load(
     name: &str,
     set: &[String],
     env: &Env,
-) -> anyhow::Result<(provision::Profile, Vec<Assignment>)> {
+) -> anyhow::Result<(provision::ProvisioningProfile, Vec<Assignment>)> {
     let profile = find(name, env)?;
     let vars = parse_set(set)?;
     let secrets = secrets(&profile, env)?;
@@ -44,8 +44,8 @@ pub fn load(
     Ok((profile, assignments))
 }
 
-fn find(name: &str, env: &Env) -> anyhow::Result<provision::Profile> {
-    provision::Profile::find(name, &env.paths.profiles_dir())
+fn find(name: &str, env: &Env) -> anyhow::Result<provision::ProvisioningProfile> {
+    provision::ProvisioningProfile::find(name, &env.paths.profiles_dir())
         .map_err(|e| Failure::new(ExitCode::BadInput, e).into())
 }
 
@@ -61,7 +61,10 @@ fn parse_set(set: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// Every secret the profile needs, asked once (environment first, then a prompt on a terminal),
 /// by environment variable name. Missing ones are left out; resolving names them.
-fn secrets(profile: &provision::Profile, env: &Env) -> anyhow::Result<BTreeMap<String, String>> {
+fn secrets(
+    profile: &provision::ProvisioningProfile,
+    env: &Env,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for s in &profile.secrets {
         let value = std::env::var(&s.env)
@@ -313,7 +316,7 @@ async fn one(
     index: usize,
     port: &str,
     port_args: &crate::cli::args::PortArgs,
-    profile: &provision::Profile,
+    profile: &provision::ProvisioningProfile,
     vars: &BTreeMap<String, String>,
     secrets: &BTreeMap<String, String>,
     opts: charger::Options,

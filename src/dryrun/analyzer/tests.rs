@@ -128,7 +128,7 @@ fn expect(f: &Finding, severity: Severity, area: Area, note: &str) {
     assert_eq!(f.release_note.text, note, "{}", f.rule);
 }
 
-fn profile(unit: &str, kind: &str, start: Option<&str>) -> Value {
+fn charging_profile(unit: &str, kind: &str, start: Option<&str>) -> Value {
     let mut schedule = json!({
         "chargingRateUnit": unit,
         "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}]
@@ -168,7 +168,7 @@ fn a_well_behaved_csms_gives_no_finding() {
     r.exchange(
         "p1",
         "SetChargingProfile",
-        json!({"connectorId": 1, "csChargingProfiles": profile("A", "Absolute", Some("2026-01-01T00:00:00Z"))}),
+        json!({"connectorId": 1, "csChargingProfiles": charging_profile("A", "Absolute", Some("2026-01-01T00:00:00Z"))}),
         json!({"status": "Accepted"}),
     );
     r.wait(600.0);
@@ -188,20 +188,20 @@ fn charging_profiles_in_watts_or_recurring_without_start_are_blocking() {
         r.exchange(
             id,
             "SetChargingProfile",
-            json!({"connectorId": 1, "csChargingProfiles": profile("W", "Absolute", Some("2026-01-01T00:00:00Z"))}),
+            json!({"connectorId": 1, "csChargingProfiles": charging_profile("W", "Absolute", Some("2026-01-01T00:00:00Z"))}),
             json!({"status": "Rejected"}),
         );
     }
     r.exchange(
         "p4",
         "SetChargingProfile",
-        json!({"connectorId": 0, "csChargingProfiles": profile("A", "Recurring", None)}),
+        json!({"connectorId": 0, "csChargingProfiles": charging_profile("A", "Recurring", None)}),
         json!({"status": "Rejected"}),
     );
     r.exchange(
         "r1",
         "RemoteStartTransaction",
-        json!({"idTag": "T1", "chargingProfile": profile("W", "Relative", None)}),
+        json!({"idTag": "T1", "chargingProfile": charging_profile("W", "Relative", None)}),
         json!({"status": "Rejected"}),
     );
     let f = r.end();
@@ -885,7 +885,7 @@ fn smart_charging_that_toggles_suspended_often_is_the_known_crash_risk() {
     for i in 0..6 {
         r.wait(300.0);
         let limit = if i % 2 == 0 { 0.0 } else { 16.0 };
-        let mut p = profile("A", "Absolute", Some("2026-01-01T00:00:00Z"));
+        let mut p = charging_profile("A", "Absolute", Some("2026-01-01T00:00:00Z"));
         p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] = json!(limit);
         r.exchange(
             &format!("p{i}"),
@@ -925,7 +925,7 @@ fn values_the_notes_do_not_state_are_assumptions() {
         json!({"key": ["ChargeProfileMaxStackLevel", "HeartbeatInterval"]}),
         json!({}),
     );
-    let mut p = profile("A", "Absolute", Some("2026-01-01T00:00:00Z"));
+    let mut p = charging_profile("A", "Absolute", Some("2026-01-01T00:00:00Z"));
     p["stackLevel"] = json!(3);
     p["chargingSchedule"]["chargingSchedulePeriod"] =
         json!([{"startPeriod": 0, "limit": 16.0}, {"startPeriod": 600, "limit": 10.0}]);

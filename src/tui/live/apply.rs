@@ -11,7 +11,7 @@ use super::session::Gate;
 use crate::link::Client;
 use crate::provision::{self, AssignedValue, Assignment, Plan};
 use crate::stack::config::ChangeOutcome;
-use crate::tui::msg::{ApplyOutcome, ChangeValue, ConfigChange, Msg, ProfileChange};
+use crate::tui::msg::{ApplyOutcome, ChangeValue, ConfigChange, Msg, ProvisioningChange};
 
 pub(super) async fn read_config(client: Client, gate: Gate, request: u64) {
     let msg = match client.config_get(Vec::new()).await {
@@ -71,9 +71,10 @@ pub(super) async fn load_provisioning_profile(
 ) {
     let context = format!("loading profile {}", path.display());
     let p = path.clone();
-    let resolved =
-        tokio::task::spawn_blocking(move || provision::Profile::load(&p)?.resolve_from_env(&*env))
-            .await;
+    let resolved = tokio::task::spawn_blocking(move || {
+        provision::ProvisioningProfile::load(&p)?.resolve_from_env(&*env)
+    })
+    .await;
     let assignments = match resolved {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
@@ -116,9 +117,9 @@ pub(super) async fn load_provisioning_profile(
 
 /// The keys a plan changes, as the configuration screen lists them: secrets as [`ChangeValue::Secret`],
 /// write-only current values never shown.
-fn provisioning_changes(plan: &Plan) -> Vec<ProfileChange> {
+fn provisioning_changes(plan: &Plan) -> Vec<ProvisioningChange> {
     plan.changes()
-        .map(|c| ProfileChange {
+        .map(|c| ProvisioningChange {
             key: c.key.clone(),
             old: c.current.clone(),
             new: match &c.value {

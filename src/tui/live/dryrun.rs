@@ -48,8 +48,11 @@ fn plan(
     let scenario = Scenario::default_scenario();
     let (profile_name, assignments, expectations) = match profile {
         Some(name) => {
-            let p = provision::Profile::find(&name, &opts.paths.config_dir.join("profiles"))
-                .map_err(|e| e.to_string())?;
+            let p = provision::ProvisioningProfile::find(
+                &name,
+                &opts.paths.config_dir.join("profiles"),
+            )
+            .map_err(|e| e.to_string())?;
             let assignments = p.resolve_from_env(&*opts.env).map_err(|e| e.to_string())?;
             let expectations = p
                 .commissioning

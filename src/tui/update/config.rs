@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::stack::config;
 use crate::tui::action::Action;
 use crate::tui::msg::{
-    ApplyOutcome, ChangeValue, ConfigChange, ConfigEntry, Effect, ProfileChange, ValueType,
+    ApplyOutcome, ChangeValue, ConfigChange, ConfigEntry, Effect, ProvisioningChange, ValueType,
 };
 use crate::tui::state::{NoticeKind, Pending, Prompt, PromptKind, Screen, State};
 
@@ -37,7 +37,7 @@ pub(super) fn on_config_read(
 pub(super) fn on_profile_loaded(
     state: &mut State,
     path: PathBuf,
-    changes: Vec<ProfileChange>,
+    changes: Vec<ProvisioningChange>,
 ) -> Vec<Effect> {
     let mut count = 0;
     for c in changes {

@@ -124,6 +124,7 @@ async fn start_charger(url: &str, id: &str) -> Charger {
         event_capacity: chargepoint::EVENTS_SINGLE,
         journal: Default::default(),
         probe: None,
+        trace: None,
     };
     let (handle, task) = chargepoint::spawn(opts, hw.clone(), move |_| identity.clone());
     let sent = Arc::new(Mutex::new(Vec::new()));

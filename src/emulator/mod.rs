@@ -68,7 +68,7 @@ pub struct Scale {
     /// Trusted firmware keys, shared by every charger of a fleet (None: from the settings).
     pub trusted_keys: Option<Arc<Vec<crate::firmware::VerifyingKey>>>,
     /// Whether the charger keeps the trace of its last OCPP frames from power-on (for its
-    /// service port; a charger of a fleet does not, so its frames are never built as events).
+    /// service port; a charger of a fleet keeps none, so its frames are not turned into text).
     pub ocpp_trace: bool,
 }
 
@@ -112,7 +112,7 @@ pub struct Emulator {
     /// The pseudo-terminal service port, when one is attached.
     service_port: std::sync::Mutex<Option<service_port::ServicePort>>,
     /// The last OCPP frames, kept from power-on when [`Scale::ocpp_trace`] asks for it.
-    ocpp_trace: Option<service_port::Trace>,
+    ocpp_trace: Option<chargepoint::FrameTrace>,
     /// Boots of an image on trial still to fail, as a crashing image's would
     /// (`{"action":"fail_boots","count":N}`).
     fail_boots: Arc<AtomicU32>,
@@ -190,6 +190,9 @@ impl Emulator {
             log: logbook.clone(),
             inner: scale.probe.clone(),
         });
+        let ocpp_trace = scale
+            .ocpp_trace
+            .then(|| chargepoint::FrameTrace::new(service_port::TRACE_FRAMES));
         let opts = chargepoint::Options {
             identity: identity.clone(),
             state_dir: state_dir.to_path_buf(),
@@ -204,6 +207,7 @@ impl Emulator {
             event_capacity: scale.event_capacity,
             journal: scale.journal.clone(),
             probe: Some(probe),
+            trace: ocpp_trace.clone(),
         };
         let mut reboot_identity = identity.clone();
         let reboot_slots = slots.clone();
@@ -222,10 +226,6 @@ impl Emulator {
             reboot_identity.firmware_version = slots.active_version();
             reboot_identity.clone()
         });
-        // Subscribed before the stack's first await, so the trace holds the boot's frames.
-        let ocpp_trace = scale
-            .ocpp_trace
-            .then(|| service_port::record_trace(handle.subscribe()));
         Ok(Emulator {
             handle,
             ocpp_trace,

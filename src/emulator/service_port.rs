@@ -2,7 +2,6 @@
 //! pseudo-terminal (`emulate --serial-link PATH`), backed by the real charge point's
 //! configuration (the same rules as OCPP ChangeConfiguration), its log, and its firmware slots.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -14,7 +13,7 @@ use crate::link::ocpp_state::{
 };
 use crate::link::{self, BootState, ConfigEntry, ConfigRead, SetOutcome};
 use crate::stack::chargepoint::{
-    ConnectionState, Direction, Event, Handle, RebootKind, Registration,
+    ConnectionState, Direction, Event, FrameTrace, Handle, RebootKind, Registration,
 };
 use crate::stack::config::{ChangeOutcome, Channel};
 use crate::stack::logbook::{LogBook, LogRecord};
@@ -32,43 +31,11 @@ pub struct ChargerBackend {
     serial_number: String,
     booted_at: Arc<Mutex<Instant>>,
     /// The last [`TRACE_FRAMES`] OCPP frames, as the events carry them (secrets redacted).
-    trace: Arc<Mutex<VecDeque<TraceEntry>>>,
+    trace: FrameTrace,
 }
 
 /// OCPP frames the charger keeps for its service port's trace.
 pub const TRACE_FRAMES: usize = 256;
-
-/// The charger's last [`TRACE_FRAMES`] OCPP frames.
-pub type Trace = Arc<Mutex<VecDeque<TraceEntry>>>;
-
-/// Keeps the frames the charge point reports on `events` in a new trace, until it stops.
-pub fn record_trace(mut events: broadcast::Receiver<Event>) -> Trace {
-    let trace: Trace = Arc::new(Mutex::new(VecDeque::with_capacity(TRACE_FRAMES)));
-    let kept = trace.clone();
-    tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(Event::Message { direction, frame }) => {
-                    let mut t = kept.lock().unwrap_or_else(|e| e.into_inner());
-                    if t.len() == TRACE_FRAMES {
-                        t.pop_front();
-                    }
-                    t.push_back(TraceEntry {
-                        at_ms: chrono::Utc::now().timestamp_millis(),
-                        direction: match direction {
-                            Direction::Sent => TraceDirection::Sent,
-                            Direction::Received => TraceDirection::Received,
-                        },
-                        frame: frame.to_string(),
-                    });
-                }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
-    trace
-}
 
 impl ChargerBackend {
     pub fn new(emulator: &Emulator) -> Arc<ChargerBackend> {
@@ -76,7 +43,7 @@ impl ChargerBackend {
         let trace = emulator
             .ocpp_trace
             .clone()
-            .unwrap_or_else(|| record_trace(emulator.handle.subscribe()));
+            .unwrap_or_else(|| FrameTrace::new(TRACE_FRAMES));
         // Uptime restarts with every reboot of the stack.
         let mut events = emulator.handle.subscribe();
         let reset = booted_at.clone();
@@ -178,8 +145,20 @@ impl link::Backend for ChargerBackend {
     }
 
     async fn ocpp_trace(&self) -> Option<Vec<TraceEntry>> {
-        let t = self.trace.lock().unwrap_or_else(|e| e.into_inner());
-        Some(t.iter().cloned().collect())
+        Some(
+            self.trace
+                .records()
+                .into_iter()
+                .map(|r| TraceEntry {
+                    at_ms: r.at_ms,
+                    direction: match r.direction {
+                        Direction::Sent => TraceDirection::Sent,
+                        Direction::Received => TraceDirection::Received,
+                    },
+                    frame: r.frame,
+                })
+                .collect(),
+        )
     }
 
     async fn config_get(&self, keys: Vec<String>) -> ConfigRead {

@@ -244,11 +244,20 @@ impl ChargePoint {
         if let Some(probe) = &self.opts.probe {
             probe.frame(direction);
         }
-        if self.events.receiver_count() > 0 {
-            self.emit(Event::Message {
+        let observed = self.events.receiver_count() > 0;
+        if !observed && self.opts.trace.is_none() {
+            return;
+        }
+        let frame = frame();
+        if let Some(trace) = &self.opts.trace {
+            trace.push(super::TraceRecord {
+                at_ms: chrono::Utc::now().timestamp_millis(),
                 direction,
-                frame: frame(),
+                frame: frame.to_string(),
             });
+        }
+        if observed {
+            self.emit(Event::Message { direction, frame });
         }
     }
 

@@ -67,6 +67,52 @@ pub struct Options {
     pub journal: Durability,
     /// Told what happens as it happens, without events being built (a fleet's counters).
     pub probe: Option<Arc<dyn Probe>>,
+    /// The charger's own record of its last OCPP frames (None: it keeps none, as in a fleet).
+    pub trace: Option<FrameTrace>,
+}
+
+/// One OCPP frame in the charger's trace, secrets redacted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRecord {
+    /// When it went out or came in, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub direction: Direction,
+    /// The frame as JSON text.
+    pub frame: String,
+}
+
+/// The last frames the charger sent and received, kept from power-on by the charge point
+/// itself (not through the event channel, so no slow observer can make it lose one), across
+/// its reboots.
+#[derive(Debug, Clone)]
+pub struct FrameTrace {
+    records: Arc<std::sync::Mutex<std::collections::VecDeque<TraceRecord>>>,
+    capacity: usize,
+}
+
+impl FrameTrace {
+    /// A trace of the last `capacity` frames.
+    pub fn new(capacity: usize) -> FrameTrace {
+        FrameTrace {
+            records: Arc::new(std::sync::Mutex::new(
+                std::collections::VecDeque::with_capacity(capacity),
+            )),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn push(&self, record: TraceRecord) {
+        let mut records = crate::sync::lock(&self.records);
+        if records.len() == self.capacity {
+            records.pop_front();
+        }
+        records.push_back(record);
+    }
+
+    /// The frames kept, oldest first.
+    pub fn records(&self) -> Vec<TraceRecord> {
+        crate::sync::lock(&self.records).iter().cloned().collect()
+    }
 }
 
 /// How a CALL of the charge point ended, as [`Probe::call`] reports it.

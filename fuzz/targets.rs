@@ -4,7 +4,7 @@
 //! the main test suite replays the corpus and every crash found so far through the same
 //! functions, without AFL.
 
-use chargectl::stack::messages::{CpCall, CsmsCall};
+use chargectl::stack::messages::{ALL_ACTIONS, CpCall, CsmsCall};
 use chargectl::stack::rpc::Frame;
 use serde_json::Value;
 use std::path::Path;
@@ -22,38 +22,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("profile", profile),
     ("keymap", keymap),
     ("scenario", scenario),
-];
-
-/// The OCPP-J actions a CALL may carry, the selector byte of [`ocpp_call`] picks one.
-const ACTIONS: &[&str] = &[
-    "CancelReservation",
-    "ChangeAvailability",
-    "ChangeConfiguration",
-    "ClearCache",
-    "ClearChargingProfile",
-    "DataTransfer",
-    "GetCompositeSchedule",
-    "GetConfiguration",
-    "GetDiagnostics",
-    "GetLocalListVersion",
-    "RemoteStartTransaction",
-    "RemoteStopTransaction",
-    "ReserveNow",
-    "Reset",
-    "SendLocalList",
-    "SetChargingProfile",
-    "TriggerMessage",
-    "UnlockConnector",
-    "UpdateFirmware",
-    "Authorize",
-    "BootNotification",
-    "DiagnosticsStatusNotification",
-    "FirmwareStatusNotification",
-    "Heartbeat",
-    "MeterValues",
-    "StartTransaction",
-    "StatusNotification",
-    "StopTransaction",
 ];
 
 /// A WebSocket text message from a CSMS: `Frame::parse`, the CALLERROR a broken frame gets,
@@ -81,13 +49,13 @@ pub fn ocpp_frame(data: &[u8]) {
     }
 }
 
-/// A CALL's payload for one action (the first byte picks it): `CsmsCall::decode` and
+/// A CALL's payload for one action (the first byte picks one of `ALL_ACTIONS`): `CsmsCall::decode` and
 /// `CpCall::decode`; what decodes encodes back to a payload that decodes to the same call.
 pub fn ocpp_call(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let action = ACTIONS[pick as usize % ACTIONS.len()];
+    let action = ALL_ACTIONS[pick as usize % ALL_ACTIONS.len()];
     let Ok(payload) = serde_json::from_slice::<Value>(rest) else {
         return;
     };

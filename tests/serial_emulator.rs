@@ -4,15 +4,19 @@
 //! re-enumeration.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
+#[path = "common/cli_run.rs"]
+mod cli_run;
+
 use chargectl::link::{Client, ClientOptions, LogEvent, SetOutcome};
 use chargectl::stack::logbook::Level;
+use cli_run::{Run, command};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::watch;
 
 /// Bound on any single wait for the emulator or a CLI run.
@@ -20,64 +24,9 @@ const WAIT: Duration = Duration::from_secs(30);
 /// An AuthorizationKey (20 bytes as hex) that must never appear in any output.
 const AUTH_KEY_HEX: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
 
-fn command(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chargectl"));
-    cmd.env("CHARGECTL_DATA_DIR", home.join("data"))
-        .env("CHARGECTL_CONFIG_DIR", home.join("config"))
-        .env_remove("RUST_LOG")
-        .env_remove("CHARGECTL_PORT")
-        .env_remove("CHARGECTL_BAUD")
-        .kill_on_drop(true);
-    cmd
-}
-
-/// A finished CLI run.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
-    }
-
-    fn json_lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{self:#?}"))
-            })
-            .collect()
-    }
-
-    fn all_output(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
 /// Runs `chargectl ARGS` to completion within `limit`.
 async fn cli_within(home: &Path, args: &[&str], limit: Duration) -> Run {
-    let child = command(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chargectl starts");
-    let out = tokio::time::timeout(limit, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("chargectl {args:?} did not finish within {limit:?}"))
-        .expect("chargectl runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cli_run::run(home, args, &[], limit).await
 }
 
 async fn cli(home: &Path, args: &[&str]) -> Run {
@@ -966,26 +915,7 @@ fn shape(doc: &Value) -> Value {
 
 /// Runs `chargectl ARGS` with extra environment variables.
 async fn cli_env(home: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
-    let mut cmd = command(home);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(
-        WAIT,
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("chargectl {args:?} did not finish within {WAIT:?}"))
-    .expect("chargectl runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cli_run::run(home, args, vars, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,11 +31,13 @@ pub struct Run {
 }
 
 impl Run {
-    /// The JSON document on the first line of stdout.
+    /// The JSON document stdout holds, or the one on its first line.
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.lines().next().unwrap_or("")).unwrap_or_else(|e| {
-            panic!("stdout does not start with a JSON document ({e}): {self:#?}")
-        })
+        serde_json::from_str(self.stdout.trim())
+            .or_else(|_| serde_json::from_str(self.stdout.lines().next().unwrap_or("")))
+            .unwrap_or_else(|e| {
+                panic!("stdout does not start with a JSON document ({e}): {self:#?}")
+            })
     }
 
     /// Every non-empty line of stdout as JSON.
@@ -45,6 +47,13 @@ impl Run {
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
             .collect()
+    }
+}
+
+impl Run {
+    /// Stdout and stderr together.
+    pub fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
     }
 }
 
